@@ -1,0 +1,67 @@
+"""Plain data passed between pipeline stages: feed entries and articles.
+
+Stages exchange these dataclasses, never ORM rows or library objects, so each stage can be
+used (and tested) on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: The fields a rule can scope to, in the order `text:` joins them.
+TEXT_FIELDS = ("title", "summary", "body")
+FIELDS = ("title", "summary", "body", "author", "tags", "url", "feed")
+
+
+@dataclass(slots=True)
+class Entry:
+    """One item of a feed, normalised to plain text."""
+
+    title: str = ""
+    summary: str = ""
+    link: str | None = None
+    guid: str | None = None
+    published: datetime | None = None
+    authors: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The entry's identity within its feed: GUID, else link, else a hash of its text."""
+        if self.guid:
+            return self.guid
+        if self.link:
+            return self.link
+        digest = hashlib.sha256(f"{self.title}\n{self.summary}".encode()).hexdigest()
+        return f"sha256:{digest}"
+
+
+@dataclass(slots=True)
+class Article:
+    """A new entry with its extracted body: what rules match and alerts describe."""
+
+    feed: str
+    guid: str
+    url: str
+    title: str = ""
+    summary: str = ""
+    body: str = ""
+    published: datetime | None = None
+    authors: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    canonical_url: str | None = None
+    id: str | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The text of every rule field (see `FIELDS`)."""
+        return {
+            "title": self.title,
+            "summary": self.summary,
+            "body": self.body,
+            "author": "\n".join(self.authors),
+            "tags": "\n".join(self.tags),
+            "url": self.url,
+            "feed": self.feed,
+        }

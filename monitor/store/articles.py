@@ -1,0 +1,282 @@
+"""Articles, their matches and their alerts, committed in ONE transaction with the outbox.
+
+`commit_article` is the heart of "never miss, never repeat": the article row (unique per feed
+and GUID), its story, its rule matches, the alerts (unique per rule and story) and one delivery
+per channel are written together, or not at all. A crash before the commit leaves the entry new
+for the next poll; after it, the deliveries are in the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, distinct, func, insert, select, update
+
+from monitor.models import Article
+from monitor.store import schema as s
+from monitor.store.engine import read_tx, write_tx
+from monitor.store.outbox import enqueue
+from monitor.stories import Fingerprint, StoryIndex
+
+
+@dataclass(slots=True)
+class Route:
+    """Where and how a rule alerts (computed from the config by the pipeline)."""
+
+    rule: str
+    severity: str
+    channels: list[tuple[str, bool]]  # (channel, held for a digest)
+    cooldown: float | None = None
+    updates: bool = False
+    min_sources: int | None = None
+    within: float | None = None
+
+
+@dataclass(slots=True)
+class RuleHit:
+    route: Route
+    explanation: list[dict[str, Any]]  # the hits: field, leaf, text, start, end
+    message: dict[str, Any]  # AlertMessage fields except the per-alert / per-channel ones
+
+
+@dataclass(slots=True)
+class CommitResult:
+    article_id: int | None  # None: the entry was already stored (seen before)
+    story_id: int | None = None
+    story_reason: str = ""
+    alerts: list[str] = field(default_factory=list)  # rules that alerted
+    updates: list[str] = field(default_factory=list)  # rules whose story gained a source
+    suppressed: list[str] = field(default_factory=list)  # rules in cooldown / below min_sources
+    deliveries: int = 0
+
+
+class ArticleRepo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def seen_guids(self, feed_id: int, guids: Sequence[str]) -> set[str]:
+        """Which of these entry keys this feed already has."""
+        found: set[str] = set()
+        with read_tx(self.engine) as conn:
+            for i in range(0, len(guids), 500):
+                chunk = list(guids[i : i + 500])
+                found.update(
+                    conn.execute(
+                        select(s.articles.c.guid).where(
+                            s.articles.c.feed_id == feed_id, s.articles.c.guid.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def commit_article(
+        self,
+        *,
+        feed_id: int,
+        article: Article,
+        fingerprint: Fingerprint,
+        hits: Sequence[RuleHit],
+        stories: StoryIndex,
+        now: float,
+        extract_error: str | None = None,
+    ) -> CommitResult:
+        with write_tx(self.engine) as conn:
+            if conn.execute(
+                select(s.articles.c.id).where(
+                    s.articles.c.feed_id == feed_id, s.articles.c.guid == article.guid
+                )
+            ).first():
+                return CommitResult(article_id=None)
+            story_id, reason, _new = stories.assign(
+                conn, fingerprint, title=article.title, url=article.url, now=now
+            )
+            article_id = int(
+                conn.execute(
+                    insert(s.articles).values(
+                        feed_id=feed_id,
+                        guid=article.guid,
+                        url=article.url,
+                        canonical_url=article.canonical_url,
+                        title=article.title,
+                        summary=article.summary,
+                        body=article.body,
+                        authors=json.dumps(article.authors),
+                        tags=json.dumps(article.tags),
+                        published=article.published.timestamp() if article.published else None,
+                        fetched_at=now,
+                        extract_error=extract_error,
+                        story_id=story_id,
+                        story_reason=reason,
+                        minhash=fingerprint.minhash,
+                    )
+                ).inserted_primary_key[0]
+            )
+            stories.remember(conn, fingerprint, story_id=story_id, article_id=article_id, now=now)
+            result = CommitResult(article_id=article_id, story_id=story_id, story_reason=reason)
+            sources = _story_sources(conn, story_id)
+            for hit in hits:
+                conn.execute(
+                    insert(s.matches).values(
+                        article_id=article_id,
+                        rule=hit.route.rule,
+                        explanation=json.dumps(hit.explanation),
+                        created_at=now,
+                    )
+                )
+                self._alert(
+                    conn,
+                    hit,
+                    article_id=article_id,
+                    story_id=story_id,
+                    sources=sources,
+                    now=now,
+                    result=result,
+                )
+            return result
+
+    def _alert(
+        self,
+        conn: Connection,
+        hit: RuleHit,
+        *,
+        article_id: int,
+        story_id: int,
+        sources: list[dict[str, str]],
+        now: float,
+        result: CommitResult,
+    ) -> None:
+        route = hit.route
+        existing = conn.execute(
+            select(s.alerts.c.id, s.alerts.c.key, s.alerts.c.status).where(
+                s.alerts.c.rule == route.rule, s.alerts.c.story_id == story_id
+            )
+        ).first()
+        if existing is not None and existing.status != "waiting":
+            if route.updates and existing.status == "sent" and len(sources) > 1:
+                msg = dict(
+                    hit.message,
+                    kind="story.updated",
+                    alert_id=existing.id,
+                    story_id=story_id,
+                    sources=sources,
+                    rule=route.rule,
+                    severity=route.severity,
+                )
+                for channel, held in route.channels:
+                    key = f"{existing.key}:update:{article_id}:{channel}"
+                    if enqueue(
+                        conn,
+                        channel=channel,
+                        kind="story.updated",
+                        key=key,
+                        payload=dict(msg, idempotency_key=key),
+                        now=now,
+                        alert_id=existing.id,
+                        held=held,
+                    ):
+                        result.deliveries += 1
+                result.updates.append(route.rule)
+            return
+        status = "sent"
+        if route.min_sources is not None:
+            window_start = now - (route.within or 0)
+            n = conn.execute(
+                select(func.count(distinct(s.articles.c.feed_id))).where(
+                    s.articles.c.story_id == story_id, s.articles.c.fetched_at >= window_start
+                )
+            ).scalar_one()
+            if n < route.min_sources:
+                status = "waiting"
+        if status == "sent" and route.cooldown:
+            recent = conn.execute(
+                select(s.alerts.c.id)
+                .where(
+                    s.alerts.c.rule == route.rule,
+                    s.alerts.c.status == "sent",
+                    s.alerts.c.created_at > now - route.cooldown,
+                )
+                .limit(1)
+            ).first()
+            if recent is not None:
+                status = "suppressed"
+        if existing is not None:  # a story that was waiting for more sources
+            if status != "sent":
+                return
+            conn.execute(
+                update(s.alerts)
+                .where(s.alerts.c.id == existing.id)
+                .values(status="sent", created_at=now)
+            )
+            alert_id, alert_key = int(existing.id), str(existing.key)
+        else:
+            alert_key = uuid.uuid4().hex
+            alert_id = int(
+                conn.execute(
+                    insert(s.alerts).values(
+                        key=alert_key,
+                        rule=route.rule,
+                        story_id=story_id,
+                        article_id=article_id,
+                        severity=route.severity,
+                        status=status,
+                        message=json.dumps(hit.message),
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]
+            )
+        if status != "sent":
+            result.suppressed.append(route.rule)
+            return
+        msg = dict(
+            hit.message,
+            kind="alert",
+            alert_id=alert_id,
+            story_id=story_id,
+            sources=sources,
+            rule=route.rule,
+            severity=route.severity,
+        )
+        for channel, held in route.channels:
+            key = f"{alert_key}:{channel}"
+            if enqueue(
+                conn,
+                channel=channel,
+                kind="alert",
+                key=key,
+                payload=dict(msg, idempotency_key=key),
+                now=now,
+                alert_id=alert_id,
+                held=held,
+            ):
+                result.deliveries += 1
+        result.alerts.append(route.rule)
+
+    def recent(self, since: float, limit: int | None = None) -> list[dict[str, Any]]:
+        """Stored articles fetched since `since` (for backtests), newest first."""
+        with read_tx(self.engine) as conn:
+            q = (
+                select(s.articles, s.feeds.c.name.label("feed_name"))
+                .join(s.feeds, s.feeds.c.id == s.articles.c.feed_id)
+                .where(s.articles.c.fetched_at >= since)
+                .order_by(s.articles.c.fetched_at.desc())
+            )
+            if limit:
+                q = q.limit(limit)
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _story_sources(conn: Connection, story_id: int) -> list[dict[str, str]]:
+    rows = conn.execute(
+        select(s.feeds.c.name, s.articles.c.url, s.articles.c.title, s.articles.c.story_reason)
+        .join(s.feeds, s.feeds.c.id == s.articles.c.feed_id)
+        .where(s.articles.c.story_id == story_id)
+        .order_by(s.articles.c.id)
+    ).all()
+    return [
+        {"feed": r.name, "url": r.url, "title": r.title, "reason": r.story_reason or ""}
+        for r in rows
+    ]

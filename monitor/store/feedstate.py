@@ -1,0 +1,262 @@
+"""Feed state: which feeds exist, when each is due, who holds its lease, and its health.
+
+Due feeds are leased in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several nodes can
+share one database; every completion is conditional on still holding the lease. Health changes
+(broken after a configured time, recovered) are queued in the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+
+from monitor.store import schema as s
+from monitor.store.engine import is_postgres, read_tx, write_tx
+
+
+@dataclass(slots=True)
+class FeedState:
+    id: int
+    url: str
+    fetch_url: str
+    name: str
+    allow_private: bool
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    next_poll_at: float
+    consecutive_failures: int
+    failing_since: float | None
+    last_error: str | None
+    last_error_kind: str | None
+    last_success_at: float | None
+    last_attempt_at: float | None
+    broken_reported: bool
+    redirect_target: str | None
+    redirect_count: int
+    min_interval: float | None
+    polls: int
+    entries_total: int
+    last_new_entry_at: float | None
+    active: bool
+
+
+def _state(r: Any) -> FeedState:
+    return FeedState(**{f: getattr(r, f) for f in FeedState.__slots__})
+
+
+@dataclass(slots=True)
+class FeedSpec:
+    url: str
+    name: str
+    allow_private: bool
+
+
+#: Called inside the health transaction: (conn, feed, event kind) queues health deliveries.
+HealthHook = Callable[[Connection, FeedState, str], None]
+
+
+class FeedRepo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def sync(self, specs: Sequence[FeedSpec], now: float) -> None:
+        """Make the feeds table match the config: add new feeds (due now), deactivate removed."""
+        wanted = {f.url: f for f in specs}
+        with write_tx(self.engine) as conn:
+            existing = {
+                r.url: r
+                for r in conn.execute(
+                    select(
+                        s.feeds.c.id,
+                        s.feeds.c.url,
+                        s.feeds.c.name,
+                        s.feeds.c.active,
+                        s.feeds.c.allow_private,
+                    )
+                )
+            }
+            for url, spec in wanted.items():
+                row = existing.get(url)
+                if row is None:
+                    conn.execute(
+                        insert(s.feeds).values(
+                            url=url,
+                            fetch_url=url,
+                            name=spec.name,
+                            active=True,
+                            allow_private=spec.allow_private,
+                            next_poll_at=now,
+                            created_at=now,
+                            consecutive_failures=0,
+                            broken_reported=False,
+                            redirect_count=0,
+                            polls=0,
+                            entries_total=0,
+                        )
+                    )
+                elif (row.name, row.active, row.allow_private) != (
+                    spec.name,
+                    True,
+                    spec.allow_private,
+                ):
+                    conn.execute(
+                        update(s.feeds)
+                        .where(s.feeds.c.id == row.id)
+                        .values(name=spec.name, active=True, allow_private=spec.allow_private)
+                    )
+            gone = [r.id for url, r in existing.items() if url not in wanted and r.active]
+            if gone:
+                conn.execute(update(s.feeds).where(s.feeds.c.id.in_(gone)).values(active=False))
+
+    def lease_due(self, owner: str, *, limit: int, lease: float, now: float) -> list[FeedState]:
+        """Lease up to `limit` due feeds, most overdue first."""
+        with write_tx(self.engine) as conn:
+            cond = and_(
+                s.feeds.c.active.is_(True),
+                s.feeds.c.next_poll_at <= now,
+                or_(s.feeds.c.lease_until.is_(None), s.feeds.c.lease_until < now),
+            )
+            q = select(s.feeds.c.id).where(cond).order_by(s.feeds.c.next_poll_at).limit(limit)
+            if is_postgres(self.engine):
+                q = q.with_for_update(skip_locked=True)
+            ids = list(conn.execute(q).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                update(s.feeds)
+                .where(s.feeds.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until=now + lease, last_attempt_at=now)
+            )
+            rows = conn.execute(
+                select(s.feeds).where(s.feeds.c.id.in_(ids)).order_by(s.feeds.c.next_poll_at)
+            )
+            return [_state(r) for r in rows]
+
+    def get(self, url: str) -> FeedState | None:
+        with read_tx(self.engine) as conn:
+            r = conn.execute(select(s.feeds).where(s.feeds.c.url == url)).first()
+            return _state(r) if r else None
+
+    def all(self) -> list[FeedState]:
+        with read_tx(self.engine) as conn:
+            return [_state(r) for r in conn.execute(select(s.feeds).order_by(s.feeds.c.id))]
+
+    def record_success(
+        self,
+        feed: FeedState,
+        owner: str,
+        *,
+        now: float,
+        next_poll_at: float,
+        etag: str | None,
+        last_modified: str | None,
+        content_hash: str | None,
+        new_entries: int,
+        fetch_url: str | None = None,
+        redirect_target: str | None = None,
+        min_interval: float | None = None,
+        on_health: HealthHook | None = None,
+    ) -> bool:
+        """Record a good poll. Returns False if the lease was lost (another node took over)."""
+        values: dict[str, Any] = {
+            "etag": etag,
+            "last_modified": last_modified,
+            "content_hash": content_hash,
+            "next_poll_at": next_poll_at,
+            "last_success_at": now,
+            "consecutive_failures": 0,
+            "failing_since": None,
+            "last_error": None,
+            "last_error_kind": None,
+            "broken_reported": False,
+            "lease_owner": None,
+            "lease_until": None,
+            "polls": s.feeds.c.polls + 1,
+            "entries_total": s.feeds.c.entries_total + new_entries,
+            "min_interval": min_interval,
+        }
+        if new_entries:
+            values["last_new_entry_at"] = now
+        if fetch_url:
+            values["fetch_url"] = fetch_url
+        if redirect_target is None:
+            values.update(redirect_target=None, redirect_count=0)
+        elif redirect_target == feed.redirect_target:
+            values["redirect_count"] = s.feeds.c.redirect_count + 1
+        else:
+            values.update(redirect_target=redirect_target, redirect_count=1)
+        with write_tx(self.engine) as conn:
+            res = conn.execute(
+                update(s.feeds)
+                .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
+                .values(**values)
+            )
+            if not res.rowcount:
+                return False
+            if feed.broken_reported and on_health is not None:
+                on_health(conn, feed, "source.recovered")
+            return True
+
+    def record_failure(
+        self,
+        feed: FeedState,
+        owner: str,
+        *,
+        now: float,
+        next_poll_at: float,
+        kind: str,
+        error: str,
+        broken_after: float,
+        on_health: HealthHook | None = None,
+        min_interval: float | None = None,
+    ) -> bool:
+        """Record a failed poll; report the feed broken once it has failed for `broken_after`."""
+        failing_since = feed.failing_since if feed.failing_since is not None else now
+        broken = (not feed.broken_reported) and now - failing_since >= broken_after
+        with write_tx(self.engine) as conn:
+            res = conn.execute(
+                update(s.feeds)
+                .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
+                .values(
+                    consecutive_failures=s.feeds.c.consecutive_failures + 1,
+                    failing_since=failing_since,
+                    last_error=error[:2000],
+                    last_error_kind=kind,
+                    next_poll_at=next_poll_at,
+                    lease_owner=None,
+                    lease_until=None,
+                    broken_reported=feed.broken_reported or broken,
+                    min_interval=min_interval if min_interval is not None else feed.min_interval,
+                )
+            )
+            if not res.rowcount:
+                return False
+            if broken and on_health is not None:
+                feed.failing_since, feed.last_error, feed.last_error_kind = (
+                    failing_since,
+                    error,
+                    kind,
+                )
+                on_health(conn, feed, "source.broken")
+            return True
+
+    def release(self, feed: FeedState, owner: str) -> None:
+        with write_tx(self.engine) as conn:
+            conn.execute(
+                update(s.feeds)
+                .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def poll_now(self, now: float) -> None:
+        """Make every healthy active feed due now (a failing one keeps its backoff)."""
+        with write_tx(self.engine) as conn:
+            conn.execute(
+                update(s.feeds)
+                .where(s.feeds.c.active.is_(True), s.feeds.c.consecutive_failures == 0)
+                .values(next_poll_at=now)
+            )

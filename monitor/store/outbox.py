@@ -1,0 +1,263 @@
+"""The outbox: alert deliveries written with the article, claimed with a lease, sent, recorded.
+
+A delivery row is created in the same transaction as the alert it carries. Workers claim due
+rows with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already
+serialises writers), send, and record the outcome conditionally on still holding the lease, so
+a late worker can never overwrite a newer attempt. Nothing is marked sent until the receiver
+said so; a crash between send and record means the row is sent again after its lease expires,
+with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from monitor.store import schema as s
+from monitor.store.engine import is_postgres, read_tx, write_tx
+
+CLAIMABLE = ("pending", "failed")
+STATUSES = ("pending", "failed", "sent", "dead", "held", "digested")
+
+
+@dataclass(slots=True)
+class Delivery:
+    id: int
+    alert_id: int | None
+    channel: str
+    kind: str
+    idempotency_key: str
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    payload: dict[str, Any]
+    created_at: float
+    sent_at: float | None = None
+
+
+def _row(r: Any) -> Delivery:
+    return Delivery(
+        id=r.id,
+        alert_id=r.alert_id,
+        channel=r.channel,
+        kind=r.kind,
+        idempotency_key=r.idempotency_key,
+        status=r.status,
+        attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at,
+        last_error=r.last_error,
+        payload=json.loads(r.payload),
+        created_at=r.created_at,
+        sent_at=r.sent_at,
+    )
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    channel: str,
+    kind: str,
+    key: str,
+    payload: dict[str, Any],
+    now: float,
+    alert_id: int | None = None,
+    held: bool = False,
+) -> bool:
+    """Add a delivery inside the caller's transaction. False if `key` was already queued."""
+    exists = conn.execute(
+        select(s.deliveries.c.id).where(s.deliveries.c.idempotency_key == key)
+    ).first()
+    if exists:
+        return False
+    conn.execute(
+        insert(s.deliveries).values(
+            alert_id=alert_id,
+            channel=channel,
+            kind=kind,
+            idempotency_key=key,
+            status="held" if held else "pending",
+            attempts=0,
+            next_attempt_at=now,
+            payload=json.dumps(payload),
+            created_at=now,
+        )
+    )
+    return True
+
+
+class Outbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(
+        self, owner: str, *, limit: int, lease: float, now: float, channels: set[str] | None = None
+    ) -> list[Delivery]:
+        """Lease up to `limit` due deliveries, oldest due first."""
+        with write_tx(self.engine) as conn:
+            cond = and_(
+                s.deliveries.c.status.in_(CLAIMABLE),
+                s.deliveries.c.next_attempt_at <= now,
+                or_(s.deliveries.c.lease_until.is_(None), s.deliveries.c.lease_until < now),
+            )
+            if channels is not None:
+                cond = and_(cond, s.deliveries.c.channel.in_(sorted(channels)))
+            q = (
+                select(s.deliveries.c.id)
+                .where(cond)
+                .order_by(s.deliveries.c.next_attempt_at, s.deliveries.c.id)
+                .limit(limit)
+            )
+            if is_postgres(self.engine):
+                q = q.with_for_update(skip_locked=True)
+            ids = list(conn.execute(q).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                update(s.deliveries)
+                .where(s.deliveries.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until=now + lease)
+            )
+            rows = conn.execute(
+                select(s.deliveries)
+                .where(s.deliveries.c.id.in_(ids))
+                .order_by(s.deliveries.c.next_attempt_at, s.deliveries.c.id)
+            )
+            return [_row(r) for r in rows]
+
+    def mark_sent(self, delivery_id: int, owner: str, *, receipt: str, now: float) -> bool:
+        with write_tx(self.engine) as conn:
+            res = conn.execute(
+                update(s.deliveries)
+                .where(s.deliveries.c.id == delivery_id, s.deliveries.c.lease_owner == owner)
+                .values(
+                    status="sent",
+                    sent_at=now,
+                    receipt=receipt[:2000],
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=s.deliveries.c.attempts + 1,
+                    last_error=None,
+                )
+            )
+            return bool(res.rowcount)
+
+    def mark_failed(
+        self, delivery_id: int, owner: str, *, error: str, now: float, retry_at: float | None
+    ) -> bool:
+        """Record a failed attempt; `retry_at=None` makes the delivery dead."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(
+                update(s.deliveries)
+                .where(s.deliveries.c.id == delivery_id, s.deliveries.c.lease_owner == owner)
+                .values(
+                    status="dead" if retry_at is None else "failed",
+                    next_attempt_at=retry_at if retry_at is not None else now,
+                    last_error=error[:2000],
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=s.deliveries.c.attempts + 1,
+                )
+            )
+            return bool(res.rowcount)
+
+    def release(self, delivery_id: int, owner: str, *, at: float) -> None:
+        """Give a claimed delivery back untried (rate limit, shutdown): no attempt counted."""
+        with write_tx(self.engine) as conn:
+            conn.execute(
+                update(s.deliveries)
+                .where(s.deliveries.c.id == delivery_id, s.deliveries.c.lease_owner == owner)
+                .values(next_attempt_at=at, lease_owner=None, lease_until=None)
+            )
+
+    def list(self, status: str | None = None, limit: int = 100) -> list[Delivery]:
+        with read_tx(self.engine) as conn:
+            q = select(s.deliveries).order_by(s.deliveries.c.id.desc()).limit(limit)
+            if status:
+                q = q.where(s.deliveries.c.status == status)
+            return [_row(r) for r in conn.execute(q)]
+
+    def retry(self, ids: list[int] | None = None, *, dead: bool = False, now: float) -> int:
+        """Make failed or dead deliveries due now (replay). Returns how many."""
+        with write_tx(self.engine) as conn:
+            q = update(s.deliveries).where(s.deliveries.c.status.in_(("failed", "dead")))
+            if ids:
+                q = q.where(s.deliveries.c.id.in_(ids))
+            elif dead:
+                q = q.where(s.deliveries.c.status == "dead")
+            else:
+                return 0
+            res = conn.execute(
+                q.values(status="pending", next_attempt_at=now, lease_owner=None, lease_until=None)
+            )
+            return int(res.rowcount)
+
+    def stats(self, now: float) -> dict[str, Any]:
+        with read_tx(self.engine) as conn:
+            counts = dict(
+                conn.execute(
+                    select(s.deliveries.c.status, func.count()).group_by(s.deliveries.c.status)
+                ).all()
+            )
+            oldest = conn.execute(
+                select(func.min(s.deliveries.c.created_at)).where(
+                    s.deliveries.c.status.in_(CLAIMABLE)
+                )
+            ).scalar()
+        return {
+            "by_status": {k: int(v) for k, v in counts.items()},
+            "pending": int(counts.get("pending", 0)) + int(counts.get("failed", 0)),
+            "dead": int(counts.get("dead", 0)),
+            "oldest_pending_age": (now - oldest) if oldest is not None else None,
+        }
+
+    def collect_digest(self, channel: str, *, period: str, now: float, build: Any) -> int | None:
+        """Turn the channel's held deliveries into one digest delivery, once per period.
+
+        `build(list_of_payloads) -> payload` makes the digest message. The digest's idempotency
+        key names the channel and period, so a restart in the middle of a period, or a second
+        node, can never produce a second digest for it.
+        """
+        key = f"digest:{channel}:{period}"
+        with write_tx(self.engine) as conn:
+            if conn.execute(
+                select(s.deliveries.c.id).where(s.deliveries.c.idempotency_key == key)
+            ).first():
+                return None
+            held = conn.execute(
+                select(s.deliveries)
+                .where(
+                    s.deliveries.c.channel == channel,
+                    s.deliveries.c.status == "held",
+                    s.deliveries.c.created_at <= now,
+                )
+                .order_by(s.deliveries.c.id)
+            ).all()
+            if not held:
+                return None
+            payload = build([json.loads(r.payload) for r in held])
+            try:
+                new_id = conn.execute(
+                    insert(s.deliveries).values(
+                        channel=channel,
+                        kind="digest",
+                        idempotency_key=key,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        payload=json.dumps(payload),
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]
+            except IntegrityError:
+                return None
+            conn.execute(
+                update(s.deliveries)
+                .where(s.deliveries.c.id.in_([r.id for r in held]))
+                .values(status="digested", digest_id=new_id, sent_at=None)
+            )
+            return int(new_id)

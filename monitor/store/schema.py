@@ -1,0 +1,167 @@
+"""The store's tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Times are stored as UNIX seconds (float) so comparisons are the same on both engines and no
+timezone conversion can shift a due time. The Alembic migrations in `migrations/versions/`
+create exactly these tables; `tests/test_store.py` checks that the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", String(2048), nullable=False, unique=True),  # as configured: the identity
+    Column("fetch_url", String(2048), nullable=False),  # after permanent redirects
+    Column("name", String(500), nullable=False, default=""),
+    Column("active", Boolean, nullable=False, default=True),  # still in the config
+    Column("allow_private", Boolean, nullable=False, default=False),
+    Column("etag", String(1024)),
+    Column("last_modified", String(200)),
+    Column("content_hash", String(64)),
+    Column("next_poll_at", Float, nullable=False, default=0.0),
+    Column("lease_owner", String(100)),
+    Column("lease_until", Float),
+    Column("last_attempt_at", Float),
+    Column("last_success_at", Float),
+    Column("last_new_entry_at", Float),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("failing_since", Float),
+    Column("last_error", Text),
+    Column("last_error_kind", String(50)),
+    Column("broken_reported", Boolean, nullable=False, default=False),
+    Column("redirect_target", String(2048)),
+    Column("redirect_count", Integer, nullable=False, default=0),
+    Column("min_interval", Float),  # lower bound learnt from ttl / max-age / Retry-After
+    Column("polls", Integer, nullable=False, default=0),
+    Column("entries_total", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Index("ix_feeds_due", "next_poll_at"),
+)
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", Text, nullable=False, default=""),
+    Column("url", String(2048)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_stories_updated", "updated_at"),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    Column("guid", String(2048), nullable=False),
+    Column("url", String(2048), nullable=False, default=""),
+    Column("canonical_url", String(2048)),
+    Column("title", Text, nullable=False, default=""),
+    Column("summary", Text, nullable=False, default=""),
+    Column("body", Text, nullable=False, default=""),
+    Column("authors", Text, nullable=False, default="[]"),  # JSON list
+    Column("tags", Text, nullable=False, default="[]"),  # JSON list
+    Column("published", Float),
+    Column("fetched_at", Float, nullable=False),
+    Column("extract_error", Text),
+    Column("story_id", Integer, ForeignKey("stories.id")),
+    Column("story_reason", String(200)),  # why it joined its story: url, title, text~0.83, ...
+    Column("minhash", LargeBinary),
+    UniqueConstraint("feed_id", "guid", name="uq_articles_feed_guid"),
+    Index("ix_articles_fetched", "fetched_at"),
+    Index("ix_articles_story", "story_id"),
+)
+
+# Exact identities of a story (canonical URL, normalised title, feed+link): key -> story.
+story_keys = Table(
+    "story_keys",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("story_id", Integer, ForeignKey("stories.id", ondelete="CASCADE"), nullable=False),
+    Column("seen_at", Float, nullable=False),
+    Index("ix_story_keys_seen", "seen_at"),
+)
+
+# MinHash LSH bands of article bodies: band hash -> article (and its story).
+story_bands = Table(
+    "story_bands",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("band", BigInteger, nullable=False),
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    Column("story_id", Integer, ForeignKey("stories.id", ondelete="CASCADE"), nullable=False),
+    Column("seen_at", Float, nullable=False),
+    Index("ix_story_bands_band", "band"),
+    Index("ix_story_bands_seen", "seen_at"),
+)
+
+matches = Table(
+    "matches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("article_id", Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("explanation", Text, nullable=False),  # JSON: hits with fields and spans
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("article_id", "rule", name="uq_matches_article_rule"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(64), nullable=False, unique=True),  # random: base of idempotency keys
+    Column("rule", String(100), nullable=False),
+    Column("story_id", Integer, ForeignKey("stories.id"), nullable=False),
+    Column("article_id", Integer, ForeignKey("articles.id"), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("status", String(20), nullable=False),  # sent | suppressed (cooldown) | waiting
+    Column("message", Text, nullable=False),  # JSON AlertMessage, the alert as first sent
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("rule", "story_id", name="uq_alerts_rule_story"),
+    Index("ix_alerts_rule_created", "rule", "created_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id")),  # NULL for source-health events
+    Column("channel", String(100), nullable=False),
+    Column("kind", String(30), nullable=False),  # alert | story.updated | source.* | digest
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    # pending -> sent | failed (will retry) -> dead; held (waits for a digest) -> digested
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(100)),
+    Column("lease_until", Float),
+    Column("last_error", Text),
+    Column("receipt", Text),
+    Column("payload", Text, nullable=False),  # JSON AlertMessage
+    Column("digest_id", Integer),  # for held rows: the digest delivery that carried them
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_channel_status", "channel", "status"),
+)
