@@ -1,0 +1,301 @@
+"""The operational commands: check, once, run, backtest, status, deliveries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from monitor.checks import compile_settings
+from monitor.config import load_config, parse_duration
+from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
+from monitor.store import Store
+from monitor.store import schema as s
+from monitor.store.engine import read_tx
+
+log = logging.getLogger("monitor.cli")
+
+
+def check(path: str) -> int:
+    checked = compile_settings(load_config(path))
+    st = checked.settings
+    n_examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in st.active_rules)
+    print(
+        f"{path}: ok ({len(st.feed_list)} feeds, {len(st.active_rules)} rules, "
+        f"{n_examples} examples passed, {len(st.channels)} channels)"
+    )
+    return 0
+
+
+async def once(path: str) -> int:
+    checked = load_checked(path)
+    setup_logging(checked.settings.log_level)
+    rt = Runtime(checked, config_path=path)
+    try:
+        report = await rt.run_cycle()
+    finally:
+        await rt.aclose()
+    failed = [p for p in report.polls if p.status == "failed"]
+    new = sum(p.new for p in report.polls)
+    print(
+        f"polled {len(report.polls)} feeds ({len(failed)} failed), {new} new entries, "
+        f"{report.alerts} alerts, {report.delivered} deliveries attempted",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def run(path: str) -> int:
+    checked = load_checked(path)
+    setup_logging(checked.settings.log_level)
+    rt = Runtime(checked, config_path=path)
+    await Daemon(rt).run()
+    return 0
+
+
+def _store(path: str) -> tuple[Store, Any]:
+    settings = load_config(path)
+    return Store(settings.database), settings
+
+
+def _age(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "-"
+    d = now - ts
+    if d < 0:
+        return f"in {_span(-d)}"
+    return f"{_span(d)} ago"
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def status(path: str, *, fmt: str = "text") -> int:
+    store, _settings = _store(path)
+    now = time.time()
+    try:
+        feeds = store.feeds.all()
+        queue = store.outbox.stats(now)
+        with read_tx(store.engine) as conn:
+            alerts = conn.execute(
+                select(
+                    s.alerts.c.id,
+                    s.alerts.c.rule,
+                    s.alerts.c.story_id,
+                    s.alerts.c.created_at,
+                    s.alerts.c.status,
+                    s.articles.c.title,
+                )
+                .join(s.articles, s.articles.c.id == s.alerts.c.article_id)
+                .order_by(s.alerts.c.id.desc())
+                .limit(10)
+            ).all()
+            sources = dict(
+                conn.execute(
+                    select(s.articles.c.story_id, func.count(func.distinct(s.articles.c.feed_id)))
+                    .where(s.articles.c.story_id.in_([a.story_id for a in alerts]))
+                    .group_by(s.articles.c.story_id)
+                ).all()
+            )
+    finally:
+        store.close()
+    if fmt == "json":
+        print(
+            json.dumps(
+                {
+                    "feeds": [
+                        {
+                            "url": f.url,
+                            "name": f.name,
+                            "active": f.active,
+                            "last_success_at": f.last_success_at,
+                            "next_poll_at": f.next_poll_at,
+                            "consecutive_failures": f.consecutive_failures,
+                            "failing_since": f.failing_since,
+                            "last_error": f.last_error,
+                            "last_error_kind": f.last_error_kind,
+                            "broken": f.broken_reported,
+                            "entries_total": f.entries_total,
+                        }
+                        for f in feeds
+                    ],
+                    "deliveries": queue,
+                    "recent_alerts": [
+                        {
+                            "id": a.id,
+                            "rule": a.rule,
+                            "story_id": a.story_id,
+                            "title": a.title,
+                            "status": a.status,
+                            "sources": int(sources.get(a.story_id, 1)),
+                            "created_at": a.created_at,
+                        }
+                        for a in alerts
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    healthy = sum(1 for f in feeds if f.active and f.consecutive_failures == 0)
+    print(f"Feeds: {sum(1 for f in feeds if f.active)} active, {healthy} healthy")
+    for f in feeds:
+        if not f.active:
+            continue
+        state = (
+            "ok"
+            if f.consecutive_failures == 0
+            else ("BROKEN" if f.broken_reported else f"failing x{f.consecutive_failures}")
+        )
+        line = (
+            f"  {state:<12} {f.name[:40]:<40} last ok {_age(f.last_success_at, now):<10}"
+            f" next {_age(f.next_poll_at, now):<10} entries {f.entries_total}"
+        )
+        if f.consecutive_failures:
+            line += f"\n               [{f.last_error_kind}] {(f.last_error or '')[:160]}"
+        print(line)
+    oldest = queue["oldest_pending_age"]
+    print(
+        f"Deliveries: {queue['pending']} pending (oldest "
+        f"{_span(oldest) if oldest is not None else '-'}), {queue['dead']} dead, "
+        f"{queue['by_status'].get('sent', 0)} sent, {queue['by_status'].get('held', 0)} held"
+        " for digests"
+    )
+    print("Recent alerts:")
+    for a in alerts:
+        print(
+            f"  #{a.id} {a.rule:<28} {a.status:<10} sources {sources.get(a.story_id, 1):<3}"
+            f" {(a.title or '')[:70]}"
+        )
+    return 0
+
+
+def deliveries_list(path: str, *, status: str | None, limit: int, fmt: str) -> int:
+    store, _ = _store(path)
+    try:
+        rows = store.outbox.list(status, limit=limit)
+    finally:
+        store.close()
+    now = time.time()
+    if fmt == "json":
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": d.id,
+                        "channel": d.channel,
+                        "kind": d.kind,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "next_attempt_at": d.next_attempt_at,
+                        "last_error": d.last_error,
+                        "idempotency_key": d.idempotency_key,
+                        "title": d.payload.get("title"),
+                    }
+                    for d in rows
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    for d in rows:
+        when = _age(d.next_attempt_at, now) if d.status in ("pending", "failed") else ""
+        print(
+            f"#{d.id:<6} {d.status:<9} {d.channel:<14} {d.kind:<16} attempts {d.attempts:<3}"
+            f" {when:<12} {str(d.payload.get('title', ''))[:60]}"
+        )
+        if d.last_error and d.status in ("failed", "dead"):
+            print(f"         {d.last_error[:200]}")
+    if not rows:
+        print("no deliveries" + (f" with status {status}" if status else ""))
+    return 0
+
+
+def deliveries_retry(path: str, *, ids: list[int], dead: bool, now: float) -> int:
+    if not ids and not dead:
+        print("name delivery ids, or --dead for every dead delivery", file=sys.stderr)
+        return 2
+    store, _ = _store(path)
+    try:
+        n = store.outbox.retry(ids or None, dead=dead, now=now)
+    finally:
+        store.close()
+    print(f"{n} deliveries will be retried at the next delivery round")
+    return 0
+
+
+def backtest(path: str, *, since: str, rules: list[str] | None, fmt: str) -> int:
+    """What the current rules would have alerted on, over the stored articles."""
+    checked = compile_settings(load_config(path), run_examples=False)
+    store = Store(checked.settings.database)
+    cutoff = time.time() - parse_duration(since).total_seconds()
+    try:
+        articles = store.articles.recent(cutoff)
+    finally:
+        store.close()
+    wanted = set(rules) if rules else None
+    unknown = (wanted or set()) - set(checked.ruleset.rule_names)
+    if unknown:
+        print(f"unknown rule(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    per_rule: dict[str, set[int]] = defaultdict(set)
+    hits_count: Counter[str] = Counter()
+    out: list[dict[str, Any]] = []
+    for a in reversed(articles):
+        fields = {
+            "title": a["title"],
+            "summary": a["summary"],
+            "body": a["body"],
+            "author": "\n".join(json.loads(a["authors"])),
+            "tags": "\n".join(json.loads(a["tags"])),
+            "url": a["url"],
+            "feed": a["feed_name"],
+        }
+        for m in checked.ruleset.match(fields):
+            if wanted and m.rule not in wanted:
+                continue
+            hits_count[m.rule] += 1
+            story = a["story_id"] or -a["id"]
+            first = story not in per_rule[m.rule]
+            per_rule[m.rule].add(story)
+            out.append(
+                {
+                    "rule": m.rule,
+                    "article_id": a["id"],
+                    "story_id": a["story_id"],
+                    "title": a["title"],
+                    "url": a["url"],
+                    "would_alert": first,
+                    "fetched_at": datetime.fromtimestamp(a["fetched_at"], UTC).isoformat(),
+                    "hits": [
+                        {"field": h.field, "leaf": h.leaf, "start": h.start, "end": h.end}
+                        for h in m.hits[:20]
+                    ],
+                }
+            )
+    if fmt == "json":
+        for row in out:
+            print(json.dumps(row))
+        return 0
+    print(f"{len(articles)} stored articles since {since}:")
+    for rule in sorted(wanted or set(checked.ruleset.rule_names)):
+        print(
+            f"  {rule:<32} {len(per_rule[rule]):>5} alerts ({hits_count[rule]} matching articles)"
+        )
+    for row in out:
+        if row["would_alert"]:
+            print(
+                f"  [{row['rule']}] {row['fetched_at'][:16]} {row['title'][:80]}\n"
+                f"      {row['url']}"
+            )
+    return 0

@@ -1,0 +1,303 @@
+"""Wiring: builds the stages from a config and runs them, once or as a long-running daemon.
+
+APScheduler 3.11 (`AsyncIOScheduler`, memory job store) is only the in-process ticker and cron;
+which feeds and deliveries are due lives in the store, leased per node, so a restart or a
+second node never loses or repeats work. Signals: SIGINT/SIGTERM stop cleanly (in-flight polls
+get a grace period, unfinished work stays in the store), SIGHUP reloads the config and keeps
+the running one if the new one does not validate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from monitor.checks import CheckedConfig, compile_settings
+from monitor.config import Settings, load_config
+from monitor.delivery import Deliverer
+from monitor.errors import ConfigError
+from monitor.fetch import Fetcher
+from monitor.notify import build_channel
+from monitor.notify.base import Channel
+from monitor.pipeline import Pipeline, PollOutcome
+from monitor.store import FeedSpec, Store
+from monitor.workers import WorkerPool
+
+log = logging.getLogger("monitor.daemon")
+
+#: How long in-flight polls may finish after a stop signal before they are cancelled.
+STOP_GRACE = 10.0
+
+
+@dataclass
+class CycleReport:
+    polls: list[PollOutcome] = field(default_factory=list)
+    delivered: int = 0
+
+    @property
+    def alerts(self) -> int:
+        return sum(p.alerts for p in self.polls)
+
+
+class Runtime:
+    """Everything a running monitor holds: store, HTTP clients, workers, rules, channels."""
+
+    def __init__(self, checked: CheckedConfig, *, config_path: str | None = None) -> None:
+        self.config_path = config_path
+        self.settings = checked.settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.store = Store(self.settings.database)
+        self.fetcher = Fetcher(self.settings.fetch)
+        self.workers = WorkerPool(self.settings.fetch.workers)
+        # Deliveries go to receivers the user configured (often on private networks), so
+        # they use their own client without the feed fetcher's SSRF guard.
+        self.http = httpx.AsyncClient(
+            trust_env=False,
+            follow_redirects=False,
+            headers={"User-Agent": self.settings.fetch.user_agent_string},
+        )
+        self.channels = self._channels(self.settings)
+        self.pipeline = Pipeline(
+            self.settings, self.store, self.fetcher, self.workers, checked.ruleset
+        )
+        self.deliverer = Deliverer(
+            self.store.outbox, self.channels, self.settings.delivery, owner=self.owner
+        )
+        self._sync_feeds()
+
+    def _channels(self, settings: Settings) -> dict[str, Channel]:
+        return {
+            name: build_channel(name, cfg, client=self.http)
+            for name, cfg in settings.channels.items()
+            if cfg.enabled
+        }
+
+    def _sync_feeds(self) -> None:
+        specs = [FeedSpec(f.url, f.display_name, f.allow_private) for f in self.settings.feed_list]
+        self.store.feeds.sync(specs, time.time())
+
+    async def aclose(self) -> None:
+        for ch in self.channels.values():
+            with contextlib.suppress(Exception):
+                await ch.aclose()
+        await self.http.aclose()
+        await self.fetcher.aclose()
+        self.workers.close()
+        self.store.close()
+
+    # ------------------------------------------------------------------ work
+
+    async def poll_due(self) -> list[PollOutcome]:
+        """Lease due feeds in batches and poll each batch concurrently, until none is due."""
+        d = self.settings.daemon
+        outcomes: list[PollOutcome] = []
+        while True:
+            feeds = await asyncio.to_thread(
+                self.store.feeds.lease_due,
+                self.owner,
+                limit=d.feed_batch,
+                lease=d.feed_lease.total_seconds(),
+                now=time.time(),
+            )
+            if not feeds:
+                return outcomes
+            polls = (self.pipeline.poll(f, self.owner) for f in feeds)
+            outcomes.extend(await asyncio.gather(*polls))
+
+    async def run_cycle(self) -> CycleReport:
+        """`monitor once`: poll every feed, process, deliver everything due, return."""
+        report = CycleReport()
+        await asyncio.to_thread(self.store.feeds.poll_now, time.time())
+        report.polls = await self.poll_due()
+        await self.collect_due_digests()
+        report.delivered = await self.deliverer.drain()
+        return report
+
+    async def collect_due_digests(self, now: datetime | None = None) -> None:
+        """Send the digest of every period that has ended (also catches up after downtime)."""
+        now = now or datetime.now(UTC)
+        for name, cfg in self.settings.channels.items():
+            if cfg.digest and name in self.channels:
+                period_end = previous_fire_time(cfg.digest, now)
+                if period_end is not None:
+                    await self.deliverer.collect_digest(name, period_end.isoformat())
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the running config if the new one is invalid."""
+        if not self.config_path:
+            return False
+        try:
+            checked = compile_settings(load_config(self.config_path))
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running config:\n%s", exc)
+            return False
+        if checked.settings.database != self.settings.database:
+            log.error("reload: changing `database` needs a restart; keeping the running config")
+            return False
+        old_channels = self.channels
+        self.settings = checked.settings
+        self.channels = self._channels(self.settings)
+        self.pipeline.configure(self.settings, checked.ruleset)
+        self.deliverer.channels = self.channels
+        self.deliverer.settings = self.settings.delivery
+        self._sync_feeds()
+        for ch in old_channels.values():
+            asyncio.get_running_loop().create_task(ch.aclose())
+        log.info(
+            "config reloaded: %d feeds, %d rules, %d channels",
+            len(self.settings.feed_list),
+            len(self.settings.active_rules),
+            len(self.channels),
+        )
+        return True
+
+
+def previous_fire_time(crontab: str, now: datetime) -> datetime | None:
+    """The latest time at or before `now` when `crontab` fired (UTC)."""
+    trigger = CronTrigger.from_crontab(crontab, timezone="UTC")
+    t: datetime | None = trigger.get_next_fire_time(None, now - timedelta(days=8))
+    last: datetime | None = None
+    while t is not None and t <= now:
+        last = t
+        t = trigger.get_next_fire_time(t, t + timedelta(seconds=1))
+    return last
+
+
+class Daemon:
+    """`monitor run`: the scheduler loop around a `Runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.stopping = asyncio.Event()
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, self.rt.reload)
+        d = self.rt.settings.daemon
+        # Every healthy feed is due at start-up: what appeared while the daemon was down is
+        # seen now, not an interval later (failing feeds keep their backoff / Retry-After).
+        await asyncio.to_thread(self.rt.store.feeds.poll_now, time.time())
+        self.scheduler.add_job(
+            self._feeds_tick,
+            "interval",
+            seconds=d.tick.total_seconds(),
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            id="feeds",
+        )
+        self.scheduler.add_job(
+            self._delivery_tick,
+            "interval",
+            seconds=d.deliver_every.total_seconds(),
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            id="deliveries",
+        )
+        # Digest periods are checked every minute against each channel's cron: a period that
+        # ended while the daemon was down is sent on start-up, and never twice.
+        self.scheduler.add_job(
+            self.rt.collect_due_digests,
+            "interval",
+            seconds=60,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            id="digests",
+        )
+        self.scheduler.start()
+        log.info(
+            "monitor running: %d feeds, %d rules, %d channels (node %s)",
+            len(self.rt.settings.feed_list),
+            len(self.rt.settings.active_rules),
+            len(self.rt.channels),
+            self.rt.owner,
+        )
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("stopping")
+            self.scheduler.shutdown(wait=False)
+            if self.inflight:
+                _done, pending = await asyncio.wait(self.inflight, timeout=STOP_GRACE)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            await self.rt.aclose()
+            log.info("stopped")
+
+    async def _feeds_tick(self) -> None:
+        if self.stopping.is_set():
+            return
+        # Never lease more than we can work on: leases of feeds waiting in our queue would
+        # otherwise expire and be polled twice.
+        room = self.rt.settings.fetch.concurrency - len(self.inflight)
+        if room <= 0:
+            return
+        try:
+            feeds = await asyncio.to_thread(
+                self.rt.store.feeds.lease_due,
+                self.rt.owner,
+                limit=min(room, self.rt.settings.daemon.feed_batch),
+                lease=self.rt.settings.daemon.feed_lease.total_seconds(),
+                now=time.time(),
+            )
+        except Exception:
+            log.exception("could not lease due feeds (will retry next tick)")
+            return
+        for feed in feeds:
+            task = asyncio.create_task(self.rt.pipeline.poll(feed, self.rt.owner))
+            self.inflight.add(task)
+            task.add_done_callback(self.inflight.discard)
+
+    async def _delivery_tick(self) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            while await self.rt.deliverer.run_once():
+                if self.stopping.is_set():
+                    return
+        except Exception:
+            log.exception("delivery round failed (will retry next tick)")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "apscheduler",
+        "trafilatura",
+        "htmldate",
+        "courlan",
+        "charset_normalizer",
+        "alembic",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_checked(path: str | Path) -> CheckedConfig:
+    return compile_settings(load_config(path))

@@ -1,0 +1,193 @@
+"""The delivery worker: claims due deliveries from the outbox, sends them, records the outcome.
+
+At least once to every channel: a delivery is marked sent only after its channel returned a
+receipt. Failures are retried with capped exponential backoff and jitter, never sooner than a
+429/503 Retry-After asked; a delivery past its attempt count or age (or refused permanently,
+e.g. HTTP 404) becomes dead and stays visible and replayable. Digest channels hold their
+deliveries until the channel's cron fires, then send one message for the period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.config import DeliverySettings
+from monitor.errors import DeliveryError
+from monitor.notify.base import Channel
+from monitor.notify.message import AlertMessage
+from monitor.schedule import next_poll_after_failure
+from monitor.store import Delivery, Outbox
+
+log = logging.getLogger("monitor.delivery")
+
+
+def digest_payload(
+    channel: str, period: str, items: list[dict[str, Any]], now: float
+) -> dict[str, Any]:
+    """One digest message holding every alert collected for `channel` in `period`."""
+    msgs = [AlertMessage.from_dict(i) for i in items]
+    top = max((m.severity for m in msgs), key=_severity_rank, default="low")
+    msg = AlertMessage(
+        kind="digest",
+        idempotency_key=f"digest:{channel}:{period}",
+        alert_id=None,
+        rule=None,
+        severity=top,
+        title=f"{len(msgs)} alert{'s' if len(msgs) != 1 else ''} ({period})",
+        url=None,
+        source=None,
+        published=None,
+        snippet="",
+        highlights=[],
+        story_id=None,
+        sources=[],
+        why=[],
+        created_at=datetime.fromtimestamp(now, UTC),
+        items=msgs,
+    )
+    return msg.to_dict()
+
+
+def _severity_rank(sev: str) -> int:
+    return {"low": 0, "medium": 1, "high": 2, "critical": 3}.get(sev, 1)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        outbox: Outbox,
+        channels: dict[str, Channel],
+        settings: DeliverySettings,
+        *,
+        owner: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.outbox = outbox
+        self.channels = channels
+        self.settings = settings
+        self.owner = owner
+        self.clock = clock
+
+    async def run_once(self) -> int:
+        """Claim one batch of due deliveries and attempt each. Returns how many were tried."""
+        now = self.clock()
+        batch = await asyncio.to_thread(
+            self.outbox.claim,
+            self.owner,
+            limit=self.settings.batch,
+            lease=self.settings.lease.total_seconds(),
+            now=now,
+            channels=set(self.channels),
+        )
+        if not batch:
+            return 0
+        per_channel: dict[str, list[Delivery]] = defaultdict(list)
+        for d in batch:
+            per_channel[d.channel].append(d)
+        # Channels run side by side; within a channel, in order (rate limits, threading).
+        await asyncio.gather(*(self._send_all(ch, ds) for ch, ds in per_channel.items()))
+        return len(batch)
+
+    async def drain(self, *, max_rounds: int = 1000) -> int:
+        """Attempt every delivery that is due now, once each (for `monitor once`)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = await self.run_once()
+            if n == 0:
+                break
+            total += n
+        return total
+
+    async def _send_all(self, channel_name: str, deliveries: list[Delivery]) -> None:
+        channel = self.channels[channel_name]
+        for d in deliveries:
+            await self._send(channel, d)
+
+    async def _send(self, channel: Channel, d: Delivery) -> None:
+        try:
+            msg = AlertMessage.from_dict(d.payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            await asyncio.to_thread(
+                self.outbox.mark_failed,
+                d.id,
+                self.owner,
+                error=f"unreadable stored message: {exc}",
+                now=self.clock(),
+                retry_at=None,
+            )
+            return
+        try:
+            receipt = await channel.send(msg)
+        except DeliveryError as exc:
+            await self._failed(d, str(exc), exc.retry_after, exc.permanent)
+            return
+        except Exception as exc:  # a channel bug must not stop the worker or lose the row
+            log.exception("channel %s crashed sending delivery %d", channel.name, d.id)
+            await self._failed(d, f"internal error: {type(exc).__name__}: {exc}", None, False)
+            return
+        await asyncio.to_thread(
+            self.outbox.mark_sent, d.id, self.owner, receipt=receipt.detail, now=self.clock()
+        )
+        log.info("sent %s %s via %s", d.kind, d.idempotency_key, channel.name)
+
+    async def _failed(
+        self, d: Delivery, error: str, retry_after: float | None, permanent: bool
+    ) -> None:
+        now = self.clock()
+        attempts = d.attempts + 1
+        s = self.settings
+        # Retry-After is obeyed as asked; otherwise capped exponential backoff with jitter.
+        retry_at = next_poll_after_failure(
+            now,
+            failures=attempts,
+            base=s.backoff_base.total_seconds(),
+            cap=s.backoff_max.total_seconds(),
+            retry_after=retry_after,
+        )
+        too_old = retry_at - d.created_at > s.give_up_after.total_seconds()
+        if permanent or attempts >= s.max_attempts or too_old:
+            why = (
+                "refused permanently"
+                if permanent
+                else f"gave up after {attempts} attempts"
+                if attempts >= s.max_attempts
+                else f"gave up after {s.give_up_after}"
+            )
+            log.error("delivery %d to %s is dead (%s): %s", d.id, d.channel, why, error)
+            await asyncio.to_thread(
+                self.outbox.mark_failed,
+                d.id,
+                self.owner,
+                error=f"{error} ({why})",
+                now=now,
+                retry_at=None,
+            )
+            return
+        log.warning(
+            "delivery %d to %s failed (attempt %d, retry in %.0f s): %s",
+            d.id,
+            d.channel,
+            attempts,
+            retry_at - now,
+            error,
+        )
+        await asyncio.to_thread(
+            self.outbox.mark_failed, d.id, self.owner, error=error, now=now, retry_at=retry_at
+        )
+
+    async def collect_digest(self, channel: str, period: str) -> int | None:
+        """Bundle the channel's held alerts into the digest for `period` (once per period)."""
+        now = self.clock()
+        return await asyncio.to_thread(
+            self.outbox.collect_digest,
+            channel,
+            period=period,
+            now=now,
+            build=lambda items: digest_payload(channel, period, items, now),
+        )

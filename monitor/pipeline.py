@@ -1,0 +1,452 @@
+"""One feed, end to end: fetch, parse, drop seen entries, extract, match, commit to the outbox.
+
+`Pipeline.poll(feed)` tells the whole story on one page (as Miniflux's RefreshFeed does): build
+the request from the stored validators, fetch, stop if not modified or unchanged, parse in a
+worker process, keep only entries this feed has not stored, extract each article page in a
+worker process, group it into a story, match the rules, and commit the article with its
+matches, alerts and deliveries in one transaction. Stages raise typed errors; this is the one
+place that records a feed's failure. No scheduling here: the daemon and `monitor once` decide
+when to call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection
+
+from monitor.config import SEVERITY_ORDER, FeedConfig, Settings
+from monitor.errors import MonitorError
+from monitor.extract import Extracted
+from monitor.feeds import ParsedFeed
+from monitor.fetch import Fetcher
+from monitor.models import Article, Entry
+from monitor.notify.message import AlertMessage
+from monitor.rules import Match, RuleSet
+from monitor.schedule import next_poll_after_failure, next_poll_after_success
+from monitor.store import FeedState, Route, RuleHit, Store, enqueue
+from monitor.stories import StoryIndex
+from monitor.workers import WorkerPool
+
+log = logging.getLogger("monitor.pipeline")
+
+#: How many article pages of one feed are fetched and extracted at once.
+ARTICLE_CONCURRENCY = 4
+
+
+@dataclass(slots=True)
+class PollOutcome:
+    feed: str
+    status: str  # new | not_modified | unchanged | failed | lease_lost
+    entries: int = 0
+    new: int = 0
+    alerts: int = 0
+    error: str | None = None
+    kinds: list[str] = field(default_factory=list)
+
+
+def build_routes(settings: Settings) -> dict[str, Route]:
+    """Per rule: which channels get its alerts (severity filter, digest or immediate)."""
+    routes: dict[str, Route] = {}
+    for rule in settings.active_rules:
+        channels: list[tuple[str, bool]] = []
+        for name in settings.rule_channels(rule):
+            ch = settings.channels[name]
+            if not ch.enabled:
+                continue
+            if SEVERITY_ORDER[rule.severity] < SEVERITY_ORDER[ch.min_severity]:
+                continue
+            channels.append((name, ch.digest is not None))
+        routes[rule.name] = Route(
+            rule=rule.name,
+            severity=rule.severity,
+            channels=channels,
+            cooldown=rule.cooldown.total_seconds() if rule.cooldown else None,
+            updates=rule.updates,
+            min_sources=rule.min_sources,
+            within=rule.within.total_seconds() if rule.within else None,
+        )
+    return routes
+
+
+def alert_message(article: Article, match: Match, *, now: float) -> AlertMessage:
+    """The alert as channels will show it (the outbox fills in ids, sources and keys)."""
+    fields = article.fields()
+    snip = match.snippet(fields)
+    why = [
+        {
+            "field": h.field,
+            "leaf": h.leaf,
+            "text": fields.get(h.field, "")[h.start : h.end],
+            "start": h.start,
+            "end": h.end,
+        }
+        for h in match.hits[:50]
+    ]
+    return AlertMessage(
+        kind="alert",
+        idempotency_key="",
+        alert_id=None,
+        rule=match.rule,
+        severity="medium",
+        title=article.title or article.url,
+        url=article.url or None,
+        source=article.feed,
+        published=article.published,
+        snippet=snip.text,
+        highlights=list(snip.highlights),
+        story_id=None,
+        sources=[],
+        why=why,
+        created_at=datetime.fromtimestamp(now, UTC),
+    )
+
+
+def health_message(feed: FeedState, event: str, now: float) -> AlertMessage:
+    broken = event == "source.broken"
+    since = (
+        datetime.fromtimestamp(feed.failing_since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if feed.failing_since
+        else ""
+    )
+    title = f"Feed broken: {feed.name}" if broken else f"Feed recovered: {feed.name}"
+    detail = (
+        f"{feed.url} has failed since {since}: [{feed.last_error_kind}] {feed.last_error}"
+        if broken
+        else f"{feed.url} is being polled successfully again."
+    )
+    return AlertMessage(
+        kind="source.broken" if broken else "source.recovered",
+        idempotency_key="",
+        alert_id=None,
+        rule=None,
+        severity="high" if broken else "low",
+        title=title,
+        url=feed.url,
+        source=feed.name,
+        published=None,
+        snippet=detail,
+        highlights=[],
+        story_id=None,
+        sources=[],
+        why=[],
+        created_at=datetime.fromtimestamp(now, UTC),
+        detail=detail,
+    )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        fetcher: Fetcher,
+        workers: WorkerPool,
+        ruleset: RuleSet,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.workers = workers
+        self.clock = clock
+        self.configure(settings, ruleset)
+
+    def configure(self, settings: Settings, ruleset: RuleSet) -> None:
+        """Swap in a new config (reload). In-flight polls finish with the old one."""
+        self.settings = settings
+        self.ruleset = ruleset
+        self.routes = build_routes(settings)
+        self.feed_configs: dict[str, FeedConfig] = {f.url: f for f in settings.feed_list}
+        st = settings.stories
+        self.stories = StoryIndex(
+            window=st.window.total_seconds(),
+            threshold=st.near_duplicate_threshold,
+            num_perm=st.num_perm,
+            shingle_size=st.shingle_size,
+        )
+        self.health_channels = [n for n, c in settings.channels.items() if c.health and c.enabled]
+
+    # ------------------------------------------------------------------ one feed
+
+    async def poll(self, feed: FeedState, owner: str) -> PollOutcome:
+        cfg = self.feed_configs.get(feed.url)
+        if cfg is None:  # removed from the config since it was leased
+            await asyncio.to_thread(self.store.feeds.release, feed, owner)
+            return PollOutcome(feed=feed.url, status="removed")
+        started = self.clock()
+        try:
+            async with asyncio.timeout(self.settings.daemon.feed_lease.total_seconds() * 0.8):
+                return await self._poll(feed, cfg, owner)
+        except MonitorError as exc:
+            return await self._failed(
+                feed, owner, exc.kind, str(exc), getattr(exc, "retry_after", None)
+            )
+        except TimeoutError:
+            return await self._failed(
+                feed,
+                owner,
+                "timeout",
+                f"poll took longer than {self.clock() - started:.0f} s",
+                None,
+            )
+        except Exception as exc:  # a bug must not kill the daemon; record it on the feed
+            log.exception("unexpected error polling %s", feed.url)
+            return await self._failed(feed, owner, "internal", f"{type(exc).__name__}: {exc}", None)
+
+    async def _poll(self, feed: FeedState, cfg: FeedConfig, owner: str) -> PollOutcome:
+        fs = self.settings.fetch
+        res = await self.fetcher.fetch(
+            feed.fetch_url,
+            etag=feed.etag,
+            last_modified=feed.last_modified,
+            max_bytes=fs.max_feed_bytes,
+            allow_private=cfg.allow_private,
+        )
+        now = self.clock()
+        if res.not_modified or (res.content_hash and res.content_hash == feed.content_hash):
+            status = "not_modified" if res.not_modified else "unchanged"
+            await self._succeeded(
+                feed,
+                owner,
+                cfg,
+                now,
+                res.etag or feed.etag,
+                res.last_modified or feed.last_modified,
+                feed.content_hash,
+                0,
+                res.cache_max_age,
+                None,
+                res,
+            )
+            return PollOutcome(feed=feed.url, status=status)
+        parsed = await self.workers.parse_feed(
+            res.body,
+            url=res.final_url,
+            content_type=res.content_type,
+            timeout=fs.parse_timeout.total_seconds(),
+        )
+        if parsed.warning:
+            log.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
+        entries = _unique(parsed.entries)
+        seen = await asyncio.to_thread(
+            self.store.articles.seen_guids, feed.id, [e.key for e in entries]
+        )
+        new = [e for e in entries if e.key not in seen]
+        # Oldest first, so alerts arrive in the order the stories broke.
+        new.sort(key=lambda e: e.published.timestamp() if e.published else float("inf"))
+        outcome = PollOutcome(feed=feed.url, status="new", entries=len(entries), new=len(new))
+        sem = asyncio.Semaphore(ARTICLE_CONCURRENCY)
+
+        async def one(entry: Entry) -> int:
+            async with sem:
+                return await self._process_entry(feed, cfg, entry, res.final_url)
+
+        for n in await asyncio.gather(*(one(e) for e in new)):
+            outcome.alerts += n
+        await self._succeeded(
+            feed,
+            owner,
+            cfg,
+            self.clock(),
+            res.etag,
+            res.last_modified,
+            res.content_hash,
+            len(new),
+            res.cache_max_age,
+            parsed,
+            res,
+        )
+        return outcome
+
+    async def _process_entry(
+        self, feed: FeedState, cfg: FeedConfig, entry: Entry, feed_url: str
+    ) -> int:
+        article = Article(
+            feed=feed.name,
+            guid=entry.key,
+            url=entry.link or "",
+            title=entry.title,
+            summary=entry.summary,
+            published=entry.published,
+            authors=list(entry.authors),
+            tags=list(entry.tags),
+        )
+        extract_error: str | None = None
+        if self.settings.feed_extract(cfg) and entry.link:
+            try:
+                extracted = await self._extract(entry.link, cfg, feed_url)
+                if extracted is not None:
+                    article.body = extracted.text
+                    article.canonical_url = extracted.canonical_url
+                    if not article.title and extracted.title:
+                        article.title = extracted.title
+                    if not article.authors and extracted.author:
+                        article.authors = [extracted.author]
+                else:
+                    extract_error = "no article text found on the page"
+            except MonitorError as exc:
+                # The entry is still matched on its feed summary; the reason is kept.
+                extract_error = f"[{exc.kind}] {exc}"
+                log.info("article %s: %s", entry.link, extract_error)
+        if not article.body:
+            article.body = ""
+        now = self.clock()
+        fields = article.fields()
+        hits: list[RuleHit] = []
+        for match in self.ruleset.match(fields):
+            route = self.routes.get(match.rule)
+            if route is None:
+                continue
+            msg = alert_message(article, match, now=now).to_dict()
+            explanation = msg["why"]
+            hits.append(RuleHit(route=route, explanation=explanation, message=msg))
+        fingerprint = self.stories.fingerprint(article)
+        result = await asyncio.to_thread(
+            self.store.articles.commit_article,
+            feed_id=feed.id,
+            article=article,
+            fingerprint=fingerprint,
+            hits=hits,
+            stories=self.stories,
+            now=now,
+            extract_error=extract_error,
+        )
+        if result.alerts:
+            log.info("alert %s: %s (%s)", ",".join(result.alerts), article.title, article.url)
+        return len(result.alerts)
+
+    async def _extract(self, link: str, cfg: FeedConfig, feed_url: str) -> Extracted | None:
+        fs = self.settings.fetch
+        # A self-hosted feed (allow_private) may link to pages on its own host; any other
+        # private address is refused by the fetcher's SSRF guard.
+        same_host = urlsplit(link).hostname == urlsplit(feed_url).hostname
+        page = await self.fetcher.fetch(
+            link,
+            max_bytes=fs.max_page_bytes,
+            allow_private=cfg.allow_private and same_host,
+            accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+        )
+        return await self.workers.extract(
+            page.body, url=page.final_url, timeout=fs.extract_timeout.total_seconds()
+        )
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    async def _succeeded(
+        self,
+        feed: FeedState,
+        owner: str,
+        cfg: FeedConfig,
+        now: float,
+        etag: str | None,
+        last_modified: str | None,
+        content_hash: str | None,
+        new_entries: int,
+        max_age: float | None,
+        parsed: ParsedFeed | None,
+        res: Any,
+    ) -> None:
+        d = self.settings.defaults
+        ttl = parsed.ttl_minutes * 60.0 if parsed and parsed.ttl_minutes else None
+        server_min = max([x for x in (ttl, max_age) if x] or [0.0]) or None
+        if server_min is None and parsed is None:
+            server_min = feed.min_interval  # unchanged body: keep what the feed said before
+        next_at = next_poll_after_success(
+            now,
+            interval=self.settings.feed_interval(cfg).total_seconds(),
+            min_interval=d.min_interval.total_seconds(),
+            max_interval=d.max_interval.total_seconds(),
+            server_min=(server_min,),
+            skip_hours=parsed.skip_hours if parsed else frozenset(),
+            skip_days=parsed.skip_days if parsed else frozenset(),
+        )
+        redirect = getattr(res, "permanent_redirect", None)
+        fetch_url = None
+        if redirect and redirect == feed.redirect_target and feed.redirect_count + 1 >= 3:
+            # A permanent redirect seen repeatedly: poll the new address from now on.
+            fetch_url = redirect
+            log.info("feed %s moved permanently to %s", feed.url, redirect)
+        ok = await asyncio.to_thread(
+            self.store.feeds.record_success,
+            feed,
+            owner,
+            now=now,
+            next_poll_at=next_at,
+            etag=etag,
+            last_modified=last_modified,
+            content_hash=content_hash,
+            new_entries=new_entries,
+            fetch_url=fetch_url,
+            redirect_target=None if fetch_url else redirect,
+            min_interval=server_min,
+            on_health=self._health_hook(now),
+        )
+        if not ok:
+            log.warning("lease on %s was lost before its poll finished", feed.url)
+
+    async def _failed(
+        self, feed: FeedState, owner: str, kind: str, error: str, retry_after: float | None
+    ) -> PollOutcome:
+        now = self.clock()
+        fs = self.settings.fetch
+        next_at = next_poll_after_failure(
+            now,
+            failures=feed.consecutive_failures + 1,
+            base=fs.backoff_base.total_seconds(),
+            cap=fs.backoff_max.total_seconds(),
+            retry_after=retry_after,
+        )
+        log.warning(
+            "feed %s failed [%s]: %s (next try in %.0f s)", feed.url, kind, error, next_at - now
+        )
+        await asyncio.to_thread(
+            self.store.feeds.record_failure,
+            feed,
+            owner,
+            now=now,
+            next_poll_at=next_at,
+            kind=kind,
+            error=error,
+            broken_after=fs.broken_after.total_seconds(),
+            on_health=self._health_hook(now),
+        )
+        return PollOutcome(feed=feed.url, status="failed", error=error, kinds=[kind])
+
+    def _health_hook(self, now: float) -> Callable[[Connection, FeedState, str], None]:
+        channels = list(self.health_channels)
+
+        def hook(conn: Connection, feed: FeedState, event: str) -> None:
+            msg = health_message(feed, event, now).to_dict()
+            stamp = int(feed.failing_since or now)
+            for ch in channels:
+                key = f"health:{feed.id}:{stamp}:{event}:{ch}"
+                enqueue(
+                    conn,
+                    channel=ch,
+                    kind=event,
+                    key=key,
+                    payload=dict(msg, idempotency_key=key),
+                    now=now,
+                )
+            log.warning("%s: %s", event, feed.url)
+
+        return hook
+
+
+def _unique(entries: Sequence[Entry]) -> list[Entry]:
+    """Drop repeated entries within one document (same key): feeds do repeat items."""
+    seen: set[str] = set()
+    out: list[Entry] = []
+    for e in entries:
+        if e.key not in seen:
+            seen.add(e.key)
+            out.append(e)
+    return out
