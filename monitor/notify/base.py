@@ -1,0 +1,124 @@
+"""The channel contract, and the HTTP failure rules the HTTP channels share.
+
+A `Channel` turns an `AlertMessage` into one delivery attempt. `send` returns a `SendReceipt`
+only once the receiver has accepted the message; every other outcome raises `DeliveryError`,
+with `retry_after` when the receiver said when to come back and `permanent` when no retry can
+help. Retrying, backoff and dead letters belong to the outbox, not to channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from monitor import __version__
+from monitor.errors import DeliveryError
+from monitor.fetch import blocked_reason, parse_retry_after
+from monitor.notify.message import AlertMessage
+from monitor.notify.ratelimit import TokenBucket
+
+USER_AGENT = f"news-monitor/{__version__} (+https://github.com/news-monitor/news-monitor)"
+
+# Statuses that say "not now" rather than "never": timeout, conflict, too early, too many.
+_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+
+
+@dataclass
+class SendReceipt:
+    """What the receiver answered: `detail` (HTTP status, SMTP reply), a Slack `thread_ts`."""
+
+    detail: str = ""
+    thread_ts: str | None = None
+
+
+class Channel(ABC):
+    """One configured destination. Subclasses implement `deliver`; callers use `send`."""
+
+    name: str
+    limiter: TokenBucket | None
+
+    def __init__(self, name: str, *, limiter: TokenBucket | None = None) -> None:
+        self.name = name
+        self.limiter = limiter
+
+    async def send(self, msg: AlertMessage) -> SendReceipt:
+        """Deliver `msg`, waiting for the channel's rate limit first. Raises `DeliveryError`."""
+        if self.limiter is not None:
+            await self.limiter.acquire()
+        return await self.deliver(msg)
+
+    @abstractmethod
+    async def deliver(self, msg: AlertMessage) -> SendReceipt:
+        """One attempt, past the configured `rate_limit`. Raises `DeliveryError` on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most channels hold nothing of their own
+        """Release what the channel owns (a shared HTTP client is not its to close)."""
+
+
+def status_error(channel: str, response: httpx.Response, detail: str = "") -> DeliveryError:
+    """The `DeliveryError` for a non-success HTTP answer, classified by status."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    text = detail or _short_body(response)
+    message = f"channel {channel}: HTTP {status}" + (f": {text}" if text else "")
+    if 300 <= status < 400:
+        # A redirected webhook is a configuration problem: the URL has moved.
+        return DeliveryError(message + " (redirect: update the URL)", permanent=True)
+    permanent = 400 <= status < 500 and status not in _TRANSIENT_4XX
+    return DeliveryError(message, retry_after=retry_after, permanent=permanent)
+
+
+def transport_error(channel: str, exc: httpx.HTTPError) -> DeliveryError:
+    """The `DeliveryError` for a request that got no HTTP answer at all."""
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return DeliveryError(f"channel {channel}: invalid URL: {exc}", permanent=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return DeliveryError(f"channel {channel}: timed out ({type(exc).__name__})")
+    reason = str(exc) or type(exc).__name__
+    return DeliveryError(f"channel {channel}: {reason}")
+
+
+def _short_body(response: httpx.Response) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return ""
+    text = " ".join(text.split())
+    return text[:200]
+
+
+async def check_destination(channel: str, url: str, *, allow_private: bool) -> None:
+    """Refuse a URL whose host resolves to a loopback, private, link-local or metadata address.
+
+    Config is trusted, but a webhook URL pasted from elsewhere must not turn the daemon into a
+    probe of the internal network; `allow_private: true` opts out. The rules are the fetcher's
+    (`monitor.fetch.blocked_reason`). The URL itself is a secret and is never put in the error.
+    """
+    host = urlsplit(url).hostname
+    if not host:
+        raise DeliveryError(f"channel {channel}: the URL has no host", permanent=True)
+    if allow_private:
+        return
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DeliveryError(f"channel {channel}: cannot resolve the host: {exc}") from exc
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        reason = blocked_reason(address)
+        if reason is not None:
+            raise DeliveryError(
+                f"channel {channel}: the URL's host is a {reason} ({address}); "
+                "set allow_private: true on the channel if that is intended",
+                permanent=True,
+            )
