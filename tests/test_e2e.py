@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.feedserver import Item, NewsSite, corpus_page, news_page, seed_article
-from tests.receivers import SmtpReceiver, WebhookReceiver
+from feedserver import Item, NewsSite, corpus_page, news_page, seed_article
+from receivers import SmtpReceiver, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_PAGES = [
@@ -26,6 +26,24 @@ OTHER_PAGES = [
     "0d46122928b6f468cc4bbc694051d0dbae5702bc75a16dab82a99b58daf150a0",  # Davis Cup
 ]
 RULE = "attacks-on-us-troops"
+
+# Two further stories on the same topic (written for these tests): they must alert on their
+# own, not be merged into the seed article's story.
+AMBUSH = """Four US soldiers were wounded when militants ambushed a US convoy near Deir ez-Zor on
+Tuesday, the Pentagon said in a statement released late in the evening.
+The convoy was returning to its base after a routine patrol along the Euphrates when a roadside
+bomb disabled the lead vehicle and gunmen opened fire from a nearby orchard.
+The wounded soldiers were evacuated by helicopter to a military hospital in Iraq, where two
+were listed in stable condition and two were said to have minor injuries.
+No group immediately claimed responsibility for the ambush, the latest in a string of attacks
+on American forces in eastern Syria since the autumn."""
+ROCKET = """Several rockets were fired at a US base in western Iraq on Monday morning, officials
+said, causing minor damage to a hangar but no casualties among American personnel.
+The Ain al-Asad air base, which hosts US and coalition troops, was targeted at least three
+times this month, according to a defence official who spoke on condition of anonymity.
+Air defences intercepted two of the rockets; a third landed inside the perimeter near an empty
+maintenance building, the official said, adding that an investigation had been opened.
+Iraqi security forces later found the launch site in a field south of the base."""
 
 pytestmark = pytest.mark.slow
 
@@ -122,10 +140,11 @@ def test_once_alerts_each_entry_once_to_every_channel(tmp_path: Path, site: News
         assert payload["title"].startswith("Blinken Visits Iraq")
         assert payload["url"] == f"{site.url}/articles/seed.html"
         assert "attack" in payload["snippet"].lower()
-        assert alerts[0].headers.get("Idempotency-Key")
+        assert alerts[0].headers.get("idempotency-key") == payload["idempotency_key"]
         mails = smtp.wait_for(1)
-        assert "Blinken Visits Iraq" in str(mails[0].message()["Subject"])
-        assert mails[0].rcpt_tos == ["desk@example.org"]
+        assert "Blinken Visits Iraq" in str(mails[0].message["Subject"])
+        assert mails[0].recipients == ["desk@example.org"]
+        assert mails[0].auth_user == "alice"
 
         second = monitor("once", "--config", str(cfg))
         assert second.returncode == 0, second.stderr

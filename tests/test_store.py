@@ -81,7 +81,7 @@ def test_one_alert_per_rule_and_story_with_its_deliveries(store_url: str) -> Non
                "http://news.example/a", hit(channels=[("hook", False), ("mail", False)]))
     assert a.alerts == ["r"] and a.deliveries == 2
     assert b.story_id == a.story_id and b.alerts == [] and b.deliveries == 0
-    rows = st.outbox.list()
+    rows = st.outbox.list_deliveries()
     assert sorted(d.channel for d in rows) == ["hook", "mail"]
     assert all(d.payload["story_id"] == a.story_id for d in rows)
     assert len({d.idempotency_key for d in rows}) == 2
@@ -99,9 +99,9 @@ def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:
     res = st.articles.commit_article(feed_id=other.id, article=art, fingerprint=idx.fingerprint(art),
                                      hits=[hit(updates=True)], stories=idx, now=NOW + 60)
     assert res.updates == ["r"]
-    kinds = sorted(d.kind for d in st.outbox.list())
+    kinds = sorted(d.kind for d in st.outbox.list_deliveries())
     assert kinds == ["alert", "story.updated"]
-    update = next(d for d in st.outbox.list() if d.kind == "story.updated")
+    update = next(d for d in st.outbox.list_deliveries() if d.kind == "story.updated")
     assert [src["feed"] for src in update.payload["sources"]] == ["News", "Other"]
 
 
@@ -180,7 +180,7 @@ def test_broken_and_recovered_are_reported_once(store_url: str) -> None:
     st.feeds.record_success(f, "me", now=t + 1, next_poll_at=t + 600, etag=None,
                             last_modified=None, content_hash="h", new_entries=1, on_health=hook)
     assert events == ["source.broken", "source.recovered"]
-    assert [d.kind for d in st.outbox.list()] == ["source.recovered", "source.broken"]
+    assert [d.kind for d in st.outbox.list_deliveries()] == ["source.recovered", "source.broken"]
 
 
 def test_outbox_claims_with_a_lease_and_records_only_for_the_owner(store_url: str) -> None:
@@ -198,7 +198,7 @@ def test_outbox_claims_with_a_lease_and_records_only_for_the_owner(store_url: st
     [again] = st.outbox.claim("b", limit=10, lease=30, now=NOW + 61)
     assert again.id == first[1].id and again.attempts == 1
     assert st.outbox.mark_failed(again.id, "b", error="HTTP 404", now=NOW + 62, retry_at=None)
-    assert [d.id for d in st.outbox.list("dead")] == [again.id]
+    assert [d.id for d in st.outbox.list_deliveries("dead")] == [again.id]
     assert st.outbox.retry(dead=True, now=NOW + 100) == 1
     [replayed] = st.outbox.claim("c", limit=10, lease=30, now=NOW + 100)
     assert replayed.id == again.id
@@ -236,4 +236,4 @@ def test_store_survives_reopening(tmp_path: Any) -> None:
     st.close()
     st2 = Store(url)
     assert st2.articles.seen_guids(fid, ["g1"]) == {"g1"}
-    assert len(st2.outbox.list()) == 1
+    assert len(st2.outbox.list_deliveries()) == 1

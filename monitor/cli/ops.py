@@ -100,13 +100,14 @@ def status(path: str, *, fmt: str = "text") -> int:
                 .order_by(s.alerts.c.id.desc())
                 .limit(10)
             ).all()
-            sources = dict(
-                conn.execute(
+            sources: dict[int, int] = {
+                int(row[0]): int(row[1])
+                for row in conn.execute(
                     select(s.articles.c.story_id, func.count(func.distinct(s.articles.c.feed_id)))
                     .where(s.articles.c.story_id.in_([a.story_id for a in alerts]))
                     .group_by(s.articles.c.story_id)
-                ).all()
-            )
+                )
+            }
     finally:
         store.close()
     if fmt == "json":
@@ -183,7 +184,7 @@ def status(path: str, *, fmt: str = "text") -> int:
 def deliveries_list(path: str, *, status: str | None, limit: int, fmt: str) -> int:
     store, _ = _store(path)
     try:
-        rows = store.outbox.list(status, limit=limit)
+        rows = store.outbox.list_deliveries(status, limit=limit)
     finally:
         store.close()
     now = time.time()

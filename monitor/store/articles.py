@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, distinct, func, insert, select, updat
 
 from monitor.models import Article
 from monitor.store import schema as s
-from monitor.store.engine import read_tx, write_tx
+from monitor.store.engine import new_id, read_tx, write_tx
 from monitor.store.outbox import enqueue
 from monitor.stories import Fingerprint, StoryIndex
 
@@ -94,7 +94,7 @@ class ArticleRepo:
             story_id, reason, _new = stories.assign(
                 conn, fingerprint, title=article.title, url=article.url, now=now
             )
-            article_id = int(
+            article_id = new_id(
                 conn.execute(
                     insert(s.articles).values(
                         feed_id=feed_id,
@@ -113,7 +113,7 @@ class ArticleRepo:
                         story_reason=reason,
                         minhash=fingerprint.minhash,
                     )
-                ).inserted_primary_key[0]
+                )
             )
             stories.remember(conn, fingerprint, story_id=story_id, article_id=article_id, now=now)
             result = CommitResult(article_id=article_id, story_id=story_id, story_reason=reason)
@@ -214,7 +214,7 @@ class ArticleRepo:
             alert_id, alert_key = int(existing.id), str(existing.key)
         else:
             alert_key = uuid.uuid4().hex
-            alert_id = int(
+            alert_id = new_id(
                 conn.execute(
                     insert(s.alerts).values(
                         key=alert_key,
@@ -226,7 +226,7 @@ class ArticleRepo:
                         message=json.dumps(hit.message),
                         created_at=now,
                     )
-                ).inserted_primary_key[0]
+                )
             )
         if status != "sent":
             result.suppressed.append(route.rule)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from monitor.store import schema as s
 from monitor.store.engine import is_postgres, read_tx, write_tx
@@ -120,7 +120,12 @@ class FeedRepo:
                 s.feeds.c.next_poll_at <= now,
                 or_(s.feeds.c.lease_until.is_(None), s.feeds.c.lease_until < now),
             )
-            q = select(s.feeds.c.id).where(cond).order_by(s.feeds.c.next_poll_at).limit(limit)
+            q = (
+                select(s.feeds.c.id)
+                .where(cond)
+                .order_by(s.feeds.c.next_poll_at, s.feeds.c.id)
+                .limit(limit)
+            )
             if is_postgres(self.engine):
                 q = q.with_for_update(skip_locked=True)
             ids = list(conn.execute(q).scalars())
@@ -144,6 +149,18 @@ class FeedRepo:
     def all(self) -> list[FeedState]:
         with read_tx(self.engine) as conn:
             return [_state(r) for r in conn.execute(select(s.feeds).order_by(s.feeds.c.id))]
+
+    def recent_entries(self, feed_id: int, since: float) -> int:
+        """How many of the feed's stored entries were published (or, undated, first seen) at or
+        after `since`: the feed's recent rate, for adaptive polling."""
+        when = func.coalesce(s.articles.c.published, s.articles.c.fetched_at)
+        with read_tx(self.engine) as conn:
+            count = conn.execute(
+                select(func.count())
+                .select_from(s.articles)
+                .where(s.articles.c.feed_id == feed_id, when >= since)
+            ).scalar_one()
+        return int(count)
 
     def record_success(
         self,

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from sqlalchemy.exc import IntegrityError
 
 from monitor.store import schema as s
-from monitor.store.engine import is_postgres, read_tx, write_tx
+from monitor.store.engine import is_postgres, new_id, read_tx, write_tx
 
 CLAIMABLE = ("pending", "failed")
 STATUSES = ("pending", "failed", "sent", "dead", "held", "digested")
@@ -174,7 +174,7 @@ class Outbox:
                 .values(next_attempt_at=at, lease_owner=None, lease_until=None)
             )
 
-    def list(self, status: str | None = None, limit: int = 100) -> list[Delivery]:
+    def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[Delivery]:
         with read_tx(self.engine) as conn:
             q = select(s.deliveries).order_by(s.deliveries.c.id.desc()).limit(limit)
             if status:
@@ -198,11 +198,12 @@ class Outbox:
 
     def stats(self, now: float) -> dict[str, Any]:
         with read_tx(self.engine) as conn:
-            counts = dict(
-                conn.execute(
+            counts: dict[str, int] = {
+                str(row[0]): int(row[1])
+                for row in conn.execute(
                     select(s.deliveries.c.status, func.count()).group_by(s.deliveries.c.status)
-                ).all()
-            )
+                )
+            }
             oldest = conn.execute(
                 select(func.min(s.deliveries.c.created_at)).where(
                     s.deliveries.c.status.in_(CLAIMABLE)
@@ -241,23 +242,25 @@ class Outbox:
                 return None
             payload = build([json.loads(r.payload) for r in held])
             try:
-                new_id = conn.execute(
-                    insert(s.deliveries).values(
-                        channel=channel,
-                        kind="digest",
-                        idempotency_key=key,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=now,
-                        payload=json.dumps(payload),
-                        created_at=now,
+                digest_id = new_id(
+                    conn.execute(
+                        insert(s.deliveries).values(
+                            channel=channel,
+                            kind="digest",
+                            idempotency_key=key,
+                            status="pending",
+                            attempts=0,
+                            next_attempt_at=now,
+                            payload=json.dumps(payload),
+                            created_at=now,
+                        )
                     )
-                ).inserted_primary_key[0]
+                )
             except IntegrityError:
                 return None
             conn.execute(
                 update(s.deliveries)
                 .where(s.deliveries.c.id.in_([r.id for r in held]))
-                .values(status="digested", digest_id=new_id, sent_at=None)
+                .values(status="digested", digest_id=digest_id, sent_at=None)
             )
-            return int(new_id)
+            return digest_id
