@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from monitor.config import Settings, load_config
 from monitor.delivery import Deliverer
 from monitor.errors import ConfigError
 from monitor.fetch import Fetcher
+from monitor.health import HealthServer
 from monitor.notify import build_channel
 from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
@@ -78,6 +80,9 @@ class Runtime:
             self.store.outbox, self.channels, self.settings.delivery, owner=self.owner
         )
         self._sync_feeds()
+        # Work a killed predecessor on this host left leased is taken back at once.
+        if reclaimed := self.store.reclaim_orphaned_leases(socket.gethostname(), time.time()):
+            log.info("took back %d leases held by a process that is gone", reclaimed)
 
     def _channels(self, settings: Settings) -> dict[str, Channel]:
         return {
@@ -134,7 +139,11 @@ class Runtime:
             if cfg.digest and name in self.channels:
                 period_end = previous_fire_time(cfg.digest, now)
                 if period_end is not None:
-                    await self.deliverer.collect_digest(name, period_end.isoformat())
+                    # Only alerts from before the period's end belong to it; later ones wait
+                    # for the next period (also when this period had nothing to send).
+                    await self.deliverer.collect_digest(
+                        name, period_end.isoformat(), until=period_end.timestamp()
+                    )
 
     def reload(self) -> bool:
         """Re-read the config file; keep the running config if the new one is invalid."""
@@ -167,14 +176,23 @@ class Runtime:
 
 
 def previous_fire_time(crontab: str, now: datetime) -> datetime | None:
-    """The latest time at or before `now` when `crontab` fired (UTC)."""
+    """The latest time at or before `now` when `crontab` fired (UTC), within five years.
+
+    The look-back window doubles from two minutes until it holds a fire time, so a minutely
+    cron costs a few steps and a monthly or yearly one (even 29 February) is still found.
+    """
     trigger = CronTrigger.from_crontab(crontab, timezone="UTC")
-    t: datetime | None = trigger.get_next_fire_time(None, now - timedelta(days=8))
-    last: datetime | None = None
-    while t is not None and t <= now:
-        last = t
-        t = trigger.get_next_fire_time(t, t + timedelta(seconds=1))
-    return last
+    window = timedelta(minutes=2)
+    while window <= timedelta(days=5 * 366):
+        t: datetime | None = trigger.get_next_fire_time(None, now - window)
+        last: datetime | None = None
+        while t is not None and t <= now:
+            last = t
+            t = trigger.get_next_fire_time(t, t + timedelta(seconds=1))
+        if last is not None:
+            return last
+        window *= 2
+    return None
 
 
 class Daemon:
@@ -185,6 +203,10 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.inflight: set[asyncio.Task[Any]] = set()
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.polls: Counter[str] = Counter()
+        self.alerts = 0
+        self.last_tick = time.monotonic()
+        self.health: HealthServer | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -226,6 +248,11 @@ class Daemon:
             id="digests",
         )
         self.scheduler.start()
+        if d.health_listen:
+            self.health = HealthServer(
+                d.health_listen, self.snapshot, stalled_after=max(60.0, 10 * d.tick.total_seconds())
+            )
+            await self.health.start()
         log.info(
             "monitor running: %d feeds, %d rules, %d channels (node %s)",
             len(self.rt.settings.feed_list),
@@ -238,6 +265,8 @@ class Daemon:
         finally:
             log.info("stopping")
             self.scheduler.shutdown(wait=False)
+            if self.health is not None:
+                await self.health.stop()
             if self.inflight:
                 _done, pending = await asyncio.wait(self.inflight, timeout=STOP_GRACE)
                 for task in pending:
@@ -246,7 +275,40 @@ class Daemon:
             await self.rt.aclose()
             log.info("stopped")
 
+    async def snapshot(self) -> dict[str, Any]:
+        """What /healthz and /metrics report."""
+        feeds = await asyncio.to_thread(self.rt.store.feeds.all)
+        states: Counter[str] = Counter()
+        for f in feeds:
+            if f.active:
+                states[
+                    "ok"
+                    if f.consecutive_failures == 0
+                    else "broken"
+                    if f.broken_reported
+                    else "failing"
+                ] += 1
+        deliveries = await asyncio.to_thread(self.rt.store.outbox.stats, time.time())
+        return {
+            "feeds": dict(states),
+            "deliveries": deliveries,
+            "counters": {
+                "polls": dict(self.polls),
+                "alerts": {"": self.alerts},
+                "deliveries": dict(self.rt.deliverer.counts),
+            },
+            "last_tick_age": time.monotonic() - self.last_tick,
+        }
+
+    def _polled(self, task: asyncio.Task[PollOutcome]) -> None:
+        self.inflight.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            outcome = task.result()
+            self.polls[outcome.status] += 1
+            self.alerts += outcome.alerts
+
     async def _feeds_tick(self) -> None:
+        self.last_tick = time.monotonic()
         if self.stopping.is_set():
             return
         # Never lease more than we can work on: leases of feeds waiting in our queue would
@@ -268,7 +330,7 @@ class Daemon:
         for feed in feeds:
             task = asyncio.create_task(self.rt.pipeline.poll(feed, self.rt.owner))
             self.inflight.add(task)
-            task.add_done_callback(self.inflight.discard)
+            task.add_done_callback(self._polled)
 
     async def _delivery_tick(self) -> None:
         if self.stopping.is_set():

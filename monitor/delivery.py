@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +73,7 @@ class Deliverer:
         self.settings = settings
         self.owner = owner
         self.clock = clock
+        self.counts: Counter[str] = Counter()  # sent / failed / dead, for /metrics
 
     async def run_once(self) -> int:
         """Claim one batch of due deliveries and attempt each. Returns how many were tried."""
@@ -91,7 +92,11 @@ class Deliverer:
         for d in batch:
             per_channel[d.channel].append(d)
         # Channels run side by side; within a channel, in order (rate limits, threading).
-        await asyncio.gather(*(self._send_all(ch, ds) for ch, ds in per_channel.items()))
+        # A send must start within the first half of the lease, leaving the other half for
+        # the send itself: rows a slow receiver or a rate limit keeps waiting past that are
+        # handed back instead of being sent by another worker once their lease expires.
+        start_by = now + self.settings.lease.total_seconds() / 2
+        await asyncio.gather(*(self._send_all(ch, ds, start_by) for ch, ds in per_channel.items()))
         return len(batch)
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
@@ -104,10 +109,28 @@ class Deliverer:
             total += n
         return total
 
-    async def _send_all(self, channel_name: str, deliveries: list[Delivery]) -> None:
+    async def _send_all(
+        self, channel_name: str, deliveries: list[Delivery], start_by: float
+    ) -> None:
         channel = self.channels[channel_name]
-        for d in deliveries:
+        for i, d in enumerate(deliveries):
+            now = self.clock()
+            ready_at = now + channel.ready_in()
+            if ready_at > start_by:
+                rest = deliveries[i:]
+                await asyncio.to_thread(self._release, rest, ready_at)
+                log.info(
+                    "channel %s: %d deliveries handed back until %.1f s from now (rate limit)",
+                    channel_name,
+                    len(rest),
+                    ready_at - now,
+                )
+                return
             await self._send(channel, d)
+
+    def _release(self, deliveries: list[Delivery], at: float) -> None:
+        for d in deliveries:
+            self.outbox.release(d.id, self.owner, at=at)
 
     async def _send(self, channel: Channel, d: Delivery) -> None:
         try:
@@ -134,6 +157,7 @@ class Deliverer:
         await asyncio.to_thread(
             self.outbox.mark_sent, d.id, self.owner, receipt=receipt.detail, now=self.clock()
         )
+        self.counts["sent"] += 1
         log.info("sent %s %s via %s", d.kind, d.idempotency_key, channel.name)
 
     async def _failed(
@@ -160,6 +184,7 @@ class Deliverer:
                 else f"gave up after {s.give_up_after}"
             )
             log.error("delivery %d to %s is dead (%s): %s", d.id, d.channel, why, error)
+            self.counts["dead"] += 1
             await asyncio.to_thread(
                 self.outbox.mark_failed,
                 d.id,
@@ -169,6 +194,7 @@ class Deliverer:
                 retry_at=None,
             )
             return
+        self.counts["failed"] += 1
         log.warning(
             "delivery %d to %s failed (attempt %d, retry in %.0f s): %s",
             d.id,
@@ -181,13 +207,16 @@ class Deliverer:
             self.outbox.mark_failed, d.id, self.owner, error=error, now=now, retry_at=retry_at
         )
 
-    async def collect_digest(self, channel: str, period: str) -> int | None:
-        """Bundle the channel's held alerts into the digest for `period` (once per period)."""
+    async def collect_digest(
+        self, channel: str, period: str, *, until: float | None = None
+    ) -> int | None:
+        """Bundle the channel's alerts held up to `until` into the digest for `period`, once."""
         now = self.clock()
         return await asyncio.to_thread(
             self.outbox.collect_digest,
             channel,
             period=period,
             now=now,
+            until=until,
             build=lambda items: digest_payload(channel, period, items, now),
         )

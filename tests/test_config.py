@@ -35,21 +35,27 @@ def test_example_config_is_valid_and_includes_the_shipped_rules() -> None:
 
 
 def test_unknown_key_is_an_error_at_its_line_and_column(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 feeds:
   - url: https://example.org/feed.xml
     intervall: 5m
-""")
+""",
+    )
     [p] = problems(cfg)
     assert p.startswith(f"{cfg}:3:")
     assert "unknown key 'intervall'" in p
 
 
 def test_wrong_type_points_at_the_value(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 defaults:
   interval: often
-""")
+""",
+    )
     [p] = problems(cfg)
     assert p.startswith(f"{cfg}:2:13:")
     assert "invalid duration" in p
@@ -63,11 +69,14 @@ def test_invalid_yaml_reports_its_position(tmp_path: Path) -> None:
 
 
 def test_rule_syntax_error_points_into_the_query(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 rules:
   - name: broken
     query: troops NEAR/x attack
-""")
+""",
+    )
     [p] = problems(cfg)
     # The query starts at column 12; "NEAR/" is at offset 7 in it.
     assert p.startswith(f"{cfg}:3:"), p
@@ -76,48 +85,62 @@ rules:
 
 
 def test_rule_error_in_a_block_query_maps_to_the_right_line(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 rules:
   - name: block
     query: |
       (troops OR soldiers)
       AND (attack OR
-""")
+""",
+    )
     [p] = problems(cfg)
     assert p.startswith(f"{cfg}:5:") or p.startswith(f"{cfg}:6:"), p
 
 
 def test_unknown_channel_is_reported_where_the_rule_names_it(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 rules:
   - name: r
     query: troops
     channels: [slack-desk]
-""")
+""",
+    )
     [p] = problems(cfg)
     assert p.startswith(f"{cfg}:4:")
     assert "'slack-desk'" in p and "not defined" in p
 
 
-def test_missing_secret_names_the_variable_and_line(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_secret_names_the_variable_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NO_SUCH_WEBHOOK", raising=False)
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 channels:
   desk: {type: slack, webhook_url: "${NO_SUCH_WEBHOOK}"}
-""")
+""",
+    )
     [p] = problems(cfg)
     assert p.startswith(f"{cfg}:2:")
     assert "NO_SUCH_WEBHOOK is not set" in p
 
 
 def test_secrets_come_from_the_environment_and_are_never_printed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOOK_URL", "https://hooks.example.org/T000/secret-token")
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 channels:
   desk: {type: slack, webhook_url: "${HOOK_URL}"}
-""")
+""",
+    )
     settings = load_config(cfg)
     desk = settings.channels["desk"]
     assert desk.webhook_url.get_secret_value() == "https://hooks.example.org/T000/secret-token"
@@ -126,10 +149,13 @@ channels:
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 database: sqlite:///file.db
 defaults: {interval: 10m, extract: true}
-""")
+""",
+    )
     monkeypatch.setenv("MONITOR_DATABASE", "sqlite:///env.db")
     monkeypatch.setenv("MONITOR_DEFAULTS__INTERVAL", "5m")
     settings = load_config(cfg)
@@ -138,9 +164,10 @@ defaults: {interval: 10m, extract: true}
     assert settings.defaults.extract is True
 
 
-def test_rules_and_entities_are_included_by_glob_with_their_own_positions(
-        tmp_path: Path) -> None:
-    write(tmp_path, """
+def test_rules_and_entities_are_included_by_glob_with_their_own_positions(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """
 entities:
   navy: ["US Navy", "American sailors"]
 rules:
@@ -148,7 +175,9 @@ rules:
     query: entity:navy NEAR/5 attack*
   - name: bad
     query: entity:navvy
-""", name="rules/navy.yaml")
+""",
+        name="rules/navy.yaml",
+    )
     cfg = write(tmp_path, "include: [rules/*.yaml]\n")
     [p] = problems(cfg)
     assert p.startswith(f"{tmp_path / 'rules' / 'navy.yaml'}:7:")
@@ -156,14 +185,17 @@ rules:
 
 
 def test_failing_rule_example_fails_the_check(tmp_path: Path) -> None:
-    cfg = write(tmp_path, """
+    cfg = write(
+        tmp_path,
+        """
 rules:
   - name: troops
     query: troops NEAR/3 attack*
     examples:
       match: ["Troops came under attack"]
       no_match: ["Troops were attacked near the base"]
-""")
+""",
+    )
     [p] = problems(cfg)
     assert p.startswith(f"{cfg}:6:18:")
     assert "should not match" in p
@@ -204,8 +236,10 @@ def test_non_http_feed_url_is_refused(tmp_path: Path) -> None:
     assert "not an http(s) URL" in p
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("10m", 600), ("1h30m", 5400),
-                                               (90, 90), ("7d", 604800), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("10m", 600), ("1h30m", 5400), (90, 90), ("7d", 604800), ("250ms", 0.25)],
+)
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 

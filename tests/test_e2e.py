@@ -8,17 +8,19 @@ page, the others are real publishers' pages from the corpora. The shipped rule
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from feedserver import Item, NewsSite, corpus_page, news_page, seed_article
-from receivers import SmtpReceiver, WebhookReceiver
+from receivers import SmtpReceiver, WebhookReceiver, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_PAGES = [
@@ -48,15 +50,18 @@ Iraqi security forces later found the launch site in a field south of the base."
 pytestmark = pytest.mark.slow
 
 
-def write_config(tmp: Path, site: NewsSite, hook: WebhookReceiver, smtp: SmtpReceiver) -> Path:
+def write_config(
+    tmp: Path, site: NewsSite, hook: WebhookReceiver, smtp: SmtpReceiver, health_port: int = 0
+) -> Path:
     cfg = tmp / "monitor.yaml"
+    health = f", health_listen: '127.0.0.1:{health_port}'" if health_port else ""
     cfg.write_text(f"""
 database: sqlite:///{tmp}/monitor.db
 defaults:
   interval: 1h
   min_interval: 1s
   channels: [hook, mail]
-daemon: {{tick: 0.5s, deliver_every: 0.5s}}
+daemon: {{tick: 0.5s, deliver_every: 0.5s{health}}}
 feeds:
   - {{url: "{site.url}/feed.xml", name: Loopback News, allow_private: true}}
 include: ["{ROOT}/config/rules/*.yaml"]
@@ -210,7 +215,8 @@ def test_missing_secret_is_a_config_error_naming_the_line(tmp_path: Path, site: 
 
 def test_run_survives_sigkill_without_duplicates_or_misses(tmp_path: Path, site: NewsSite) -> None:
     with WebhookReceiver() as hook, SmtpReceiver(tls="starttls", users={"alice": "pw"}) as smtp:
-        cfg = write_config(tmp_path, site, hook, smtp)
+        health_port = free_port()
+        cfg = write_config(tmp_path, site, hook, smtp, health_port)
         log1 = open(tmp_path / "run1.log", "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
@@ -267,6 +273,14 @@ def test_run_survives_sigkill_without_duplicates_or_misses(tmp_path: Path, site:
             # The feed is not due for an hour, but a starting daemon polls every healthy
             # feed at once: nothing that appeared while it was down waits an interval.
             got = hook.wait_for(2, timeout=60)
+            health = json.loads(
+                urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=5).read()
+            )
+            metrics = (
+                urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=30)
@@ -276,3 +290,5 @@ def test_run_survives_sigkill_without_duplicates_or_misses(tmp_path: Path, site:
         assert urls.count(f"{site.url}/articles/seed.html") == 1
         assert urls.count(f"{site.url}/articles/rocket.html") == 1
         assert len(hook.received) == 2
+        assert health["status"] == "ok" and health["feeds"] == {"ok": 1}
+        assert 'monitor_feeds{state="ok"} 1' in metrics

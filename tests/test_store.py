@@ -25,10 +25,23 @@ def stories() -> StoryIndex:
 
 
 def message(title: str) -> dict[str, Any]:
-    return {"kind": "alert", "idempotency_key": "", "alert_id": None, "rule": None,
-            "severity": "high", "title": title, "url": None, "source": "feed",
-            "published": None, "snippet": title, "highlights": [], "story_id": None,
-            "sources": [], "why": [], "created_at": datetime.fromtimestamp(NOW, UTC).isoformat()}
+    return {
+        "kind": "alert",
+        "idempotency_key": "",
+        "alert_id": None,
+        "rule": None,
+        "severity": "high",
+        "title": title,
+        "url": None,
+        "source": "feed",
+        "published": None,
+        "snippet": title,
+        "highlights": [],
+        "story_id": None,
+        "sources": [],
+        "why": [],
+        "created_at": datetime.fromtimestamp(NOW, UTC).isoformat(),
+    }
 
 
 def hit(rule: str = "r", channels: list[tuple[str, bool]] | None = None, **kw: Any) -> RuleHit:
@@ -38,19 +51,31 @@ def hit(rule: str = "r", channels: list[tuple[str, bool]] | None = None, **kw: A
 
 def open_store(url: str) -> tuple[Store, int]:
     st = Store(url)
-    st.feeds.sync([FeedSpec("http://news.example/feed", "News", False),
-                   FeedSpec("http://other.example/feed", "Other", False)], NOW)
+    st.feeds.sync(
+        [
+            FeedSpec("http://news.example/feed", "News", False),
+            FeedSpec("http://other.example/feed", "Other", False),
+        ],
+        NOW,
+    )
     feed = st.feeds.get("http://news.example/feed")
     assert feed is not None
     return st, feed.id
 
 
-def commit(st: Store, feed_id: int, guid: str, title: str, url: str, *hits: RuleHit,
-           now: float = NOW) -> Any:
+def commit(
+    st: Store, feed_id: int, guid: str, title: str, url: str, *hits: RuleHit, now: float = NOW
+) -> Any:
     art = Article(feed="News", guid=guid, url=url, title=title, body="")
     idx = stories()
-    return st.articles.commit_article(feed_id=feed_id, article=art, fingerprint=idx.fingerprint(art),
-                                      hits=list(hits), stories=idx, now=now)
+    return st.articles.commit_article(
+        feed_id=feed_id,
+        article=art,
+        fingerprint=idx.fingerprint(art),
+        hits=list(hits),
+        stories=idx,
+        now=now,
+    )
 
 
 def test_migrations_create_exactly_the_declared_schema(store_url: str) -> None:
@@ -65,8 +90,9 @@ def test_migrations_create_exactly_the_declared_schema(store_url: str) -> None:
 def test_an_entry_is_stored_once(store_url: str) -> None:
     st, fid = open_store(store_url)
     first = commit(st, fid, "g1", "US base attacked in Syria today", "http://news.example/a")
-    again = commit(st, fid, "g1", "US base attacked in Syria today (updated)",
-                   "http://news.example/a")
+    again = commit(
+        st, fid, "g1", "US base attacked in Syria today (updated)", "http://news.example/a"
+    )
     assert first.article_id is not None
     assert again.article_id is None
     assert st.articles.seen_guids(fid, ["g1", "g2"]) == {"g1"}
@@ -74,11 +100,22 @@ def test_an_entry_is_stored_once(store_url: str) -> None:
 
 def test_one_alert_per_rule_and_story_with_its_deliveries(store_url: str) -> None:
     st, fid = open_store(store_url)
-    a = commit(st, fid, "g1", "Drone strike on US base in Syria wounds three",
-               "http://news.example/a?utm_source=x", hit(channels=[("hook", False),
-                                                                    ("mail", False)]))
-    b = commit(st, fid, "g2", "Drone strike on US base in Syria wounds three",
-               "http://news.example/a", hit(channels=[("hook", False), ("mail", False)]))
+    a = commit(
+        st,
+        fid,
+        "g1",
+        "Drone strike on US base in Syria wounds three",
+        "http://news.example/a?utm_source=x",
+        hit(channels=[("hook", False), ("mail", False)]),
+    )
+    b = commit(
+        st,
+        fid,
+        "g2",
+        "Drone strike on US base in Syria wounds three",
+        "http://news.example/a",
+        hit(channels=[("hook", False), ("mail", False)]),
+    )
     assert a.alerts == ["r"] and a.deliveries == 2
     assert b.story_id == a.story_id and b.alerts == [] and b.deliveries == 0
     rows = st.outbox.list_deliveries()
@@ -91,13 +128,30 @@ def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:
     st, fid = open_store(store_url)
     other = st.feeds.get("http://other.example/feed")
     assert other is not None
-    commit(st, fid, "g1", "Rocket attack on US base in Iraq injures two", "http://news.example/a",
-           hit(updates=True))
-    art = Article(feed="Other", guid="x1", url="http://other.example/b",
-                  title="Rocket attack on US base in Iraq injures two", body="")
+    commit(
+        st,
+        fid,
+        "g1",
+        "Rocket attack on US base in Iraq injures two",
+        "http://news.example/a",
+        hit(updates=True),
+    )
+    art = Article(
+        feed="Other",
+        guid="x1",
+        url="http://other.example/b",
+        title="Rocket attack on US base in Iraq injures two",
+        body="",
+    )
     idx = stories()
-    res = st.articles.commit_article(feed_id=other.id, article=art, fingerprint=idx.fingerprint(art),
-                                     hits=[hit(updates=True)], stories=idx, now=NOW + 60)
+    res = st.articles.commit_article(
+        feed_id=other.id,
+        article=art,
+        fingerprint=idx.fingerprint(art),
+        hits=[hit(updates=True)],
+        stories=idx,
+        now=NOW + 60,
+    )
     assert res.updates == ["r"]
     kinds = sorted(d.kind for d in st.outbox.list_deliveries())
     assert kinds == ["alert", "story.updated"]
@@ -107,12 +161,27 @@ def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:
 
 def test_cooldown_suppresses_alerts_of_the_same_rule(store_url: str) -> None:
     st, fid = open_store(store_url)
-    a = commit(st, fid, "g1", "First story about an attack on US troops", "http://n/1",
-               hit(cooldown=3600))
-    b = commit(st, fid, "g2", "A completely different second story here", "http://n/2",
-               hit(cooldown=3600), now=NOW + 60)
-    c = commit(st, fid, "g3", "A third unrelated story after the cooldown", "http://n/3",
-               hit(cooldown=3600), now=NOW + 3700)
+    a = commit(
+        st, fid, "g1", "First story about an attack on US troops", "http://n/1", hit(cooldown=3600)
+    )
+    b = commit(
+        st,
+        fid,
+        "g2",
+        "A completely different second story here",
+        "http://n/2",
+        hit(cooldown=3600),
+        now=NOW + 60,
+    )
+    c = commit(
+        st,
+        fid,
+        "g3",
+        "A third unrelated story after the cooldown",
+        "http://n/3",
+        hit(cooldown=3600),
+        now=NOW + 3700,
+    )
     assert (a.alerts, b.suppressed, c.alerts) == (["r"], ["r"], ["r"])
 
 
@@ -146,11 +215,26 @@ def test_a_late_finisher_cannot_overwrite_a_newer_lease(store_url: str) -> None:
     [old] = st.feeds.lease_due("old", limit=1, lease=10, now=NOW)
     [new] = st.feeds.lease_due("new", limit=1, lease=10, now=NOW + 11)  # old lease expired
     assert old.id == new.id
-    assert not st.feeds.record_success(old, "old", now=NOW + 12, next_poll_at=NOW + 600,
-                                       etag="x", last_modified=None, content_hash="h",
-                                       new_entries=0)
-    assert st.feeds.record_success(new, "new", now=NOW + 12, next_poll_at=NOW + 600, etag="y",
-                                   last_modified=None, content_hash="h", new_entries=0)
+    assert not st.feeds.record_success(
+        old,
+        "old",
+        now=NOW + 12,
+        next_poll_at=NOW + 600,
+        etag="x",
+        last_modified=None,
+        content_hash="h",
+        new_entries=0,
+    )
+    assert st.feeds.record_success(
+        new,
+        "new",
+        now=NOW + 12,
+        next_poll_at=NOW + 600,
+        etag="y",
+        last_modified=None,
+        content_hash="h",
+        new_entries=0,
+    )
     feed = st.feeds.get(old.url)
     assert feed is not None and feed.etag == "y"
 
@@ -161,39 +245,73 @@ def test_broken_and_recovered_are_reported_once(store_url: str) -> None:
 
     def hook(conn: Any, feed: Any, event: str) -> None:
         events.append(event)
-        enqueue(conn, channel="ops", kind=event, key=f"h:{feed.id}:{event}",
-                payload=message(event), now=NOW)
+        enqueue(
+            conn,
+            channel="ops",
+            kind=event,
+            key=f"h:{feed.id}:{event}",
+            payload=message(event),
+            now=NOW,
+        )
 
     t = NOW
     for _ in range(4):  # failing for 3 x 30 min: broken after 1 h
-        [f] = [x for x in st.feeds.lease_due("me", limit=5, lease=60, now=t)
-               if x.url == "http://news.example/feed"] or [None]
+        [f] = [
+            x
+            for x in st.feeds.lease_due("me", limit=5, lease=60, now=t)
+            if x.url == "http://news.example/feed"
+        ] or [None]
         if f is None:
             break
-        st.feeds.record_failure(f, "me", now=t, next_poll_at=t + 1800, kind="http_status",
-                                error="HTTP 500", broken_after=3600, on_health=hook)
+        st.feeds.record_failure(
+            f,
+            "me",
+            now=t,
+            next_poll_at=t + 1800,
+            kind="http_status",
+            error="HTTP 500",
+            broken_after=3600,
+            on_health=hook,
+        )
         st.feeds.release(f, "me")
         t += 1800
     assert events == ["source.broken"]
-    [f] = [x for x in st.feeds.lease_due("me", limit=5, lease=60, now=t + 1)
-           if x.url == "http://news.example/feed"]
-    st.feeds.record_success(f, "me", now=t + 1, next_poll_at=t + 600, etag=None,
-                            last_modified=None, content_hash="h", new_entries=1, on_health=hook)
+    [f] = [
+        x
+        for x in st.feeds.lease_due("me", limit=5, lease=60, now=t + 1)
+        if x.url == "http://news.example/feed"
+    ]
+    st.feeds.record_success(
+        f,
+        "me",
+        now=t + 1,
+        next_poll_at=t + 600,
+        etag=None,
+        last_modified=None,
+        content_hash="h",
+        new_entries=1,
+        on_health=hook,
+    )
     assert events == ["source.broken", "source.recovered"]
     assert [d.kind for d in st.outbox.list_deliveries()] == ["source.recovered", "source.broken"]
 
 
 def test_outbox_claims_with_a_lease_and_records_only_for_the_owner(store_url: str) -> None:
     st, fid = open_store(store_url)
-    commit(st, fid, "g1", "An alert worth sending to two channels", "http://n/1",
-           hit(channels=[("hook", False), ("mail", False)]))
+    commit(
+        st,
+        fid,
+        "g1",
+        "An alert worth sending to two channels",
+        "http://n/1",
+        hit(channels=[("hook", False), ("mail", False)]),
+    )
     first = st.outbox.claim("a", limit=10, lease=30, now=NOW)
     assert len(first) == 2
     assert st.outbox.claim("b", limit=10, lease=30, now=NOW + 1) == []  # leased
     assert not st.outbox.mark_sent(first[0].id, "b", receipt="200", now=NOW + 2)
     assert st.outbox.mark_sent(first[0].id, "a", receipt="200", now=NOW + 2)
-    assert st.outbox.mark_failed(first[1].id, "a", error="HTTP 500", now=NOW + 2,
-                                 retry_at=NOW + 60)
+    assert st.outbox.mark_failed(first[1].id, "a", error="HTTP 500", now=NOW + 2, retry_at=NOW + 60)
     assert st.outbox.claim("b", limit=10, lease=30, now=NOW + 30) == []  # not due yet
     [again] = st.outbox.claim("b", limit=10, lease=30, now=NOW + 61)
     assert again.id == first[1].id and again.attempts == 1
@@ -209,23 +327,33 @@ def test_outbox_claims_with_a_lease_and_records_only_for_the_owner(store_url: st
 def test_digest_is_collected_once_per_period(store_url: str) -> None:
     st, fid = open_store(store_url)
     for i in range(3):
-        commit(st, fid, f"g{i}", f"Digest story number {i} about something", f"http://n/{i}",
-               hit(rule=f"r{i}", channels=[("daily", True)]))
+        commit(
+            st,
+            fid,
+            f"g{i}",
+            f"Digest story number {i} about something",
+            f"http://n/{i}",
+            hit(rule=f"r{i}", channels=[("daily", True)]),
+        )
     assert st.outbox.claim("a", limit=10, lease=30, now=NOW) == []  # held for the digest
 
     def build(items: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(message(f"{len(items)} alerts"), kind="digest", items=items)
 
-    did = st.outbox.collect_digest("daily", period="2027-01-15T08:00", now=NOW + 10,
-                                   build=build)
+    did = st.outbox.collect_digest("daily", period="2027-01-15T08:00", now=NOW + 10, build=build)
     assert did is not None
-    assert st.outbox.collect_digest("daily", period="2027-01-15T08:00", now=NOW + 20,
-                                    build=build) is None
+    assert (
+        st.outbox.collect_digest("daily", period="2027-01-15T08:00", now=NOW + 20, build=build)
+        is None
+    )
     [digest] = st.outbox.claim("a", limit=10, lease=30, now=NOW + 30)
     assert digest.kind == "digest" and len(digest.payload["items"]) == 3
     with write_tx(st.engine) as conn:
-        statuses = set(conn.execute(select(s.deliveries.c.status)
-                                    .where(s.deliveries.c.kind == "alert")).scalars())
+        statuses = set(
+            conn.execute(
+                select(s.deliveries.c.status).where(s.deliveries.c.kind == "alert")
+            ).scalars()
+        )
     assert statuses == {"digested"}
 
 
@@ -237,3 +365,31 @@ def test_store_survives_reopening(tmp_path: Any) -> None:
     st2 = Store(url)
     assert st2.articles.seen_guids(fid, ["g1"]) == {"g1"}
     assert len(st2.outbox.list_deliveries()) == 1
+
+
+def test_leases_of_a_dead_process_on_this_host_are_taken_back(store_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    st = Store(store_url)
+    st.feeds.sync([FeedSpec("http://news.example/feed", "News", False)], NOW)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_owner = f"thishost:{gone.stdout.strip()}:abc"
+    alive_owner = f"thishost:{os.getpid()}:def"
+    other_host = f"elsewhere:{gone.stdout.strip()}:ghi"
+    [f] = st.feeds.lease_due(dead_owner, limit=1, lease=300, now=NOW)
+    assert st.feeds.lease_due("x", limit=1, lease=300, now=NOW + 1) == []
+    assert st.reclaim_orphaned_leases("thishost", NOW + 2) == 1
+    [again] = st.feeds.lease_due(alive_owner, limit=1, lease=300, now=NOW + 3)
+    assert again.id == f.id
+    # A live process's lease, and another host's, are left alone.
+    assert st.reclaim_orphaned_leases("thishost", NOW + 4) == 0
+    st.feeds.release(again, alive_owner)
+    st.feeds.lease_due(other_host, limit=1, lease=300, now=NOW + 5)
+    assert st.reclaim_orphaned_leases("thishost", NOW + 6) == 0

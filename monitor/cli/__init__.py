@@ -15,20 +15,18 @@ import time
 from collections.abc import Sequence
 
 from monitor import __version__
-from monitor.cli import ops  # noqa
-try:
-    from monitor.cli import match as match_cmd
-except ImportError:
-    match_cmd = None  # type: ignore
+from monitor.cli import match as match_cmd
 from monitor.cli import ops
 from monitor.errors import ConfigError
 
 
-def _config_arg(p: argparse.ArgumentParser) -> None:
+def _config_arg(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    # A nested command (`deliveries list --config X`) takes --config too; its default is
+    # suppressed so that it never overwrites a --config given before the subcommand.
     p.add_argument(
         "--config",
         "-c",
-        default=os.environ.get("MONITOR_CONFIG", "monitor.yaml"),
+        default=argparse.SUPPRESS if nested else os.environ.get("MONITOR_CONFIG", "monitor.yaml"),
         help="config file (default: $MONITOR_CONFIG or monitor.yaml)",
     )
 
@@ -62,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--status", choices=["pending", "failed", "dead", "sent", "held", "digested"])
     lp.add_argument("--limit", type=int, default=50)
     lp.add_argument("--format", choices=["text", "json"], default="text")
+    _config_arg(lp, nested=True)
     rp = dsub.add_parser("retry", help="make failed or dead deliveries due now")
+    _config_arg(rp, nested=True)
     rp.add_argument("ids", nargs="*", type=int, help="delivery ids")
     rp.add_argument("--dead", action="store_true", help="every dead delivery")
     return parser

@@ -6,8 +6,9 @@ named by what they own. See `schema.py` for the tables.
 
 from __future__ import annotations
 
+from monitor.store import schema
 from monitor.store.articles import ArticleRepo, CommitResult, Route, RuleHit
-from monitor.store.engine import StoreError, make_engine, migrate
+from monitor.store.engine import StoreError, make_engine, migrate, reclaim_dead_leases, write_tx
 from monitor.store.feedstate import FeedRepo, FeedSpec, FeedState
 from monitor.store.outbox import Delivery, Outbox, enqueue
 
@@ -35,6 +36,14 @@ class Store:
         self.feeds = FeedRepo(self.engine)
         self.articles = ArticleRepo(self.engine)
         self.outbox = Outbox(self.engine)
+
+    def reclaim_orphaned_leases(self, host: str, now: float) -> int:
+        """Take back feeds and deliveries leased by dead processes of this host."""
+        with write_tx(self.engine) as conn:
+            return sum(
+                reclaim_dead_leases(conn, table, host=host, now=now)
+                for table in (schema.feeds, schema.deliveries)
+            )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -9,13 +9,14 @@ transaction that upgrades from read to write gets SQLITE_BUSY at once, whatever 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -107,3 +108,39 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def reclaim_dead_leases(conn: Connection, table: Table, *, host: str, now: float) -> int:
+    """Clear leases held by processes of this host that no longer exist.
+
+    Owners are `host:pid:nonce`. A daemon killed with SIGKILL leaves its leases behind; on
+    restart the same host can tell they are orphans (no such pid) and take the work back at
+    once instead of waiting for the lease to expire. Other hosts' leases expire on their own.
+    """
+    owners = conn.execute(
+        select(table.c.lease_owner)
+        .where(table.c.lease_owner.is_not(None), table.c.lease_until > now)
+        .distinct()
+    ).scalars()
+    dead = [o for o in owners if _orphaned(str(o), host)]
+    if not dead:
+        return 0
+    res = conn.execute(
+        update(table)
+        .where(table.c.lease_owner.in_(dead))
+        .values(lease_owner=None, lease_until=None)
+    )
+    return int(res.rowcount)
+
+
+def _orphaned(owner: str, host: str) -> bool:
+    parts = owner.split(":")
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

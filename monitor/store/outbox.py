@@ -216,14 +216,24 @@ class Outbox:
             "oldest_pending_age": (now - oldest) if oldest is not None else None,
         }
 
-    def collect_digest(self, channel: str, *, period: str, now: float, build: Any) -> int | None:
+    def collect_digest(
+        self,
+        channel: str,
+        *,
+        period: str,
+        now: float,
+        build: Any,
+        until: float | None = None,
+    ) -> int | None:
         """Turn the channel's held deliveries into one digest delivery, once per period.
 
-        `build(list_of_payloads) -> payload` makes the digest message. The digest's idempotency
-        key names the channel and period, so a restart in the middle of a period, or a second
-        node, can never produce a second digest for it.
+        `build(list_of_payloads) -> payload` makes the digest message; it holds the deliveries
+        created up to `until` (the period's end; default `now`). The digest's idempotency key
+        names the channel and period, so a restart in the middle of a period, or a second node,
+        can never produce a second digest for it.
         """
         key = f"digest:{channel}:{period}"
+        cutoff = now if until is None else until
         with write_tx(self.engine) as conn:
             if conn.execute(
                 select(s.deliveries.c.id).where(s.deliveries.c.idempotency_key == key)
@@ -234,7 +244,7 @@ class Outbox:
                 .where(
                     s.deliveries.c.channel == channel,
                     s.deliveries.c.status == "held",
-                    s.deliveries.c.created_at <= now,
+                    s.deliveries.c.created_at <= cutoff,
                 )
                 .order_by(s.deliveries.c.id)
             ).all()
@@ -242,20 +252,23 @@ class Outbox:
                 return None
             payload = build([json.loads(r.payload) for r in held])
             try:
-                digest_id = new_id(
-                    conn.execute(
-                        insert(s.deliveries).values(
-                            channel=channel,
-                            kind="digest",
-                            idempotency_key=key,
-                            status="pending",
-                            attempts=0,
-                            next_attempt_at=now,
-                            payload=json.dumps(payload),
-                            created_at=now,
+                # A savepoint: on PostgreSQL a failed statement aborts the whole transaction,
+                # and another node inserting the same period's digest first is not an error.
+                with conn.begin_nested():
+                    digest_id = new_id(
+                        conn.execute(
+                            insert(s.deliveries).values(
+                                channel=channel,
+                                kind="digest",
+                                idempotency_key=key,
+                                status="pending",
+                                attempts=0,
+                                next_attempt_at=now,
+                                payload=json.dumps(payload),
+                                created_at=now,
+                            )
                         )
                     )
-                )
             except IntegrityError:
                 return None
             conn.execute(
