@@ -18,7 +18,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from feedserver import Item, NewsSite, corpus_page, news_page, seed_article
 from receivers import SmtpReceiver, WebhookReceiver, free_port
 
@@ -157,16 +156,10 @@ def test_once_alerts_each_entry_once_to_every_channel(tmp_path: Path, site: News
         assert len(hook.received) == 1
         assert len(smtp.received) == 1
 
-        # A new item on the feed is alerted on the next run.
-        title, body = seed_article()
+        # A new item (a different story on the same topic) is alerted on the next run.
         site.page(
             "/articles/ambush.html",
-            news_page(
-                "Ambush on US convoy in Syria wounds four American soldiers",
-                "Four US soldiers were wounded when militants ambushed a US convoy near "
-                "Deir ez-Zor on Tuesday, the Pentagon said. The attack on US troops was the "
-                "latest of dozens since October.\n" + body,
-            ),
+            news_page("Ambush on US convoy in Syria wounds four American soldiers", AMBUSH),
         )
         items = [
             Item(
@@ -235,14 +228,9 @@ def test_run_survives_sigkill_without_duplicates_or_misses(tmp_path: Path, site:
         assert len(hook.received) == 1
 
         # While it is down, a new story appears.
-        title, body = seed_article()
         site.page(
             "/articles/rocket.html",
-            news_page(
-                "Rocket attack targets US base in Iraq, no American casualties",
-                "Rockets were fired at a US base in western Iraq on Monday. US forces in Iraq and "
-                "Syria have come under attack dozens of times.\n" + body,
-            ),
+            news_page("Rocket attack targets US base in Iraq, no American casualties", ROCKET),
         )
         site.feed(
             "/feed.xml",
