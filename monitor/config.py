@@ -158,10 +158,6 @@ class FeedConfig(_Model):
         return self.name or (urlsplit(self.url).hostname or self.url)
 
 
-class OpmlRef(_Model):
-    opml: str
-
-
 class ExampleDoc(_Model):
     title: str = ""
     summary: str = ""
@@ -315,7 +311,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     defaults: Defaults = Field(default_factory=Defaults)
-    feeds: list[FeedConfig | OpmlRef] = Field(default_factory=list)
+    feeds: list[FeedConfig] = Field(default_factory=list)  # `{opml: file}` expands at load
     include: list[str] = Field(default_factory=list)
     entities: dict[str, list[str]] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
@@ -350,7 +346,7 @@ class Settings(BaseSettings):
     @property
     def feed_list(self) -> list[FeedConfig]:
         """Feeds after OPML expansion (OPML refs are expanded at load time)."""
-        return [f for f in self.feeds if isinstance(f, FeedConfig) and f.enabled]
+        return [f for f in self.feeds if f.enabled]
 
     @property
     def active_rules(self) -> list[RuleConfig]:
@@ -390,6 +386,7 @@ class SourceMap:
 
     def __init__(self) -> None:
         self.positions: dict[tuple[Any, ...], Pos] = {}
+        self.key_positions: dict[tuple[Any, ...], Pos] = {}  # where a mapping key is written
         self.default_file = "<config>"
         self._query_text: dict[int, str] = {}
 
@@ -440,6 +437,7 @@ class _Loaded:
         self.path = path
         self.problems = problems
         self.positions: dict[tuple[Any, ...], Pos] = {}
+        self.key_positions: dict[tuple[Any, ...], Pos] = {}
         self.data: Any = None
         self._lines: list[str] = []
         self.load()
@@ -502,6 +500,7 @@ class _Loaded:
                     self.problems.append(f"{self._pos(key_node)}: duplicate key {key!r}")
                     continue
                 self.positions[(*path, key)] = self._pos(value_node)
+                self.key_positions[(*path, key)] = self._pos(key_node)
                 out[key] = self._build(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -569,6 +568,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError([f"{root}:1:1: the config must be a mapping of sections"])
     source.positions.update(main.positions)
+    source.key_positions.update(main.key_positions)
 
     # includes: rule / entity / feed / channel files, by glob, relative to the config file.
     includes = data.get("include", [])
@@ -614,6 +614,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = f"unknown key {loc[-1]!r}"
+                where = source.key_positions.get(loc, where)
             problems.append(f"{where}: {dotted}: {msg}")
     if settings is not None:
         source._query_text = {i: r.query for i, r in enumerate(settings.rules)}
@@ -625,23 +626,14 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     return settings
 
 
-_UNION_TAGS = {
-    "console",
-    "webhook",
-    "slack",
-    "email",
-    "apprise",
-    "FeedConfig",
-    "OpmlRef",
-    "str",
-    "ExampleDoc",
-}
+_UNION_TAGS = {"console", "webhook", "slack", "email", "apprise", "str", "ExampleDoc"}
 
 
 def _move_positions(source: SourceMap, old: tuple[Any, ...], new: tuple[Any, ...]) -> None:
-    moved = {k: v for k, v in source.positions.items() if k[: len(old)] == old}
-    for k, v in moved.items():
-        source.positions[new + k[len(old) :]] = v
+    for table in (source.positions, source.key_positions):
+        moved = {k: v for k, v in table.items() if k[: len(old)] == old}
+        for k, v in moved.items():
+            table[new + k[len(old) :]] = v
 
 
 def _merge_include(
@@ -667,9 +659,13 @@ def _merge_include(
                 continue
             for i, item in enumerate(value):
                 new_index = len(target)
-                for k, v in inc.positions.items():
-                    if k[:2] == (key, i):
-                        source.positions[(key, new_index, *k[2:])] = v
+                for mine, theirs in (
+                    (source.positions, inc.positions),
+                    (source.key_positions, inc.key_positions),
+                ):
+                    for k, v in theirs.items():
+                        if k[:2] == (key, i):
+                            mine[(key, new_index, *k[2:])] = v
                 target.append(item)
         elif key in ("entities", "channels"):
             if not isinstance(value, dict):
@@ -685,9 +681,13 @@ def _merge_include(
                         f"{name!r} is already defined"
                     )
                     continue
-                for k, v in inc.positions.items():
-                    if k[:2] == (key, name):
-                        source.positions[k] = v
+                for mine, theirs in (
+                    (source.positions, inc.positions),
+                    (source.key_positions, inc.key_positions),
+                ):
+                    for k, v in theirs.items():
+                        if k[:2] == (key, name):
+                            mine[k] = v
                 target_map[name] = item
         else:
             problems.append(
@@ -719,10 +719,9 @@ def _reference_problems(settings: Settings, source: SourceMap) -> Iterator[str]:
             )
     urls: dict[str, int] = {}
     for i, feed in enumerate(settings.feeds):
-        if isinstance(feed, FeedConfig):
-            if feed.url in urls:
-                yield f"{source.locate(('feeds', i))}: feed {feed.url} is listed twice"
-            urls[feed.url] = i
+        if feed.url in urls:
+            yield f"{source.locate(('feeds', i))}: feed {feed.url} is listed twice"
+        urls[feed.url] = i
     for name in settings.entities:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             yield (
