@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from monitor.checks import compile_settings
 from monitor.config import load_config, parse_duration
@@ -100,16 +100,30 @@ def status(path: str, *, fmt: str = "text") -> int:
                 .order_by(s.alerts.c.id.desc())
                 .limit(10)
             ).all()
-            sources: dict[int, int] = {
-                int(row[0]): int(row[1])
-                for row in conn.execute(
-                    select(s.articles.c.story_id, func.count(func.distinct(s.articles.c.feed_id)))
-                    .where(s.articles.c.story_id.in_([a.story_id for a in alerts]))
-                    .group_by(s.articles.c.story_id)
+            members: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            for row in conn.execute(
+                select(
+                    s.articles.c.story_id,
+                    s.feeds.c.name,
+                    s.articles.c.url,
+                    s.articles.c.story_reason,
+                    s.articles.c.fetched_at,
                 )
-            }
+                .join(s.feeds, s.feeds.c.id == s.articles.c.feed_id)
+                .where(s.articles.c.story_id.in_([a.story_id for a in alerts]))
+                .order_by(s.articles.c.id)
+            ):
+                members[int(row.story_id)].append(
+                    {
+                        "feed": row.name,
+                        "url": row.url,
+                        "why_grouped": row.story_reason or "",
+                        "fetched_at": row.fetched_at,
+                    }
+                )
     finally:
         store.close()
+    sources = {k: len({m["feed"] for m in v}) for k, v in members.items()}
     if fmt == "json":
         print(
             json.dumps(
@@ -139,6 +153,7 @@ def status(path: str, *, fmt: str = "text") -> int:
                             "title": a.title,
                             "status": a.status,
                             "sources": int(sources.get(a.story_id, 1)),
+                            "story": members.get(a.story_id, []),
                             "created_at": a.created_at,
                         }
                         for a in alerts
@@ -178,6 +193,10 @@ def status(path: str, *, fmt: str = "text") -> int:
             f"  #{a.id} {a.rule:<28} {a.status:<10} sources {sources.get(a.story_id, 1):<3}"
             f" {(a.title or '')[:70]}"
         )
+        story = members.get(a.story_id, [])
+        if len(story) > 1:  # how the story was assembled: each article and why it joined
+            for m in story:
+                print(f"      {m['feed'][:24]:<24} {m['why_grouped'] or 'first':<12} {m['url']}")
     return 0
 
 
