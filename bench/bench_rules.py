@@ -1,0 +1,217 @@
+"""Benchmark of rule matching: the compiled rule set with its prefilter against naive regexes.
+
+Run: `python bench/bench_rules.py` (options: --sizes, --articles, --naive-articles, --seed).
+Prints one table. Articles are real article bodies (scrapinghub article-extraction benchmark
+ground truth), cut to about 4 KB; rules are generated from the vocabulary and word pairs of
+real news (AG News training subset), shaped like the shipped rules: phrases, prefixes, OR
+groups, NEAR, NOT, field scopes and entities. The process is pinned to one core.
+
+The naive baseline compiles each rule into one `re` alternation of its terms (whole words,
+case-insensitive) and runs them in turn; it ignores AND/NEAR/NOT logic, so it is a lower bound
+on what evaluating each rule separately costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+from monitor.rules import RuleSpec, compile_rules
+from monitor.rules.text import tokenize
+
+CORPORA = Path("/work/shared/corpora")
+ARTICLES = CORPORA / "articles/scrapinghub-aeb/ground-truth.json"
+NEWS = CORPORA / "news/ag_news/train_subset.csv"
+ARTICLE_CHARS = 4096
+STOP = set(
+    (  # noqa: SIM905 (a word list reads better as text)
+        "the a an and or of to in on at for by with from as is are was were be been it its this "
+        "that he she they we you i his her their our us said says has have had will would not no "
+        "but new after over up out more than about into also one two who which what when where "
+        "there quot lt gt 39 amp b"
+    ).split()
+)
+
+
+def load_articles(limit: int) -> list[dict[str, str]]:
+    data = json.loads(ARTICLES.read_text(encoding="utf-8"))
+    out = []
+    for item in data.values():
+        body = item.get("articleBody") or ""
+        if len(body) < 2000:
+            continue
+        cut = body[:ARTICLE_CHARS]
+        cut = cut[: cut.rfind(" ")] if len(body) > ARTICLE_CHARS else cut
+        title = " ".join(body.split()[:10])
+        out.append({"title": title, "summary": "", "body": cut, "url": item.get("url", "")})
+    return out[:limit]
+
+
+def vocabulary() -> tuple[list[str], list[tuple[str, str]]]:
+    words: Counter[str] = Counter()
+    pairs: Counter[tuple[str, str]] = Counter()
+    with NEWS.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            toks = [t for t in tokenize(row["text"]).norms if t.isalpha()]
+            words.update(t for t in toks if t not in STOP and len(t) > 2)
+            pairs.update(
+                (a, b)
+                for a, b in itertools.pairwise(toks)
+                if a not in STOP and b not in STOP and len(a) > 2 and len(b) > 2
+            )
+    vocab = [w for w, c in words.most_common() if c >= 2]
+    bigrams = [p for p, c in pairs.most_common() if c >= 2]
+    return vocab, bigrams
+
+
+def generate_rules(
+    n: int, vocab: list[str], bigrams: list[tuple[str, str]], rng: random.Random
+) -> tuple[list[RuleSpec], dict[str, list[str]]]:
+    # Frequency ranks drawn log-uniformly from 30 to the rarest: each decade of rarity is as
+    # likely, as in real rules (a few common words, many names and specific terms).
+    def rank(n: int) -> int:
+        return min(n - 1, int(math.exp(rng.uniform(math.log(30), math.log(n)))))
+
+    def word() -> str:
+        return vocab[rank(len(vocab))]
+
+    def phrase() -> str:
+        a, b = bigrams[rank(len(bigrams))]
+        return f'"{a} {b}"'
+
+    def term() -> str:
+        r = rng.random()
+        if r < 0.3:
+            return phrase()
+        if r < 0.5:
+            w = word()
+            return f"{w[: max(3, len(w) - 2)]}*"
+        return word()
+
+    entities = {f"ent{i}": [phrase().strip('"') for _ in range(12)] for i in range(50)}
+    specs = []
+    for i in range(n):
+        shape = i % 5
+        if shape == 0:
+            q = f"{phrase()} NEAR/5 ({term()} OR {term()} OR {term()})"
+        elif shape == 1:
+            q = f"{term()} AND ({term()} OR {term()}) NOT {word()}"
+        elif shape == 2:
+            q = f"title:{word()} OR {phrase()}"
+        elif shape == 3:
+            q = f"entity:ent{rng.randrange(50)} NEAR/8 ({term()} OR {term()})"
+        else:
+            q = f"({term()} OR {term()}) ONEAR/3 {term()} {term()}"
+        specs.append(RuleSpec(f"rule-{i}", q))
+    return specs, entities
+
+
+_LEAF = re.compile(r'"([^"]+)"|(?<![:\w])([\w]+\*?)')
+
+
+def naive_patterns(specs: list[RuleSpec], entities: dict[str, list[str]]) -> list[re.Pattern[str]]:
+    patterns = []
+    for spec in specs:
+        alts = []
+        for m in _LEAF.finditer(spec.query):
+            text = m.group(1) or m.group(2)
+            if text in ("AND", "OR", "NOT", "title") or text.startswith("NEAR"):
+                continue
+            if text.startswith("ent") and text[3:].isdigit():
+                alts.extend(re.escape(a) for a in entities[text])
+                continue
+            if text.startswith("ONEAR") or text.isdigit():
+                continue
+            esc = re.escape(text.rstrip("*")).replace(r"\ ", r"\s+")
+            alts.append(esc + (r"\w*" if text.endswith("*") else ""))
+        patterns.append(re.compile(r"\b(?:" + "|".join(alts) + r")\b", re.IGNORECASE))
+    return patterns
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--articles", type=int, default=150)
+    parser.add_argument("--naive-articles", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+    articles = load_articles(args.articles)
+    vocab, bigrams = vocabulary()
+    mean_kb = statistics.mean(len(a["body"]) for a in articles) / 1024
+    cpu = platform.processor() or platform.machine()
+    print(
+        f"# {len(articles)} articles, mean body {mean_kb:.1f} KB; "
+        f"python {platform.python_version()} on {cpu}, 1 core"
+    )
+    header = (
+        f"{'rules':>6} | {'compile s':>9} | {'mem MB':>6} | {'articles/s':>10} | "
+        f"{'median ms':>9} | {'p99 ms':>7} | {'naive median ms':>15} | {'speedup':>7} | "
+        f"{'matches/article':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for size in (int(s) for s in args.sizes.split(",")):
+        rng = random.Random(args.seed)
+        specs, entities = generate_rules(size, vocab, bigrams, rng)
+        gc.collect()
+        before = rss_mb()
+        t0 = time.perf_counter()
+        ruleset = compile_rules(specs, entities)
+        compile_s = time.perf_counter() - t0
+        gc.collect()
+        mem = rss_mb() - before
+
+        for a in articles[:5]:  # warm caches and lazy imports
+            ruleset.match(a)
+        times, matches = [], 0
+        for a in articles:
+            t = time.perf_counter()
+            matches += len(ruleset.match(a))
+            times.append((time.perf_counter() - t) * 1000)
+
+        patterns = naive_patterns(specs, entities)
+        naive = []
+        for a in articles[: args.naive_articles]:
+            text = "\n".join((a["title"], a["body"]))
+            t = time.perf_counter()
+            for p in patterns:
+                p.search(text)
+            naive.append((time.perf_counter() - t) * 1000)
+
+        med = statistics.median(times)
+        naive_med = statistics.median(naive)
+        rate = 1000 / statistics.mean(times)
+        print(
+            f"{size:>6} | {compile_s:>9.2f} | {mem:>6.1f} | {rate:>10.0f}"
+            f" | {med:>9.3f} | {percentile(times, 0.99):>7.3f} | {naive_med:>15.2f} | "
+            f"{naive_med / med:>6.0f}x | {matches / len(articles):>15.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""`monitor match`: run the configured rules over articles given on the command line.
+
+Owns reading the inputs (a URL, fetched and extracted; an HTML file; a feed file; a JSON-lines
+file of articles, `-` for stdin; `.gz` files are decompressed) and printing, for each article
+and matching rule, the hits and snippet (text) or one JSON object (json); `--explain` adds why
+the other rules did not match. Exits 0 whether or not anything matched; 2 when the config,
+the rules or an input cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, TextIO
+
+import feedparser
+import httpx
+import trafilatura
+
+from monitor.config import Settings, load_config
+from monitor.errors import ConfigError
+from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
+
+_HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+_FEED_MARKERS = (b"<rss", b"<feed", b"<rdf:rdf", b"<rdf", b"jsonfeed.org")
+_FETCH_TIMEOUT = 30.0
+
+
+@dataclass(slots=True)
+class InputArticle:
+    """One article to match: its id (own id, URL, or file name and position) and fields."""
+
+    id: str
+    fields: dict[str, str]
+
+
+class InputError(Exception):
+    """An input that cannot be read; the message names it."""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `match` on the CLI's sub-command parsers."""
+    p = sub.add_parser(
+        "match",
+        help="match articles (URLs, HTML, feed or JSON-lines files) against the rules",
+        description="Match articles against the configured rules and show why they matched.",
+    )
+    p.add_argument(
+        "--config",
+        default=os.environ.get("MONITOR_CONFIG", "config.yaml"),
+        help="config file (default: $MONITOR_CONFIG or config.yaml)",
+    )
+    p.add_argument(
+        "--rule", action="append", default=None, metavar="NAME", help="only this rule (repeatable)"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--explain", action="store_true", help="also explain why the other rules did not match"
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="URL, .html file, feed file, or JSON-lines file ('-' for stdin)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out: TextIO = sys.stdout
+    try:
+        settings = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    try:
+        ruleset = compile_settings_rules(settings)
+    except RuleCompileError as exc:
+        print_rule_errors(exc, settings, sys.stderr)
+        return 2
+    names = ruleset.rule_names
+    if args.rule:
+        unknown = [r for r in args.rule if r not in names]
+        if unknown:
+            print(f"unknown rule {unknown[0]!r} (rules: {', '.join(names)})", file=sys.stderr)
+            return 2
+        names = [n for n in names if n in args.rule]
+    try:
+        for source in args.inputs:
+            for article in read_input(source):
+                _report(ruleset, names, article, args.format, args.explain, out)
+    except InputError as exc:
+        print(f"monitor match: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def compile_settings_rules(settings: Settings) -> RuleSet:
+    """The enabled rules of `settings` with its entities."""
+    specs = [RuleSpec(r.name, r.query) for r in settings.active_rules]
+    return compile_rules(specs, settings.entities)
+
+
+def print_rule_errors(exc: RuleCompileError, settings: Settings, stream: TextIO) -> None:
+    """Each error as `file:line:col: message`, then the query line with a caret and hint."""
+    index = {r.name: i for i, r in enumerate(settings.rules)}
+    for error in exc.errors:
+        i = index.get(error.rule)
+        if i is None:
+            print(f"{settings.source.default_file}: {error.rule}: {error.message}", file=stream)
+            if error.hint:
+                print(f"  hint: {error.hint}", file=stream)
+            continue
+        pos = settings.source.query_pos(i, error.offset)
+        print(f"{pos}: rule {error.rule!r}: {error.message}", file=stream)
+        print(error.render(settings.rules[i].query), file=stream)
+
+
+def _report(
+    ruleset: RuleSet, names: list[str], article: InputArticle, fmt: str, explain: bool, out: TextIO
+) -> None:
+    wanted = set(names)
+    matches = {m.rule: m for m in ruleset.match(article.fields) if m.rule in wanted}
+    for name in names:
+        match = matches.get(name)
+        if match is None and not explain:
+            continue
+        if fmt == "json":
+            obj: dict[str, Any] = {"id": article.id, "rule": name, "matched": match is not None}
+            if match is not None:
+                obj["hits"] = [
+                    {
+                        "field": h.field,
+                        "start": h.start,
+                        "end": h.end,
+                        "leaf": h.leaf,
+                        "text": article.fields[h.field][h.start : h.end],
+                    }
+                    for h in match.hits
+                ]
+                obj["snippet"] = match.snippet(article.fields).marked()
+            else:
+                obj["hits"] = []
+                obj["explanation"] = ruleset.explain(article.fields, name)
+            print(json.dumps(obj, ensure_ascii=False), file=out)
+        elif match is not None:
+            title = article.fields.get("title", "")
+            print(f"{article.id}: {name} matched" + (f" — {title}" if title else ""), file=out)
+            for hit in match.hits:
+                text = article.fields[hit.field][hit.start : hit.end]
+                print(f"  {hit.field}[{hit.start}:{hit.end}] {text!r} ← {hit.leaf}", file=out)
+            snippet = match.snippet(article.fields)
+            print(f"  snippet ({snippet.field}): {snippet.marked()}", file=out)
+        else:
+            print(f"{article.id}: {name} did not match", file=out)
+            for line in ruleset.explain(article.fields, name).splitlines()[1:]:
+                print(f"  {line}", file=out)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def read_input(source: str) -> Iterator[InputArticle]:
+    """The articles of one INPUT (see the module docstring)."""
+    if source == "-":
+        yield from _json_lines(sys.stdin.buffer.read(), "stdin")
+        return
+    if source.startswith(("http://", "https://")):
+        yield _fetch_url(source)
+        return
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{source}: {exc.strerror or exc}") from None
+    name = path.name
+    if name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{source}: not a valid gzip file ({exc})") from None
+        name = name[:-3]
+    if name.lower().endswith(_HTML_SUFFIXES):
+        yield _html_article(data, source, None)
+        return
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<") or any(m in head for m in _FEED_MARKERS):
+        if head.startswith(b"<") and not any(m in head for m in _FEED_MARKERS[:4]):
+            yield _html_article(data, source, None)
+            return
+        yield from _feed_articles(data, source)
+        return
+    yield from _json_lines(data, source)
+
+
+def _json_lines(data: bytes, name: str) -> Iterator[InputArticle]:
+    for lineno, raw in enumerate(io.BytesIO(data), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{name}:{lineno}: not a JSON object ({exc})") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{name}:{lineno}: each line must be a JSON object")
+        fields = {
+            k: _as_text(obj.get(k))
+            for k in ("title", "summary", "body", "url", "author", "tags", "feed")
+        }
+        ident = obj.get("id") or obj.get("url") or f"{name}:{lineno}"
+        yield InputArticle(str(ident), fields)
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return str(value)
+
+
+class _TextOf(HTMLParser):
+    """Text content of an HTML fragment (feed titles and summaries), entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("p", "br", "div", "li", "h1", "h2", "h3", "h4", "tr"):
+            self.parts.append("\n")
+
+
+def _html_to_text(markup: str) -> str:
+    if "<" not in markup and "&" not in markup:
+        return markup
+    parser = _TextOf()
+    parser.feed(markup)
+    parser.close()
+    return "".join(parser.parts).strip()
+
+
+def _feed_articles(data: bytes, source: str) -> Iterator[InputArticle]:
+    parsed = feedparser.parse(io.BytesIO(data))
+    feed_title = str(parsed.feed.get("title", "")) if parsed.get("feed") else ""
+    if not parsed.entries and parsed.get("bozo"):
+        raise InputError(f"{source}: not a readable feed ({parsed.get('bozo_exception')})")
+    for i, entry in enumerate(parsed.entries, start=1):
+        content = " ".join(_html_to_text(c.get("value", "")) for c in entry.get("content", []))
+        link = str(entry.get("link", ""))
+        fields = {
+            "title": _html_to_text(str(entry.get("title", ""))),
+            "summary": _html_to_text(str(entry.get("summary", ""))),
+            "body": content,
+            "url": link,
+            "author": str(entry.get("author", "")),
+            "tags": "\n".join(str(t.get("term", "")) for t in entry.get("tags", [])),
+            "feed": feed_title,
+        }
+        ident = entry.get("id") or link or f"{source}#{i}"
+        yield InputArticle(str(ident), fields)
+
+
+def _html_article(data: bytes | str, source: str, url: str | None) -> InputArticle:
+    extracted = trafilatura.extract(
+        data,
+        url=url,
+        fast=True,
+        include_comments=False,
+        with_metadata=True,
+        output_format="json",
+    )
+    if not extracted:
+        raise InputError(f"{source}: no article text could be extracted")
+    doc = json.loads(extracted)
+    fields = {
+        "title": doc.get("title") or "",
+        "summary": doc.get("excerpt") or doc.get("description") or "",
+        "body": doc.get("text") or doc.get("raw_text") or "",
+        "url": doc.get("source") or url or "",
+        "author": doc.get("author") or "",
+        "tags": (doc.get("tags") or "").replace(",", "\n"),
+        "feed": doc.get("sitename") or doc.get("hostname") or "",
+    }
+    return InputArticle(url or source, fields)
+
+
+def _fetch_url(url: str) -> InputArticle:
+    try:
+        response = httpx.get(
+            url,
+            follow_redirects=True,
+            timeout=_FETCH_TIMEOUT,
+            headers={"User-Agent": "news-monitor/0.1 (monitor match)"},
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise InputError(f"{url}: {exc}") from None
+    return _html_article(response.text, url, url)

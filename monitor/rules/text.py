@@ -1,0 +1,224 @@
+"""The one normaliser and tokeniser shared by rule queries and article text.
+
+Owns what a "token" is, so that a word in a rule and the same word in an article always
+compare equal: Unicode NFKC + casefold, `U.S.` / `U.S` / `US` alike, curly quotes and
+apostrophes, possessive `'s` dropped, and hyphenated words split into parts (each a token at
+its own position) plus one joined alias spanning the parts, so `e-mail` is found by `e-mail`,
+`"e mail"`, `mail` and `email`. Every token keeps its character span in the original text so
+hits can be highlighted there.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+# Written with re rather than a tokenizer library: the rules need exact character spans in
+# the original text and a handful of news-specific cases (initialisms, possessives, hyphen
+# compounds); spaCy's tokenizer would cost 185 MB of install for the same four regexes.
+_APOS = "'\u2019\u02bc\u2018"
+_HYPHENS = "-\u2010\u2011"
+_U_CHAR = r"(?:[^\W_]|[\u0300-\u036f])"
+_U_ALPHA = r"[^\W\d_]"
+_UNICODE_TOKEN = re.compile(
+    rf"(?<![^\W_]){_U_ALPHA}(?:\.{_U_ALPHA})+\.?(?![^\W_])"  # U.S., U.S, e.g.
+    rf"|{_U_CHAR}+(?:[{_APOS}]{_U_CHAR}+)*(?:[{_HYPHENS}]{_U_CHAR}+(?:[{_APOS}]{_U_CHAR}+)*)*"
+)
+_ASCII_TOKEN = re.compile(
+    # One alternation scanned once: a word, or (a lone letter then ".x" repeated) an initialism.
+    r"[a-z0-9]+(?:(?<=\b[a-z])(?:\.[a-z])+\.?(?![a-z0-9])"
+    r"|(?:'[a-z0-9]+)*(?:-[a-z0-9]+(?:'[a-z0-9]+)*)*)"
+)
+_TYPOGRAPHY = (
+    *((c, "'") for c in "\u2019\u2018\u02bc"),
+    *((c, '"') for c in "\u201c\u201d\u201e\u00ab\u00bb"),
+    *((c, "-") for c in "\u2010\u2011"),
+    *((c, " ") for c in "\u2013\u2014\u2022\u00a0\u2009\u200a\u202f\u2026\u00b7"),
+)
+_HYPHEN_SPLIT = re.compile(f"[{_HYPHENS}]")
+_APOS_SPLIT = re.compile(f"[{_APOS}]")
+_WORD_PART = re.compile(rf"{_U_CHAR}+(?:[{_APOS}]{_U_CHAR}+)*")
+
+
+def fold(text: str) -> str:
+    """NFKC + casefold: the comparison form of any text."""
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _norm_word(word: str) -> str:
+    """One word (no hyphens) in comparison form: folded, possessive and apostrophes dropped."""
+    w = fold(word)
+    if "'" in w or "\u2019" in w or "\u02bc" in w or "\u2018" in w:
+        w = _APOS_SPLIT.sub("'", w)
+        if w.endswith("'s"):
+            w = w[:-2]
+        w = w.replace("'", "")
+    return w
+
+
+def _norm_initialism(word: str) -> str:
+    return fold(word).replace(".", "")
+
+
+@dataclass(slots=True)
+class Tokens:
+    """The tokens of one text: normalised forms by position, plus joined hyphen aliases.
+
+    `aliases` maps a joined compound (`email` for `e-mail`) to its (first, last) positions.
+    Character spans (`starts`, `ends`) are computed on first use: most articles are only
+    looked up by token, and their spans are needed only to report hits.
+    """
+
+    text: str
+    norms: list[str] = field(default_factory=list)
+    aliases: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    _starts: list[int] | None = None
+    _ends: list[int] | None = None
+    _index: dict[str, list[int]] | None = None
+    _vocab: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.norms)
+
+    @property
+    def starts(self) -> list[int]:
+        if self._starts is None:
+            self._starts, self._ends = _spans(self.text)
+        return self._starts
+
+    @property
+    def ends(self) -> list[int]:
+        if self._ends is None:
+            self._starts, self._ends = _spans(self.text)
+        return self._ends
+
+    @property
+    def index(self) -> dict[str, list[int]]:
+        """Token -> its positions, built on first use (most fields are never queried)."""
+        if self._index is None:
+            index: dict[str, list[int]] = {}
+            for i, norm in enumerate(self.norms):
+                positions = index.get(norm)
+                if positions is None:
+                    index[norm] = [i]
+                else:
+                    positions.append(i)
+            self._index = index
+        return self._index
+
+    @property
+    def vocab(self) -> list[str]:
+        """Sorted distinct tokens and aliases, for prefix look-ups by bisection."""
+        if self._vocab is None:
+            self._vocab = sorted(set(self.index) | set(self.aliases))
+        return self._vocab
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        """Distinct tokens (and aliases) that start with `prefix`."""
+        vocab = self.vocab
+        i = bisect_left(vocab, prefix)
+        out: list[str] = []
+        while i < len(vocab) and vocab[i].startswith(prefix):
+            out.append(vocab[i])
+            i += 1
+        return out
+
+    def occurrences(self, norm: str) -> list[tuple[int, int]]:
+        """(first, last) position spans where `norm` occurs, as a token or a joined alias."""
+        spans = [(p, p) for p in self.index.get(norm, ())]
+        alias = self.aliases.get(norm)
+        if alias:
+            spans.extend(alias)
+            spans.sort()
+        return spans
+
+    def position_of_char(self, offset: int) -> int:
+        """The position of the token at or after character `offset` (clamped)."""
+        i = bisect_left(self.ends, offset + 1)
+        return min(i, max(len(self.norms) - 1, 0))
+
+
+def _pattern(text: str) -> tuple[re.Pattern[str], str]:
+    # Lowercasing ASCII keeps every offset, so the ASCII pattern can scan the lowered text.
+    # Most news is ASCII but for its typography; replacing that one character for one keeps
+    # the offsets too and lets such text take the fast path.
+    if text.isascii():
+        return _ASCII_TOKEN, text.lower()
+    plain = text
+    for char, ascii_char in _TYPOGRAPHY:
+        if char in plain:
+            plain = plain.replace(char, ascii_char)
+    if plain.isascii():
+        return _ASCII_TOKEN, plain.lower()
+    return _UNICODE_TOKEN, text
+
+
+def tokenize(text: str) -> Tokens:
+    """Split `text` into normalised tokens (spans in `text` available on demand)."""
+    out = Tokens(text)
+    if not text:
+        out._starts, out._ends = [], []
+        return out
+    pattern, src = _pattern(text)
+    raw: list[str] = pattern.findall(src)
+    if pattern is _UNICODE_TOKEN:
+        raw = [t.lower() if t.isascii() else fold(t) for t in raw]
+    # Whole-list operations first: only the few tokens with an apostrophe, dot or hyphen
+    # (or other non-alphanumerics) need the slow path.
+    special = [i for i, t in enumerate(raw) if not t.isalnum()]
+    if not special:
+        out.norms = raw
+        return out
+    norms = out.norms
+    done = 0
+    for i in special:
+        norms.extend(raw[done:i])
+        done = i + 1
+        tok = raw[i]
+        pieces = _pieces(tok)
+        if len(pieces) == 1:
+            norms.append(_norm_initialism(tok) if "." in tok else _norm_word(tok))
+            continue
+        first = len(norms)
+        parts = [_norm_word(tok[s:e]) for s, e in pieces]
+        norms.extend(parts)
+        out.aliases.setdefault("".join(parts), []).append((first, len(norms) - 1))
+    norms.extend(raw[done:])
+    return out
+
+
+def _pieces(tok: str) -> list[tuple[int, int]]:
+    """Offsets within a token of the parts it splits into (one part unless hyphenated)."""
+    if "." in tok or not _HYPHEN_SPLIT.search(tok):
+        return [(0, len(tok))]
+    return [(m.start(), m.end()) for m in _WORD_PART.finditer(tok)]
+
+
+def _spans(text: str) -> tuple[list[int], list[int]]:
+    """Start and end offsets of every token of `text`, in the order `tokenize` emits them."""
+    pattern, src = _pattern(text)
+    matches = list(pattern.finditer(src))
+    starts = [m.start() for m in matches]
+    ends = [m.end() for m in matches]
+    special = [i for i, m in enumerate(matches) if not m.group().isalnum()]
+    if not special:
+        return starts, ends
+    # Hyphenated tokens become several parts: rebuild the lists around them.
+    out_starts: list[int] = []
+    out_ends: list[int] = []
+    done = 0
+    for i in special:
+        out_starts.extend(starts[done:i])
+        out_ends.extend(ends[done:i])
+        done = i + 1
+        start = starts[i]
+        for s, e in _pieces(matches[i].group()):
+            out_starts.append(start + s)
+            out_ends.append(start + e)
+    out_starts.extend(starts[done:])
+    out_ends.extend(ends[done:])
+    return out_starts, out_ends
