@@ -208,3 +208,15 @@ def test_unknown_rule_name_is_an_error(
 def test_unreadable_input_is_an_error(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run("--config", str(config), "/nonexistent/file.jsonl") == 2
     assert "/nonexistent/file.jsonl" in capsys.readouterr().err
+
+
+def test_plain_text_article_file_is_matched_with_its_first_line_as_title(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seed = CORPORA / "seed/us-troops-attacks-article.txt"
+    shipped = Path(__file__).resolve().parents[1] / "config" / "example.yaml"
+    assert _run("--config", str(shipped), "--format", "json", str(seed)) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["rule"] for r in rows] == ["attacks-on-us-troops"]
+    assert rows[0]["id"] == str(seed)
+    assert any(h["field"] == "title" for h in rows[0]["hits"])

@@ -1,7 +1,8 @@
 """`monitor match`: run the configured rules over articles given on the command line.
 
-Owns reading the inputs (a URL, fetched and extracted; an HTML file; a feed file; a JSON-lines
-file of articles, `-` for stdin; `.gz` files are decompressed) and printing, for each article
+Owns reading the inputs (a URL, fetched and extracted; an HTML file; a feed file; a `.txt`
+article, title on its first line; a JSON-lines file of articles, `-` for stdin; `.gz` files are
+decompressed) and printing, for each article
 and matching rule, the hits and snippet (text) or one JSON object (json); `--explain` adds why
 the other rules did not match. Exits 0 whether or not anything matched; 2 when the config,
 the rules or an input cannot be used.
@@ -10,6 +11,7 @@ the rules or an input cannot be used.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import io
 import json
@@ -17,21 +19,18 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TextIO
 
-import feedparser
-import httpx
-import trafilatura
-
-from monitor.config import Settings, load_config
-from monitor.errors import ConfigError
+from monitor.config import FetchSettings, Settings, load_config
+from monitor.errors import ConfigError, ExtractError, FeedError, FetchError
+from monitor.extract import extract_article
+from monitor.feeds import parse_feed
+from monitor.fetch import HTML_ACCEPT, Fetcher, FetchResult
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
 
 _HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 _FEED_MARKERS = (b"<rss", b"<feed", b"<rdf:rdf", b"<rdf", b"jsonfeed.org")
-_FETCH_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         names = [n for n in names if n in args.rule]
     try:
         for source in args.inputs:
-            for article in read_input(source):
+            for article in read_input(source, settings.fetch):
                 _report(ruleset, names, article, args.format, args.explain, out)
     except InputError as exc:
         print(f"monitor match: {exc}", file=sys.stderr)
@@ -169,13 +168,13 @@ def _report(
 # --------------------------------------------------------------------------- inputs
 
 
-def read_input(source: str) -> Iterator[InputArticle]:
+def read_input(source: str, fetch_settings: FetchSettings) -> Iterator[InputArticle]:
     """The articles of one INPUT (see the module docstring)."""
     if source == "-":
         yield from _json_lines(sys.stdin.buffer.read(), "stdin")
         return
     if source.startswith(("http://", "https://")):
-        yield _fetch_url(source)
+        yield _fetch_url(source, fetch_settings)
         return
     path = Path(source)
     try:
@@ -191,6 +190,9 @@ def read_input(source: str) -> Iterator[InputArticle]:
         name = name[:-3]
     if name.lower().endswith(_HTML_SUFFIXES):
         yield _html_article(data, source, None)
+        return
+    if name.lower().endswith(".txt"):
+        yield _text_article(data, source)
         return
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith(b"<") or any(m in head for m in _FEED_MARKERS):
@@ -229,84 +231,62 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-class _TextOf(HTMLParser):
-    """Text content of an HTML fragment (feed titles and summaries), entities decoded."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("p", "br", "div", "li", "h1", "h2", "h3", "h4", "tr"):
-            self.parts.append("\n")
-
-
-def _html_to_text(markup: str) -> str:
-    if "<" not in markup and "&" not in markup:
-        return markup
-    parser = _TextOf()
-    parser.feed(markup)
-    parser.close()
-    return "".join(parser.parts).strip()
+def _text_article(data: bytes, source: str) -> InputArticle:
+    """A plain-text article: the first non-empty line is its title, the rest its body."""
+    text = data.decode("utf-8", errors="replace").strip()
+    title, _, body = text.partition("\n")
+    return InputArticle(source, {"title": title.strip(), "body": body.strip()})
 
 
 def _feed_articles(data: bytes, source: str) -> Iterator[InputArticle]:
-    parsed = feedparser.parse(io.BytesIO(data))
-    feed_title = str(parsed.feed.get("title", "")) if parsed.get("feed") else ""
-    if not parsed.entries and parsed.get("bozo"):
-        raise InputError(f"{source}: not a readable feed ({parsed.get('bozo_exception')})")
+    try:
+        parsed = parse_feed(data, url=source if "://" in source else "")
+    except FeedError as exc:
+        raise InputError(f"{source}: not a readable feed ({exc})") from None
     for i, entry in enumerate(parsed.entries, start=1):
-        content = " ".join(_html_to_text(c.get("value", "")) for c in entry.get("content", []))
-        link = str(entry.get("link", ""))
         fields = {
-            "title": _html_to_text(str(entry.get("title", ""))),
-            "summary": _html_to_text(str(entry.get("summary", ""))),
-            "body": content,
-            "url": link,
-            "author": str(entry.get("author", "")),
-            "tags": "\n".join(str(t.get("term", "")) for t in entry.get("tags", [])),
-            "feed": feed_title,
+            "title": entry.title,
+            "summary": entry.summary,
+            "url": entry.link or "",
+            "author": "\n".join(entry.authors),
+            "tags": "\n".join(entry.tags),
+            "feed": parsed.title,
         }
-        ident = entry.get("id") or link or f"{source}#{i}"
-        yield InputArticle(str(ident), fields)
+        yield InputArticle(entry.guid or entry.link or f"{source}#{i}", fields)
 
 
-def _html_article(data: bytes | str, source: str, url: str | None) -> InputArticle:
-    extracted = trafilatura.extract(
-        data,
-        url=url,
-        fast=True,
-        include_comments=False,
-        with_metadata=True,
-        output_format="json",
-    )
-    if not extracted:
+def _html_article(data: bytes, source: str, url: str | None) -> InputArticle:
+    try:
+        extracted = extract_article(data, url or "")
+    except ExtractError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    if extracted is None:
         raise InputError(f"{source}: no article text could be extracted")
-    doc = json.loads(extracted)
     fields = {
-        "title": doc.get("title") or "",
-        "summary": doc.get("excerpt") or doc.get("description") or "",
-        "body": doc.get("text") or doc.get("raw_text") or "",
-        "url": doc.get("source") or url or "",
-        "author": doc.get("author") or "",
-        "tags": (doc.get("tags") or "").replace(",", "\n"),
-        "feed": doc.get("sitename") or doc.get("hostname") or "",
+        "title": extracted.title or "",
+        "summary": extracted.description or "",
+        "body": extracted.text,
+        "url": url or extracted.canonical_url or "",
+        "author": extracted.author or "",
+        "feed": extracted.sitename or "",
     }
     return InputArticle(url or source, fields)
 
 
-def _fetch_url(url: str) -> InputArticle:
+def _fetch_url(url: str, settings: FetchSettings) -> InputArticle:
+    """Fetch with the daemon's own client (caps, deadline, redirects), then extract.
+
+    The user typed this URL, so private addresses are allowed, unlike links found in feeds.
+    """
+
+    async def get() -> FetchResult:
+        async with Fetcher(settings) as fetcher:
+            return await fetcher.fetch(
+                url, max_bytes=settings.max_page_bytes, allow_private=True, accept=HTML_ACCEPT
+            )
+
     try:
-        response = httpx.get(
-            url,
-            follow_redirects=True,
-            timeout=_FETCH_TIMEOUT,
-            headers={"User-Agent": "news-monitor/0.1 (monitor match)"},
-        )
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise InputError(f"{url}: {exc}") from None
-    return _html_article(response.text, url, url)
+        page = asyncio.run(get())
+    except FetchError as exc:
+        raise InputError(str(exc)) from None
+    return _html_article(page.body, url, page.final_url)
