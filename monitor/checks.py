@@ -52,6 +52,7 @@ def compile_settings(settings: Settings, *, run_examples: bool = True) -> Checke
             problems.append(
                 f"{where}: rule {fail.rule!r}: example {fail.expected}[{fail.index}]"
                 f" {verb}: {fail.text_preview!r}"
+                + (f"\n  {fail.explanation.strip()}" if fail.explanation.strip() else "")
             )
     for name, channel in settings.channels.items():
         for msg in check_templates(channel):
