@@ -75,7 +75,7 @@ class NewsSite:
             pub = format_datetime(it.published or datetime(2023, 11, 5, 12, 0, tzinfo=UTC))
             parts.append(
                 f"<item><title>{html.escape(it.title)}</title>"
-                f"<link>{self.url}{it.path}</link>"
+                f"<link>{html.escape(self.url + it.path)}</link>"
                 f'<guid isPermaLink="false">{html.escape(it.guid)}</guid>'
                 f"<pubDate>{pub}</pubDate>"
                 f"<description>{html.escape(it.summary)}</description></item>"

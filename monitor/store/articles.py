@@ -165,7 +165,8 @@ class ArticleRepo:
         )
         stories.remember(conn, fingerprint, story_id=story_id, article_id=article_id, now=now)
         result = CommitResult(article_id=article_id, story_id=story_id, story_reason=reason)
-        sources = _story_sources(conn, story_id)
+        # Only an alert shows its story's sources: skip the query for the many that match nothing.
+        sources, new_outlet = _story_sources(conn, story_id, article_id) if hits else ([], False)
         for hit in hits:
             conn.execute(
                 insert(s.matches).values(
@@ -181,6 +182,7 @@ class ArticleRepo:
                 article_id=article_id,
                 story_id=story_id,
                 sources=sources,
+                new_outlet=new_outlet,
                 now=now,
                 result=result,
             )
@@ -194,6 +196,7 @@ class ArticleRepo:
         article_id: int,
         story_id: int,
         sources: list[dict[str, str]],
+        new_outlet: bool,
         now: float,
         result: CommitResult,
     ) -> None:
@@ -204,7 +207,7 @@ class ArticleRepo:
             )
         ).first()
         if existing is not None and existing.status != "waiting":
-            if route.updates and existing.status == "sent" and len(sources) > 1:
+            if route.updates and existing.status == "sent" and new_outlet:
                 msg = dict(
                     hit.message,
                     kind="story.updated",
@@ -317,14 +320,30 @@ class ArticleRepo:
             return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def _story_sources(conn: Connection, story_id: int) -> list[dict[str, str]]:
+def _story_sources(
+    conn: Connection, story_id: int, article_id: int
+) -> tuple[list[dict[str, str]], bool]:
+    """One source per outlet carrying the story (its first article), and whether
+    `article_id` brought a new outlet to it (a re-sent or re-GUIDed item does not)."""
     rows = conn.execute(
-        select(s.feeds.c.name, s.articles.c.url, s.articles.c.title, s.articles.c.story_reason)
+        select(
+            s.articles.c.id,
+            s.articles.c.feed_id,
+            s.feeds.c.name,
+            s.articles.c.url,
+            s.articles.c.title,
+            s.articles.c.story_reason,
+        )
         .join(s.feeds, s.feeds.c.id == s.articles.c.feed_id)
         .where(s.articles.c.story_id == story_id)
         .order_by(s.articles.c.id)
     ).all()
-    return [
+    first_of_feed: dict[int, Any] = {}
+    for r in rows:
+        first_of_feed.setdefault(r.feed_id, r)
+    sources = [
         {"feed": r.name, "url": r.url, "title": r.title, "reason": r.story_reason or ""}
-        for r in rows
+        for r in first_of_feed.values()
     ]
+    new_outlet = any(r.id == article_id for r in first_of_feed.values()) and len(sources) > 1
+    return sources, new_outlet
