@@ -1,3 +1,3 @@
-"""news-monitor: polls news feeds, matches rules, and alerts without losing or repeating an alert."""
+"""news-monitor: polls news feeds, matches rules, and alerts without losing or repeating one."""
 
 __version__ = "0.1.0"

@@ -120,7 +120,8 @@ class Deliverer:
                 rest = deliveries[i:]
                 await asyncio.to_thread(self._release, rest, ready_at)
                 log.info(
-                    "channel %s: %d deliveries handed back until %.1f s from now (rate limit)",
+                    "channel %s: %d deliveries handed back, due again in %.1f s "
+                    "(rate limit or slow receiver; lease half spent)",
                     channel_name,
                     len(rest),
                     ready_at - now,

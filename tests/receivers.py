@@ -87,8 +87,9 @@ class Request:
 class HttpReceiver:
     """An HTTP server on 127.0.0.1 answering each request by script, else by `answer()`."""
 
-    def __init__(self, default: Action | None = None) -> None:
+    def __init__(self, default: Action | None = None, *, port: int = 0) -> None:
         self.default: Action = default or Respond(200, b"ok")
+        self._port = port  # 0: any free port
         self.requests: list[Request] = []
         self.received: list[Request] = []
         self._script: list[Action] = []
@@ -112,7 +113,7 @@ class HttpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server = ThreadingHTTPServer((HOST, self._port), Handler)
         self._server.daemon_threads = True
         # A short poll interval keeps stop() (and so each test's teardown) fast.
         self._thread = threading.Thread(

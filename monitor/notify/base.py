@@ -53,6 +53,10 @@ class Channel(ABC):
             await self.limiter.acquire()
         return await self.deliver(msg)
 
+    def ready_in(self) -> float:
+        """Seconds before `send` could start without waiting for a rate limit (0.0: now)."""
+        return self.limiter.delay() if self.limiter is not None else 0.0
+
     @abstractmethod
     async def deliver(self, msg: AlertMessage) -> SendReceipt:
         """One attempt, past the configured `rate_limit`. Raises `DeliveryError` on failure."""

@@ -63,6 +63,15 @@ class TokenBucket:
                 return 0.0
             return (1 - self._tokens) * self.per / self.rate
 
+    def delay(self) -> float:
+        """Seconds until a token will be available (0.0: now), without taking it."""
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            if now < self._blocked_until:
+                return self._blocked_until - now
+            return 0.0 if self._tokens >= 1 else (1 - self._tokens) * self.per / self.rate
+
     async def acquire(self) -> None:
         """Wait until a token is available and take it."""
         while (wait := self.try_acquire()) > 0:

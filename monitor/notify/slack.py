@@ -265,6 +265,9 @@ class SlackChannel(Channel):
         self._client = client
         self.bucket = webhook_bucket(config.webhook_url.get_secret_value())
 
+    def ready_in(self) -> float:
+        return max(super().ready_in(), self.bucket.delay())
+
     async def deliver(self, msg: AlertMessage) -> SendReceipt:
         url = self.config.webhook_url.get_secret_value()
         await check_destination(self.name, url, allow_private=self.config.allow_private)
