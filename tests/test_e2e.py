@@ -280,3 +280,18 @@ def test_run_survives_sigkill_without_duplicates_or_misses(tmp_path: Path, site:
         assert len(hook.received) == 2
         assert health["status"] == "ok" and health["feeds"] == {"ok": 1}
         assert 'monitor_feeds{state="ok"} 1' in metrics
+
+
+def test_once_on_postgresql_alerts_once(tmp_path: Path, site: NewsSite, pg_url: str) -> None:
+    with WebhookReceiver() as hook, SmtpReceiver(tls="starttls", users={"alice": "pw"}) as smtp:
+        cfg = write_config(tmp_path, site, hook, smtp)
+        env = child_env()
+        env["MONITOR_DATABASE"] = pg_url  # the environment overrides the file's database
+        for _ in range(2):
+            res = monitor("once", "--config", str(cfg), env=env)
+            assert res.returncode == 0, res.stderr
+        assert len(hook.wait_for(1)) == 1
+        time.sleep(0.3)
+        assert len(hook.received) == 1
+        assert len(smtp.wait_for(1)) == 1
+    assert not (tmp_path / "monitor.db").exists()
