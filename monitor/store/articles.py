@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, distinct, func, insert, select, updat
 
 from monitor.models import Article
 from monitor.store import schema as s
-from monitor.store.engine import new_id, read_tx, write_tx
+from monitor.store.engine import new_id, read_tx, serialise, write_tx
 from monitor.store.outbox import enqueue
 from monitor.stories import Fingerprint, StoryIndex
 
@@ -133,6 +133,8 @@ class ArticleRepo:
         now: float,
         extract_error: str | None,
     ) -> CommitResult:
+        # Story identity is decided here; two nodes must not both open the same story.
+        serialise(conn, "stories")
         if conn.execute(
             select(s.articles.c.id).where(
                 s.articles.c.feed_id == feed_id, s.articles.c.guid == article.guid

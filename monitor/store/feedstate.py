@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from monitor.store import schema as s
-from monitor.store.engine import is_postgres, read_tx, write_tx
+from monitor.store.engine import is_postgres, read_tx, serialise, write_tx
 
 
 @dataclass(slots=True)
@@ -67,6 +67,7 @@ class FeedRepo:
         """Make the feeds table match the config: add new feeds (due now), deactivate removed."""
         wanted = {f.url: f for f in specs}
         with write_tx(self.engine) as conn:
+            serialise(conn, "feeds")
             existing = {
                 r.url: r
                 for r in conn.execute(
