@@ -107,21 +107,34 @@ class Runtime:
     # ------------------------------------------------------------------ work
 
     async def poll_due(self) -> list[PollOutcome]:
-        """Lease due feeds in batches and poll each batch concurrently, until none is due."""
+        """Poll every due feed, at most `fetch.concurrency` at once, until none is due.
+
+        A sliding window rather than batch after batch: a slow feed holds one slot, not a whole
+        batch, and no more feeds are leased than are being polled (a lease never expires while
+        its feed waits in a queue).
+        """
         d = self.settings.daemon
+        window = self.settings.fetch.concurrency
         outcomes: list[PollOutcome] = []
+        inflight: set[asyncio.Task[PollOutcome]] = set()
         while True:
-            feeds = await asyncio.to_thread(
-                self.store.feeds.lease_due,
-                self.owner,
-                limit=d.feed_batch,
-                lease=d.feed_lease.total_seconds(),
-                now=time.time(),
-            )
-            if not feeds:
+            feeds = []
+            if len(inflight) < window:
+                feeds = await asyncio.to_thread(
+                    self.store.feeds.lease_due,
+                    self.owner,
+                    limit=min(window - len(inflight), d.feed_batch),
+                    lease=d.feed_lease.total_seconds(),
+                    now=time.time(),
+                )
+            for feed in feeds:
+                inflight.add(asyncio.create_task(self.pipeline.poll(feed, self.owner)))
+            if not inflight:
                 return outcomes
-            polls = (self.pipeline.poll(f, self.owner) for f in feeds)
-            outcomes.extend(await asyncio.gather(*polls))
+            if feeds and len(inflight) < window:
+                continue  # more may be due: fill the window first
+            done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            outcomes.extend(task.result() for task in done)
 
     async def run_cycle(self) -> CycleReport:
         """`monitor once`: poll every feed, process, deliver everything due, return."""

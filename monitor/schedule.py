@@ -1,8 +1,9 @@
 """When to poll a feed next: after a success, after a failure.
 
 Pure functions of the feed's config, what the server told us (RSS ttl / skipHours / skipDays,
-Cache-Control max-age, Retry-After) and its failure count. The store keeps the result
-(`next_poll_at`), never a scheduler's memory.
+Cache-Control max-age, Retry-After), its failure count and, with `defaults.adaptive`, how many
+entries it published recently. The store keeps the result (`next_poll_at`), never a
+scheduler's memory.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+
+#: How far back `adaptive_interval` counts a feed's entries (as Miniflux's entry-frequency
+#: scheduler does: a week smooths out a quiet weekend or one busy news day).
+ADAPTIVE_WINDOW = 7 * 24 * 3600.0
 
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -41,6 +46,19 @@ def next_poll_after_success(
     delay *= 1 + r.uniform(-jitter, jitter) if jitter else 1
     when = now + max(delay, 1.0)
     return _skip(when, skip_hours, skip_days)
+
+
+def adaptive_interval(
+    recent_entries: int, *, window: float, min_interval: float, max_interval: float
+) -> float:
+    """The polling interval of a feed that published `recent_entries` entries in `window`
+    seconds: one poll per expected new entry, bounded by `min_interval` and `max_interval`.
+
+    A feed with no recent entry is polled at `max_interval`; a busy one at `min_interval`.
+    """
+    if recent_entries <= 0:
+        return max_interval
+    return min(max(window / recent_entries, min_interval), max(max_interval, min_interval))
 
 
 def _skip(when: float, skip_hours: frozenset[int], skip_days: frozenset[str]) -> float:

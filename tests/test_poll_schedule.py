@@ -1,0 +1,227 @@
+"""The pipeline schedules each feed's next poll from what the feed and the server said.
+
+Real `Runtime` (store, fetcher, worker processes, pipeline) against feeds on a loopback server:
+RSS `ttl` and Cache-Control max-age raise the interval (up to `defaults.max_interval`), a 304
+keeps the feed's ttl, `defaults.adaptive` polls busier feeds more often, and a permanent redirect
+seen three times moves the feed to its new address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from monitor.daemon import Runtime, load_checked
+from monitor.store import FeedState
+from tests.hostile_server import HostileServer, RequestHandler, fixed, redirect, send
+
+pytestmark = pytest.mark.slow
+
+HOUR = 3600.0
+
+
+def rss(n_items: int, *, ttl: int | None = None, spacing: timedelta = timedelta(hours=1)) -> bytes:
+    """An RSS 2.0 feed of `n_items` items published `spacing` apart, newest now."""
+    now = datetime.now(UTC)
+    items = "".join(
+        f"<item><title>Item {i}</title><guid>item-{i}</guid><link>http://127.0.0.1/{i}</link>"
+        f"<pubDate>{format_datetime(now - i * spacing)}</pubDate></item>"
+        for i in range(n_items)
+    )
+    ttl_tag = f"<ttl>{ttl}</ttl>" if ttl is not None else ""
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>http://127.0.0.1/</link><description>d</description>{ttl_tag}{items}"
+        "</channel></rss>"
+    ).encode()
+
+
+def conditional(body: bytes, **headers: str) -> Callable[[RequestHandler], None]:
+    """200 with an ETag, then 304 for a request that sends it back."""
+    extra = {k.replace("_", "-"): v for k, v in headers.items()}
+
+    def handle(h: RequestHandler) -> None:
+        if h.headers.get("If-None-Match") == '"v1"':
+            send(h, 304, b"", {"ETag": '"v1"', **extra})
+        else:
+            send(h, 200, body, {"ETag": '"v1"', "Content-Type": "application/rss+xml", **extra})
+
+    return handle
+
+
+@pytest.fixture
+def server() -> Iterator[HostileServer]:
+    with HostileServer() as srv:
+        yield srv
+
+
+def runtime(tmp: Path, srv: HostileServer, paths: list[str], defaults: str = "") -> Runtime:
+    feeds = "\n".join(
+        f'  - {{url: "{srv.url(p)}", name: "{p.strip("/")}", allow_private: true}}' for p in paths
+    )
+    cfg = tmp / "monitor.yaml"
+    cfg.write_text(f"""
+database: sqlite:///{tmp}/monitor.db
+fetch: {{workers: 1, deadline: 5s}}
+defaults: {{interval: 1m, min_interval: 10s, max_interval: 6h, extract: false{defaults}}}
+feeds:
+{feeds}
+""")
+    return Runtime(load_checked(cfg), config_path=str(cfg))
+
+
+def poll_all(rt: Runtime) -> dict[str, FeedState]:
+    """Make every feed due, poll them, return their states by path."""
+
+    async def go() -> None:
+        rt.store.feeds.poll_now(time.time())
+        outcomes = await rt.poll_due()
+        assert all(o.status != "failed" for o in outcomes), outcomes
+
+    asyncio.run(go())
+    return {f.url.split("/", 3)[-1]: f for f in rt.store.feeds.all()}
+
+
+def delay(feed: FeedState) -> float:
+    assert feed.last_success_at is not None
+    return feed.next_poll_at - feed.last_success_at
+
+
+def close(rt: Runtime) -> None:
+    asyncio.run(rt.aclose())
+
+
+def test_rss_ttl_raises_the_interval(tmp_path: Path, server: HostileServer) -> None:
+    server.routes["/ttl"] = fixed(200, rss(3, ttl=120), Content_Type="application/rss+xml")
+    server.routes["/plain"] = fixed(200, rss(3), Content_Type="application/rss+xml")
+    rt = runtime(tmp_path, server, ["/ttl", "/plain"])
+    try:
+        feeds = poll_all(rt)
+    finally:
+        close(rt)
+    assert delay(feeds["ttl"]) == pytest.approx(2 * HOUR, rel=0.11)
+    assert delay(feeds["plain"]) == pytest.approx(60, rel=0.11)
+
+
+def test_cache_control_max_age_raises_the_interval(tmp_path: Path, server: HostileServer) -> None:
+    server.routes["/cached"] = fixed(
+        200, rss(3), Content_Type="application/rss+xml", Cache_Control="public, max-age=1800"
+    )
+    rt = runtime(tmp_path, server, ["/cached"])
+    try:
+        feeds = poll_all(rt)
+    finally:
+        close(rt)
+    assert delay(feeds["cached"]) == pytest.approx(1800, rel=0.11)
+
+
+def test_server_bounds_stop_at_max_interval(tmp_path: Path, server: HostileServer) -> None:
+    server.routes["/daily"] = fixed(200, rss(3, ttl=24 * 60), Content_Type="application/rss+xml")
+    rt = runtime(tmp_path, server, ["/daily"])
+    try:
+        feeds = poll_all(rt)
+    finally:
+        close(rt)
+    assert delay(feeds["daily"]) == pytest.approx(6 * HOUR, rel=0.11)
+
+
+def test_a_304_keeps_the_feeds_ttl(tmp_path: Path, server: HostileServer) -> None:
+    server.routes["/ttl"] = conditional(rss(3, ttl=120), Cache_Control="max-age=30")
+    rt = runtime(tmp_path, server, ["/ttl"])
+    try:
+        first = poll_all(rt)["ttl"]
+        second = poll_all(rt)["ttl"]
+    finally:
+        close(rt)
+    assert first.etag == '"v1"' and second.polls == 2
+    assert [r.headers.get("if-none-match") for r in server.requests] == [None, '"v1"']
+    assert delay(second) == pytest.approx(2 * HOUR, rel=0.11)
+
+
+def test_skip_hours_push_the_next_poll_out_of_the_skipped_hours(
+    tmp_path: Path, server: HostileServer
+) -> None:
+    hour = datetime.now(UTC).hour
+    skipped = [(hour + i) % 24 for i in range(3)]
+    hours = "".join(f"<hour>{h}</hour>" for h in skipped)
+    body = rss(3).replace(b"</channel>", f"<skipHours>{hours}</skipHours></channel>".encode())
+    server.routes["/night"] = fixed(200, body, Content_Type="application/rss+xml")
+    rt = runtime(tmp_path, server, ["/night"])
+    try:
+        feed = poll_all(rt)["night"]
+    finally:
+        close(rt)
+    when = datetime.fromtimestamp(feed.next_poll_at, UTC)
+    assert when.hour == (hour + 3) % 24 and when.minute == 0 and when.second == 0
+
+
+def test_adaptive_polls_busier_feeds_more_often(tmp_path: Path, server: HostileServer) -> None:
+    # 60 items in the last 10 hours (one a week would be 168 h apart), and 2 in a week.
+    server.routes["/busy"] = fixed(
+        200, rss(60, spacing=timedelta(minutes=10)), Content_Type="application/rss+xml"
+    )
+    server.routes["/quiet"] = fixed(
+        200, rss(2, spacing=timedelta(days=3)), Content_Type="application/rss+xml"
+    )
+    rt = runtime(tmp_path, server, ["/busy", "/quiet"], defaults=", adaptive: true")
+    try:
+        feeds = poll_all(rt)
+    finally:
+        close(rt)
+    # One poll per expected entry: a week / 60 entries = 2.8 h; 2 entries: past max (6 h).
+    assert delay(feeds["busy"]) == pytest.approx(7 * 24 * HOUR / 60, rel=0.11)
+    assert delay(feeds["quiet"]) == pytest.approx(6 * HOUR, rel=0.11)
+
+
+def test_adaptive_leaves_a_feed_with_its_own_interval_alone(
+    tmp_path: Path, server: HostileServer
+) -> None:
+    server.routes["/own"] = fixed(200, rss(2), Content_Type="application/rss+xml")
+    cfg_feed = f'  - {{url: "{server.url("/own")}", interval: 5m, allow_private: true}}'
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"""
+database: sqlite:///{tmp_path}/monitor.db
+fetch: {{workers: 1}}
+defaults: {{interval: 1m, min_interval: 10s, max_interval: 6h, extract: false, adaptive: true}}
+feeds:
+{cfg_feed}
+""")
+    rt = Runtime(load_checked(cfg), config_path=str(cfg))
+    try:
+        feeds = poll_all(rt)
+    finally:
+        close(rt)
+    assert delay(feeds["own"]) == pytest.approx(300, rel=0.11)
+
+
+def test_permanent_redirect_seen_three_times_moves_the_feed(
+    tmp_path: Path, server: HostileServer
+) -> None:
+    server.routes["/old"] = redirect(301, "/new")
+    server.routes["/new"] = fixed(200, rss(2), Content_Type="application/rss+xml")
+    rt = runtime(tmp_path, server, ["/old"])
+    try:
+        seen = [poll_all(rt)["old"].fetch_url for _ in range(4)]
+        paths = [r.path for r in server.requests]
+    finally:
+        close(rt)
+    old, new = server.url("/old"), server.url("/new")
+    assert seen == [old, old, new, new]
+    assert paths == ["/old", "/new", "/old", "/new", "/old", "/new", "/new"]
+
+
+def test_temporary_redirect_never_moves_the_feed(tmp_path: Path, server: HostileServer) -> None:
+    server.routes["/old"] = redirect(302, "/new")
+    server.routes["/new"] = fixed(200, rss(2), Content_Type="application/rss+xml")
+    rt = runtime(tmp_path, server, ["/old"])
+    try:
+        seen = [poll_all(rt)["old"].fetch_url for _ in range(4)]
+    finally:
+        close(rt)
+    assert seen == [server.url("/old")] * 4
