@@ -37,6 +37,7 @@ from monitor.notify import build_channel
 from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.store import FeedSpec, Store
+from monitor.store.engine import write_tx
 from monitor.workers import WorkerPool
 
 log = logging.getLogger("monitor.daemon")
@@ -143,7 +144,21 @@ class Runtime:
         report.polls = await self.poll_due()
         await self.collect_due_digests()
         report.delivered = await self.deliverer.drain()
+        await self.prune_stories()
         return report
+
+    async def prune_stories(self) -> int:
+        """Drop story keys and bands that fell out of the window (the seen-list is kept)."""
+
+        def prune() -> int:
+            with write_tx(self.store.engine) as conn:
+                return self.pipeline.stories.prune(conn, time.time())
+
+        try:
+            return await asyncio.to_thread(prune)
+        except Exception:
+            log.exception("pruning the story index failed (will retry)")
+            return 0
 
     async def collect_due_digests(self, now: datetime | None = None) -> None:
         """Send the digest of every period that has ended (also catches up after downtime)."""
@@ -259,6 +274,14 @@ class Daemon:
             max_instances=1,
             coalesce=True,
             id="digests",
+        )
+        self.scheduler.add_job(
+            self.rt.prune_stories,
+            "interval",
+            hours=1,
+            max_instances=1,
+            coalesce=True,
+            id="prune",
         )
         self.scheduler.start()
         if d.health_listen:

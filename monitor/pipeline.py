@@ -170,6 +170,8 @@ class Pipeline:
         self.settings = settings
         self.ruleset = ruleset
         self.routes = build_routes(settings)
+        # Routes of rules whose alerts can wait for more outlets (min_sources).
+        self.waiting_routes = {n: r for n, r in self.routes.items() if r.min_sources}
         self.feed_configs: dict[str, FeedConfig] = {f.url: f for f in settings.feed_list}
         st = settings.stories
         self.stories = StoryIndex(
@@ -269,6 +271,7 @@ class Pipeline:
                 items=items,
                 stories=self.stories,
                 now=now,
+                routes=self.waiting_routes,
             )
             for (article, *_), result in zip(items, results, strict=True):
                 outcome.alerts += _log_alerts(article, result)
@@ -349,6 +352,7 @@ class Pipeline:
             stories=self.stories,
             now=now,
             extract_error=extract_error,
+            routes=self.waiting_routes,
         )
         return _log_alerts(article, result)
 

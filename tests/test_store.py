@@ -393,3 +393,40 @@ def test_leases_of_a_dead_process_on_this_host_are_taken_back(store_url: str) ->
     st.feeds.release(again, alive_owner)
     st.feeds.lease_due(other_host, limit=1, lease=300, now=NOW + 5)
     assert st.reclaim_orphaned_leases("thishost", NOW + 6) == 0
+
+
+def test_min_sources_alerts_once_the_story_has_enough_outlets(store_url: str) -> None:
+    st, fid = open_store(store_url)
+    other = st.feeds.get("http://other.example/feed")
+    assert other is not None
+    route = Route(rule="r", severity="high", channels=[("hook", False)], min_sources=2, within=3600)
+    first = commit(
+        st,
+        fid,
+        "g1",
+        "Explosion near US base in Syria, several hurt",
+        "http://news.example/a",
+        RuleHit(route=route, explanation=[], message=message("t")),
+    )
+    assert first.suppressed == ["r"] and st.outbox.list_deliveries() == []
+    # The second outlet's article joins the story without matching the rule itself.
+    art = Article(
+        feed="Other",
+        guid="o1",
+        url="http://news.example/a?utm_source=rss",
+        title="Blast reported near a base in Syria",
+        body="",
+    )
+    idx = stories()
+    res = st.articles.commit_article(
+        feed_id=other.id,
+        article=art,
+        fingerprint=idx.fingerprint(art),
+        hits=[],
+        stories=idx,
+        now=NOW + 60,
+        routes={"r": route},
+    )
+    assert res.story_id == first.story_id and res.alerts == ["r"]
+    [d] = st.outbox.list_deliveries()
+    assert [src["feed"] for src in d.payload["sources"]] == ["News", "Other"]

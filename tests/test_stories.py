@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from monitor.config import StorySettings
 from monitor.models import Article
@@ -692,3 +693,30 @@ def test_readme_title_examples_behave_as_described() -> None:
     assert normalise_title("Rocket attack on base - 3 wounded") != normalise_title(
         "Rocket attack on base - no casualties"
     )
+
+
+def test_monitor_once_prunes_the_story_index_past_the_window(tmp_path: Path) -> None:
+    import asyncio
+
+    from monitor.checks import compile_settings
+    from monitor.config import load_config
+    from monitor.daemon import Runtime
+
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\nstories: {{window: 1h}}\n")
+    rt = Runtime(compile_settings(load_config(cfg)))
+    try:
+        with write_tx(rt.store.engine) as conn:
+            story = conn.execute(
+                insert(s.stories).values(title="t", url=None, created_at=0.0, updated_at=0.0)
+            ).inserted_primary_key
+            assert story is not None
+            conn.execute(insert(s.story_keys).values(key="u:old", story_id=story[0], seen_at=0.0))
+            conn.execute(
+                insert(s.story_keys).values(key="u:new", story_id=story[0], seen_at=time.time())
+            )
+        assert asyncio.run(rt.prune_stories()) == 1
+        with write_tx(rt.store.engine) as conn:
+            assert list(conn.execute(select(s.story_keys.c.key)).scalars()) == ["u:new"]
+    finally:
+        asyncio.run(rt.aclose())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +83,13 @@ class ArticleRepo:
         stories: StoryIndex,
         now: float,
         extract_error: str | None = None,
+        routes: Mapping[str, Route] | None = None,
     ) -> CommitResult:
+        """Store one new article with its story, matches, alerts and deliveries.
+
+        `routes` (every rule's route) lets an article that joins a story release alerts
+        waiting for `min_sources`, even when this article does not match the rule itself.
+        """
         with write_tx(self.engine) as conn:
             return self._commit(
                 conn,
@@ -94,6 +100,7 @@ class ArticleRepo:
                 stories=stories,
                 now=now,
                 extract_error=extract_error,
+                routes=routes,
             )
 
     def commit_articles(
@@ -103,6 +110,7 @@ class ArticleRepo:
         items: Sequence[tuple[Article, Fingerprint, Sequence[RuleHit], str | None]],
         stories: StoryIndex,
         now: float,
+        routes: Mapping[str, Route] | None = None,
     ) -> list[CommitResult]:
         """`commit_article` for several (article, fingerprint, hits, extract_error) of one feed
         in ONE transaction: one fsync per poll instead of one per entry, same guarantees."""
@@ -117,6 +125,7 @@ class ArticleRepo:
                     stories=stories,
                     now=now,
                     extract_error=extract_error,
+                    routes=routes,
                 )
                 for article, fingerprint, hits, extract_error in items
             ]
@@ -132,6 +141,7 @@ class ArticleRepo:
         stories: StoryIndex,
         now: float,
         extract_error: str | None,
+        routes: Mapping[str, Route] | None = None,
     ) -> CommitResult:
         # Story identity is decided here; two nodes must not both open the same story.
         serialise(conn, "stories")
@@ -188,7 +198,44 @@ class ArticleRepo:
                 now=now,
                 result=result,
             )
+        if routes:
+            self._release_waiting(conn, routes, hits, article_id, story_id, now, result)
         return result
+
+    def _release_waiting(
+        self,
+        conn: Connection,
+        routes: Mapping[str, Route],
+        hits: Sequence[RuleHit],
+        article_id: int,
+        story_id: int,
+        now: float,
+        result: CommitResult,
+    ) -> None:
+        """Alerts of this story waiting for `min_sources` get another look: the new article
+        may be the outlet that makes N, whether or not it matches the rule itself."""
+        matched = {h.route.rule for h in hits}
+        waiting = conn.execute(
+            select(s.alerts.c.rule, s.alerts.c.message).where(
+                s.alerts.c.story_id == story_id, s.alerts.c.status == "waiting"
+            )
+        ).all()
+        waiting = [w for w in waiting if w.rule not in matched and w.rule in routes]
+        if not waiting:
+            return
+        sources, new_outlet = _story_sources(conn, story_id, article_id)
+        for w in waiting:
+            hit = RuleHit(route=routes[w.rule], explanation=[], message=json.loads(w.message))
+            self._alert(
+                conn,
+                hit,
+                article_id=article_id,
+                story_id=story_id,
+                sources=sources,
+                new_outlet=new_outlet,
+                now=now,
+                result=result,
+            )
 
     def _alert(
         self,
