@@ -39,8 +39,10 @@ def postgres_server() -> Iterator[str]:
     """
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed; "
-                    ".ci/run installs Debian's postgresql package")
+        pytest.fail(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; "
+            ".ci/run installs Debian's postgresql package"
+        )
     base = Path(tempfile.mkdtemp(prefix="monitor-pg-"))
     data = base / "data"
     prefix: list[str] = []
@@ -49,17 +51,38 @@ def postgres_server() -> Iterator[str]:
         base.chmod(0o700)
         prefix = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-    opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} " \
-           "-c fsync=off -c max_connections=50"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "log"),
-                    "-w", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *prefix,
+            initdb,
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    opts = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} "
+        "-c fsync=off -c max_connections=50"
+    )
+    subprocess.run(
+        [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -71,8 +94,9 @@ def pg_url(postgres_server: str) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
     for _ in range(50):
         try:
-            with psycopg.connect(postgres_server.replace("postgresql://", "postgresql://"),
-                                 autocommit=True) as conn:
+            with psycopg.connect(
+                postgres_server.replace("postgresql://", "postgresql://"), autocommit=True
+            ) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
             break
         except psycopg.OperationalError:
