@@ -38,12 +38,16 @@ from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.store import FeedSpec, Store
 from monitor.store.engine import write_tx
+from monitor.store.feedstate import QuietSuccess
 from monitor.workers import WorkerPool
 
 log = logging.getLogger("monitor.daemon")
 
 #: How long in-flight polls may finish after a stop signal before they are cancelled.
 STOP_GRACE = 10.0
+# Quiet polls (see poll_due) recorded per transaction: big enough that fsyncs stop mattering,
+# small enough that the leases they hold are released within a fraction of a second.
+QUIET_BATCH = 200
 
 
 @dataclass
@@ -118,24 +122,51 @@ class Runtime:
         window = self.settings.fetch.concurrency
         outcomes: list[PollOutcome] = []
         inflight: set[asyncio.Task[PollOutcome]] = set()
-        while True:
-            feeds = []
-            if len(inflight) < window:
-                feeds = await asyncio.to_thread(
-                    self.store.feeds.lease_due,
-                    self.owner,
-                    limit=min(window - len(inflight), d.feed_batch),
-                    lease=d.feed_lease.total_seconds(),
-                    now=time.time(),
-                )
-            for feed in feeds:
-                inflight.add(asyncio.create_task(self.pipeline.poll(feed, self.owner)))
-            if not inflight:
-                return outcomes
-            if feeds and len(inflight) < window:
-                continue  # more may be due: fill the window first
-            done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-            outcomes.extend(task.result() for task in done)
+        # Polls that stored nothing (mostly 304s) are recorded in batches: one transaction and
+        # fsync per batch instead of per feed. Until then their leases stay held, so they are
+        # not polled twice; a crash loses only validators and next-poll times (harmless, see
+        # QuietSuccess). Flushed by size, and always before returning.
+        quiet: list[QuietSuccess] = []
+        self.pipeline.quiet_successes = quiet
+        try:
+            while True:
+                if len(quiet) >= QUIET_BATCH:
+                    await self._flush_quiet(quiet)
+                feeds = []
+                if len(inflight) < window:
+                    feeds = await asyncio.to_thread(
+                        self.store.feeds.lease_due,
+                        self.owner,
+                        limit=min(window - len(inflight), d.feed_batch),
+                        lease=d.feed_lease.total_seconds(),
+                        now=time.time(),
+                    )
+                for feed in feeds:
+                    inflight.add(asyncio.create_task(self.pipeline.poll(feed, self.owner)))
+                if not inflight:
+                    return outcomes
+                if feeds and len(inflight) < window:
+                    continue  # more may be due: fill the window first
+                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                outcomes.extend(task.result() for task in done)
+        finally:
+            self.pipeline.quiet_successes = None
+            await self._flush_quiet(quiet)
+
+    async def _flush_quiet(self, quiet: list[QuietSuccess]) -> None:
+        batch = quiet[:]
+        quiet.clear()
+        if not batch:
+            return
+        try:
+            recorded = await asyncio.to_thread(self.store.feeds.record_successes, batch)
+        except Exception:
+            # Harmless to lose (see QuietSuccess): the leases expire and the feeds are polled
+            # again. Not worth stopping the poll loop for.
+            log.exception("recording %d polls failed; their feeds will be polled again", len(batch))
+            return
+        if recorded < len(batch):
+            log.warning("%d leases were lost before their polls finished", len(batch) - recorded)
 
     async def run_cycle(self) -> CycleReport:
         """`monitor once`: poll every feed, process, deliver everything due, return."""

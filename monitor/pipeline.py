@@ -38,6 +38,7 @@ from monitor.schedule import (
 )
 from monitor.store import FeedState, Route, RuleHit, Store, enqueue
 from monitor.store.articles import CommitResult
+from monitor.store.feedstate import QuietSuccess
 from monitor.stories import Fingerprint, StoryIndex
 from monitor.workers import WorkerPool
 
@@ -160,6 +161,9 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        # When a list (the daemon sets one while it polls), good polls that stored nothing are
+        # queued here for `FeedRepo.record_successes` instead of one transaction each.
+        self.quiet_successes: list[QuietSuccess] | None = None
         self.fetcher = fetcher
         self.workers = workers
         self.clock = clock
@@ -420,6 +424,31 @@ class Pipeline:
             # A permanent redirect seen repeatedly: poll the new address from now on.
             fetch_url = redirect
             log.info("feed %s moved permanently to %s", feed.url, redirect)
+        redirect_target = None if fetch_url else redirect
+        if (
+            self.quiet_successes is not None
+            and new_entries == 0
+            and fetch_url is None
+            and not feed.broken_reported
+        ):
+            # Nothing stored and no health change: the daemon writes this with other such
+            # polls in one transaction (see QuietSuccess for why losing it is harmless).
+            self.quiet_successes.append(
+                QuietSuccess(
+                    feed_id=feed.id,
+                    owner=owner,
+                    now=now,
+                    next_poll_at=next_at,
+                    etag=etag,
+                    last_modified=last_modified,
+                    content_hash=content_hash,
+                    min_interval=server_min,
+                    redirect_target=redirect_target,
+                    redirect_same=redirect_target is not None
+                    and redirect_target == feed.redirect_target,
+                )
+            )
+            return
         ok = await asyncio.to_thread(
             self.store.feeds.record_success,
             feed,
@@ -431,7 +460,7 @@ class Pipeline:
             content_hash=content_hash,
             new_entries=new_entries,
             fetch_url=fetch_url,
-            redirect_target=None if fetch_url else redirect,
+            redirect_target=redirect_target,
             min_interval=server_min,
             on_health=self._health_hook(now),
         )

@@ -26,7 +26,7 @@ import hashlib
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -363,16 +363,27 @@ class StoryIndex:
         return self.similarity(a, b) < _CONTRADICTION
 
     def assign(
-        self, conn: Connection, fp: Fingerprint, *, title: str, url: str, now: float
+        self,
+        conn: Connection,
+        fp: Fingerprint,
+        *,
+        title: str,
+        url: str,
+        now: float,
+        known: Mapping[str, int] | None = None,
     ) -> tuple[int, str, bool]:
-        """Find or create the story of an article. Returns (story_id, reason, is_new)."""
+        """Find or create the story of an article. Returns (story_id, reason, is_new).
+
+        `known` (from `StoryBatch`) stands in for the key lookup: it must hold what that query
+        would return for every key of `fp`, i.e. each key seen within the window and its story.
+        """
         q = _queries(conn.dialect.name)
         cutoff = now - self.window
         if fp.keys:
-            found = {
-                str(r.key): int(r.story_id)
-                for r in conn.execute(q.keys, {"keys": [k for _, k in fp.keys], "cutoff": cutoff})
-            }
+            if known is not None:
+                found = {k: known[k] for _, k in fp.keys if k in known}
+            else:
+                found = self._known_keys(conn, [k for _, k in fp.keys], cutoff)
             for reason, key in fp.keys:
                 story_id = found.get(key)
                 if story_id is None:
@@ -419,6 +430,22 @@ class StoryIndex:
                 best = (sim, int(row.story_id))
         return best
 
+    def _known_keys(self, conn: Connection, keys: Sequence[str], cutoff: float) -> dict[str, int]:
+        """The story of each of `keys` that was seen at or after `cutoff`."""
+        q = _queries(conn.dialect.name)
+        found: dict[str, int] = {}
+        for i in range(0, len(keys), 500):  # bounded IN lists
+            chunk = list(keys[i : i + 500])
+            for r in conn.execute(q.keys, {"keys": chunk, "cutoff": cutoff}):
+                found[str(r.key)] = int(r.story_id)
+        return found
+
+    def batch(
+        self, conn: Connection, fingerprints: Sequence[Fingerprint], now: float
+    ) -> StoryBatch:
+        """Assign and remember several articles in one transaction with fewer statements."""
+        return StoryBatch(self, conn, fingerprints, now)
+
     def remember(
         self, conn: Connection, fp: Fingerprint, *, story_id: int, article_id: int, now: float
     ) -> None:
@@ -450,6 +477,72 @@ class StoryIndex:
         gone = conn.execute(delete(s.story_keys).where(s.story_keys.c.seen_at < cutoff)).rowcount
         gone += conn.execute(delete(s.story_bands).where(s.story_bands.c.seen_at < cutoff)).rowcount
         return int(gone)
+
+
+class StoryBatch:
+    """`assign` + `remember` for the articles of one transaction, with the same decisions.
+
+    The key lookup of every article is one query up front, and the keys and story touches
+    that `remember` writes are kept here and written by `flush` (one executemany each) instead
+    of per article. That is exact, not approximate: inside the transaction only `assign`'s key
+    lookup reads `story_keys`, and a remembered key is always within the window (its `seen_at`
+    is `now`), so the overlay `known` answers every later lookup exactly as the table would.
+    Nothing reads `stories.updated_at` inside the transaction. LSH bands are still written per
+    article: a later article's text match reads them (with the articles) straight away.
+    `flush` must run before the transaction commits.
+    """
+
+    def __init__(
+        self, index: StoryIndex, conn: Connection, fingerprints: Sequence[Fingerprint], now: float
+    ) -> None:
+        self.index, self.conn, self.now = index, conn, now
+        wanted = list(dict.fromkeys(k for fp in fingerprints for _, k in fp.keys))
+        self.known = index._known_keys(conn, wanted, now - index.window) if wanted else {}
+        self._looked_up = set(wanted)  # keys whose absence from `known` is an answer
+        self._keys: dict[str, int] = {}  # key -> story: the last remembered wins, as upserts do
+        self._touched: dict[int, None] = {}
+
+    def assign(self, fp: Fingerprint, *, title: str, url: str) -> tuple[int, str, bool]:
+        missing = [k for _, k in fp.keys if k not in self.known and k not in self._looked_up]
+        if missing:  # a fingerprint not given to the constructor
+            self.known.update(
+                self.index._known_keys(self.conn, missing, self.now - self.index.window)
+            )
+            self._looked_up.update(missing)
+        return self.index.assign(
+            self.conn, fp, title=title, url=url, now=self.now, known=self.known
+        )
+
+    def remember(self, fp: Fingerprint, *, story_id: int, article_id: int) -> None:
+        for _, key in fp.keys:
+            self.known[key] = story_id
+            self._keys.pop(key, None)  # keep dict order = order of the last write
+            self._keys[key] = story_id
+        if fp.bands:
+            q = _queries(self.conn.dialect.name)
+            self.conn.execute(
+                q.add_bands,
+                [
+                    {"band": b, "article_id": article_id, "story_id": story_id, "seen_at": self.now}
+                    for b in fp.bands
+                ],
+            )
+        self._touched[story_id] = None
+
+    def flush(self) -> None:
+        """Write the remembered keys and story touches (inside the same transaction)."""
+        q = _queries(self.conn.dialect.name)
+        if self._keys:
+            self.conn.execute(
+                q.upsert_keys,
+                [{"key": k, "story_id": sid, "seen_at": self.now} for k, sid in self._keys.items()],
+            )
+        if self._touched:
+            self.conn.execute(
+                q.touch_story, [{"story": sid, "now": self.now} for sid in self._touched]
+            )
+        self._keys.clear()
+        self._touched.clear()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,13 +4,21 @@ Owns the process pool and its time limits. Neither library can be interrupted fr
 Python, so a stuck parse is ended by killing its process (pebble does that and replaces the
 worker); the event loop only ever awaits a future. Workers are started with 'spawn' so they do
 not inherit the daemon's event loop, sockets or threads through fork.
+
+A pebble pool that breaks stays broken: after its manager sees a worker die while no task is
+running ("All workers expired", e.g. an idle worker killed by the OOM killer) or one of its
+manager threads dies, every later `schedule` raises `RuntimeError('Unexpected error within the
+Pool')`. A daemon runs for months, so `WorkerPool` notices that, replaces the pebble pool and
+fails only the tasks that were in flight on the broken one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,6 +29,13 @@ from monitor.extract import Extracted, extract_article
 from monitor.feeds import ParsedFeed, parse_feed
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# How often a waiting task checks that its pool is still alive. A broken pool normally fails
+# its in-flight futures itself, but a task queued just as it broke is never handed to a worker
+# and its future would otherwise wait forever.
+_HEALTH_CHECK_INTERVAL = 1.0
 
 
 class WorkerTimeout(MonitorError):
@@ -41,27 +56,81 @@ def _name(fn: Callable[..., Any]) -> str:
 
 class WorkerPool:
     """A pool of `workers` processes, each replaced after `max_tasks_per_child` tasks (which
-    bounds the memory that parser caches can hold)."""
+    bounds the memory that parser caches can hold). Replaces its pebble pool when that breaks."""
 
     def __init__(self, workers: int, *, max_tasks_per_child: int = 200) -> None:
-        self._pool = pebble.ProcessPool(
-            max_workers=workers,
-            max_tasks=max_tasks_per_child,
+        self._workers = workers
+        self._max_tasks = max_tasks_per_child
+        self._pool = self._new_pool()
+        self._closed = False
+        self._reapers: list[threading.Thread] = []
+        self.replacements = 0
+        """How many times a broken pebble pool was replaced (for health reporting and tests)."""
+
+    def _new_pool(self) -> pebble.ProcessPool:
+        return pebble.ProcessPool(
+            max_workers=self._workers,
+            max_tasks=self._max_tasks,
             context=multiprocessing.get_context("spawn"),
         )
+
+    def _replace(self, broken: pebble.ProcessPool, reason: str) -> None:
+        """Swap in a fresh pebble pool if `broken` is still the current one (several tasks can
+        notice the same breakage; only the first replaces it)."""
+        if self._closed or broken is not self._pool:
+            return
+        log.error("worker pool broken (%s); starting a new one", reason)
+        self._pool = self._new_pool()
+        self.replacements += 1
+        # Tearing the old pool down joins its threads and kills its workers, which can take a
+        # moment; it must not block the event loop, and nothing waits on it but close().
+        broken.stop()  # type: ignore[no-untyped-call]
+        reaper = threading.Thread(target=broken.join, name="worker-pool-reaper", daemon=True)
+        reaper.start()
+        self._reapers = [t for t in self._reapers if t.is_alive()] + [reaper]
+
+    def _schedule(
+        self, fn: Callable[..., T], args: tuple[Any, ...], timeout: float
+    ) -> tuple[pebble.ProcessPool, pebble.ProcessFuture[T]]:
+        pool = self._pool
+        try:
+            return pool, pool.schedule(fn, args=args, timeout=timeout)
+        except RuntimeError as exc:
+            # The pool broke while idle (or earlier, unnoticed): nothing of this task has run
+            # yet, so it is safe to hand it to a fresh pool. A second failure is not a breakage
+            # we can repair and propagates.
+            if self._closed:
+                raise
+            self._replace(pool, str(exc))
+            pool = self._pool
+            return pool, pool.schedule(fn, args=args, timeout=timeout)
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
         """Run `fn(*args)` in a worker; kill it after `timeout` seconds.
 
         `fn` and its arguments must be picklable (a module-level function). Raises
-        `WorkerTimeout`, `WorkerCrashed`, or whatever `fn` raised.
+        `WorkerTimeout`, `WorkerCrashed` (also when the pool broke under the task; the pool is
+        then replaced for later tasks), or whatever `fn` raised.
         """
-        future = self._pool.schedule(fn, args=args, timeout=timeout)
+        pool, future = self._schedule(fn, args, timeout)
+        waiter = asyncio.wrap_future(future)
         try:
-            return await asyncio.wrap_future(future)  # type: ignore[no-any-return]
+            while True:
+                done, _ = await asyncio.wait({waiter}, timeout=_HEALTH_CHECK_INTERVAL)
+                if done:
+                    return waiter.result()  # type: ignore[no-any-return]
+                if not pool.active:
+                    future.cancel()  # type: ignore[no-untyped-call]
+                    self._replace(pool, "a manager thread stopped")
+                    raise WorkerCrashed(f"{_name(fn)}: the worker pool broke under the task")
         except concurrent.futures.TimeoutError:
             raise WorkerTimeout(f"{_name(fn)} ran past its {timeout:g} s limit") from None
-        except (pebble.ProcessExpired, concurrent.futures.BrokenExecutor) as exc:
+        except pebble.ProcessExpired as exc:
+            # One worker died running this task; pebble has already replaced it.
+            raise WorkerCrashed(f"{_name(fn)}: worker process died ({exc})") from None
+        except concurrent.futures.BrokenExecutor as exc:
+            # The whole pool broke (pebble failed every task it held): replace it.
+            self._replace(pool, f"{type(exc).__name__}: {exc}")
             raise WorkerCrashed(f"{_name(fn)}: worker process died ({exc})") from None
         except asyncio.CancelledError:
             future.cancel()  # type: ignore[no-untyped-call]  # pebble kills a started task
@@ -79,8 +148,11 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop the workers (running tasks are killed) and wait for them to exit."""
+        self._closed = True
         self._pool.stop()  # type: ignore[no-untyped-call]
         self._pool.join()
+        for reaper in self._reapers:
+            reaper.join()
 
 
 def _parse_feed(body: bytes, url: str, content_type: str | None) -> ParsedFeed:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,3 +64,45 @@ async def test_an_article_is_extracted_in_a_worker(pool: WorkerPool) -> None:
     page = f"<html><body><article><h1>Storm</h1>{paragraph}{paragraph}</article></body></html>"
     result = await pool.extract(page.encode(), url="https://e.org/storm", timeout=30)
     assert result is not None and "harbour bridge" in result.text
+
+
+def _kill_all_workers(workers: WorkerPool) -> None:
+    # pebble does not expose its worker processes; its manager keeps them by pid.
+    pids = list(workers._pool._pool_manager.worker_manager.workers)
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_pool_broken_while_idle_is_replaced_and_later_tasks_succeed() -> None:
+    workers = WorkerPool(2)
+    try:
+        assert await workers.run(sum, [1, 2], timeout=30) == 3
+        # Idle workers killed: pebble's manager finds no task to blame, declares the whole
+        # pool broken ("All workers expired") and refuses every later task.
+        _kill_all_workers(workers)
+        await asyncio.sleep(1)
+        results = await asyncio.gather(*(workers.run(sum, [i, 1], timeout=30) for i in range(6)))
+        assert results == [i + 1 for i in range(6)]
+        assert workers.replacements == 1
+    finally:
+        workers.close()
+
+
+async def test_a_pool_broken_under_a_task_fails_that_task_only() -> None:
+    workers = WorkerPool(2)
+    try:
+        assert await workers.run(sum, [1, 2], timeout=30) == 3
+        in_flight = asyncio.ensure_future(workers.run(time.sleep, 60, timeout=120))
+        await asyncio.sleep(1)  # let a worker start it
+        _kill_all_workers(workers)
+        with pytest.raises(WorkerCrashed):
+            await asyncio.wait_for(in_flight, 30)
+        for _ in range(3):  # the pool may be replaced or may have replaced its workers
+            results = await asyncio.gather(
+                *(workers.run(sum, [i, 2], timeout=30) for i in range(4))
+            )
+            assert results == [i + 2 for i in range(4)]
+            await asyncio.sleep(0.5)
+    finally:
+        workers.close()

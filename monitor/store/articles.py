@@ -14,13 +14,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, distinct, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, distinct, func, insert, select, update
 
 from monitor.models import Article
 from monitor.store import schema as s
 from monitor.store.engine import new_id, read_tx, serialise, write_tx
 from monitor.store.outbox import enqueue
-from monitor.stories import Fingerprint, StoryIndex
+from monitor.stories import Fingerprint, StoryBatch, StoryIndex
+
+# Statements built once: building and compiling them per article cost more than running them.
+_SEEN = select(s.articles.c.guid).where(
+    s.articles.c.feed_id == bindparam("feed_id"),
+    s.articles.c.guid.in_(bindparam("guids", expanding=True)),
+)
+_INSERT_ARTICLE = insert(s.articles)
+_INSERT_MATCH = insert(s.matches)
 
 
 @dataclass(slots=True)
@@ -113,22 +121,47 @@ class ArticleRepo:
         routes: Mapping[str, Route] | None = None,
     ) -> list[CommitResult]:
         """`commit_article` for several (article, fingerprint, hits, extract_error) of one feed
-        in ONE transaction: one fsync per poll instead of one per entry, same guarantees."""
+        in ONE transaction: one fsync per poll instead of one per entry, same guarantees and the
+        same story decisions (entries are taken in order, each seeing the ones before it).
+
+        Cheaper per entry than `commit_article`: the story lock is taken once, the already-seen
+        check is one query for the whole poll, and story keys go through a `StoryBatch`.
+        """
         with write_tx(self.engine) as conn:
-            return [
-                self._commit(
-                    conn,
-                    feed_id=feed_id,
-                    article=article,
-                    fingerprint=fingerprint,
-                    hits=hits,
-                    stories=stories,
-                    now=now,
-                    extract_error=extract_error,
-                    routes=routes,
+            # Story identity is decided here; two nodes must not both open the same story.
+            serialise(conn, "stories")
+            seen = self._seen(conn, feed_id, [article.guid for article, *_ in items])
+            batch = stories.batch(conn, [fp for _, fp, _, _ in items], now)
+            results: list[CommitResult] = []
+            for article, fingerprint, hits, extract_error in items:
+                if article.guid in seen:  # stored before, or repeated within this poll
+                    results.append(CommitResult(article_id=None))
+                    continue
+                seen.add(article.guid)
+                results.append(
+                    self._store(
+                        conn,
+                        feed_id=feed_id,
+                        article=article,
+                        fingerprint=fingerprint,
+                        hits=hits,
+                        stories=stories,
+                        batch=batch,
+                        now=now,
+                        extract_error=extract_error,
+                        routes=routes,
+                    )
                 )
-                for article, fingerprint, hits, extract_error in items
-            ]
+            batch.flush()
+            return results
+
+    @staticmethod
+    def _seen(conn: Connection, feed_id: int, guids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(guids), 500):
+            chunk = list(guids[i : i + 500])
+            found.update(conn.execute(_SEEN, {"feed_id": feed_id, "guids": chunk}).scalars())
+        return found
 
     def _commit(
         self,
@@ -145,48 +178,82 @@ class ArticleRepo:
     ) -> CommitResult:
         # Story identity is decided here; two nodes must not both open the same story.
         serialise(conn, "stories")
-        if conn.execute(
-            select(s.articles.c.id).where(
-                s.articles.c.feed_id == feed_id, s.articles.c.guid == article.guid
-            )
-        ).first():
+        if conn.execute(_SEEN, {"feed_id": feed_id, "guids": [article.guid]}).first():
             return CommitResult(article_id=None)
-        story_id, reason, _new = stories.assign(
-            conn, fingerprint, title=article.title, url=article.url, now=now
+        return self._store(
+            conn,
+            feed_id=feed_id,
+            article=article,
+            fingerprint=fingerprint,
+            hits=hits,
+            stories=stories,
+            batch=None,
+            now=now,
+            extract_error=extract_error,
+            routes=routes,
         )
+
+    def _store(
+        self,
+        conn: Connection,
+        *,
+        feed_id: int,
+        article: Article,
+        fingerprint: Fingerprint,
+        hits: Sequence[RuleHit],
+        stories: StoryIndex,
+        batch: StoryBatch | None,
+        now: float,
+        extract_error: str | None,
+        routes: Mapping[str, Route] | None,
+    ) -> CommitResult:
+        """Store a new article (not seen before; the story lock is held)."""
+        if batch is not None:
+            story_id, reason, _new = batch.assign(fingerprint, title=article.title, url=article.url)
+        else:
+            story_id, reason, _new = stories.assign(
+                conn, fingerprint, title=article.title, url=article.url, now=now
+            )
+        # One statement object for every article: SQLAlchemy compiles it once (its cache),
+        # where `insert(...).values(...)` per article was built and compiled each time.
         article_id = new_id(
             conn.execute(
-                insert(s.articles).values(
-                    feed_id=feed_id,
-                    guid=article.guid,
-                    url=article.url,
-                    canonical_url=article.canonical_url,
-                    title=article.title,
-                    summary=article.summary,
-                    body=article.body,
-                    authors=json.dumps(article.authors),
-                    tags=json.dumps(article.tags),
-                    published=article.published.timestamp() if article.published else None,
-                    fetched_at=now,
-                    extract_error=extract_error,
-                    story_id=story_id,
-                    story_reason=reason,
-                    minhash=fingerprint.minhash,
-                )
+                _INSERT_ARTICLE,
+                {
+                    "feed_id": feed_id,
+                    "guid": article.guid,
+                    "url": article.url,
+                    "canonical_url": article.canonical_url,
+                    "title": article.title,
+                    "summary": article.summary,
+                    "body": article.body,
+                    "authors": json.dumps(article.authors),
+                    "tags": json.dumps(article.tags),
+                    "published": article.published.timestamp() if article.published else None,
+                    "fetched_at": now,
+                    "extract_error": extract_error,
+                    "story_id": story_id,
+                    "story_reason": reason,
+                    "minhash": fingerprint.minhash,
+                },
             )
         )
-        stories.remember(conn, fingerprint, story_id=story_id, article_id=article_id, now=now)
+        if batch is not None:
+            batch.remember(fingerprint, story_id=story_id, article_id=article_id)
+        else:
+            stories.remember(conn, fingerprint, story_id=story_id, article_id=article_id, now=now)
         result = CommitResult(article_id=article_id, story_id=story_id, story_reason=reason)
         # Only an alert shows its story's sources: skip the query for the many that match nothing.
         sources, new_outlet = _story_sources(conn, story_id, article_id) if hits else ([], False)
         for hit in hits:
             conn.execute(
-                insert(s.matches).values(
-                    article_id=article_id,
-                    rule=hit.route.rule,
-                    explanation=json.dumps(hit.explanation),
-                    created_at=now,
-                )
+                _INSERT_MATCH,
+                {
+                    "article_id": article_id,
+                    "rule": hit.route.rule,
+                    "explanation": json.dumps(hit.explanation),
+                    "created_at": now,
+                },
             )
             self._alert(
                 conn,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 
 from monitor.store import schema as s
 from monitor.store.engine import is_postgres, read_tx, serialise, write_tx
@@ -54,6 +54,51 @@ class FeedSpec:
     name: str
     allow_private: bool
 
+
+@dataclass(slots=True)
+class QuietSuccess:
+    """A good poll that stored nothing, moved nothing and changed no health state: all it
+    leaves is validators, the next poll time and counters. Losing it (a crash before
+    `record_successes`) is harmless: the lease expires, the feed is polled again and finds
+    nothing new, so no entry is lost and no alert repeated."""
+
+    feed_id: int
+    owner: str
+    now: float
+    next_poll_at: float
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    min_interval: float | None
+    redirect_target: str | None  # a permanent redirect seen (not yet followed), or None
+    redirect_same: bool  # the same redirect as last time (its count goes up)
+
+
+_f = s.feeds.c
+# `record_success` for a QuietSuccess, as one statement for executemany. The redirect count
+# is reset (keep 0, add 0), incremented (keep 1, add 1) or started (keep 0, add 1).
+_QUIET_SUCCESS = (
+    update(s.feeds)
+    .where(_f.id == bindparam("b_id"), _f.lease_owner == bindparam("b_owner"))
+    .values(
+        etag=bindparam("etag"),
+        last_modified=bindparam("last_modified"),
+        content_hash=bindparam("content_hash"),
+        next_poll_at=bindparam("next_poll_at"),
+        last_success_at=bindparam("last_success_at"),
+        consecutive_failures=0,
+        failing_since=None,
+        last_error=None,
+        last_error_kind=None,
+        broken_reported=False,
+        lease_owner=None,
+        lease_until=None,
+        polls=_f.polls + 1,
+        min_interval=bindparam("min_interval"),
+        redirect_target=bindparam("redirect_target"),
+        redirect_count=_f.redirect_count * bindparam("b_keep") + bindparam("b_add"),
+    )
+)
 
 #: Called inside the health transaction: (conn, feed, event kind) queues health deliveries.
 HealthHook = Callable[[Connection, FeedState, str], None]
@@ -218,6 +263,34 @@ class FeedRepo:
             if feed.broken_reported and on_health is not None:
                 on_health(conn, feed, "source.recovered")
             return True
+
+    def record_successes(self, polls: Sequence[QuietSuccess]) -> int:
+        """`record_success` for many polls that found nothing new, in ONE transaction.
+
+        Returns how many were recorded (a poll whose lease was lost is skipped, as in
+        `record_success`). Only polls without new entries, a feed move or a health change may
+        come here (see `QuietSuccess`).
+        """
+        if not polls:
+            return 0
+        rows = [
+            {
+                "b_id": p.feed_id,
+                "b_owner": p.owner,
+                "etag": p.etag,
+                "last_modified": p.last_modified,
+                "content_hash": p.content_hash,
+                "next_poll_at": p.next_poll_at,
+                "last_success_at": p.now,
+                "min_interval": p.min_interval,
+                "redirect_target": p.redirect_target,
+                "b_keep": 1 if p.redirect_same else 0,
+                "b_add": 0 if p.redirect_target is None else 1,
+            }
+            for p in polls
+        ]
+        with write_tx(self.engine) as conn:
+            return int(conn.execute(_QUIET_SUCCESS, rows).rowcount)
 
     def record_failure(
         self,
