@@ -493,6 +493,11 @@ class Pipeline:
             broken_after=fs.broken_after.total_seconds(),
             on_health=self._health_hook(now),
         )
+        if retry_after is not None and fs.retry_after_scope == "host":
+            # Configured for services whose limit is per site (one Retry-After for all its
+            # feeds); by default only the feed that was told to wait waits.
+            host = urlsplit(feed.fetch_url).hostname or ""
+            await asyncio.to_thread(self.store.feeds.defer_host, host, until=next_at)
         return PollOutcome(feed=feed.url, status="failed", error=error, kinds=[kind])
 
     def _health_hook(self, now: float) -> Callable[[Connection, FeedState, str], None]:

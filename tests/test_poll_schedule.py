@@ -16,9 +16,11 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from monitor.daemon import Runtime, load_checked
-from monitor.store import FeedState
+from monitor.store import FeedState, schema
+from monitor.store.engine import write_tx
 from tests.hostile_server import HostileServer, RequestHandler, fixed, redirect, send
 
 pytestmark = pytest.mark.slow
@@ -225,3 +227,41 @@ def test_temporary_redirect_never_moves_the_feed(tmp_path: Path, server: Hostile
     finally:
         close(rt)
     assert seen == [server.url("/old")] * 4
+
+
+@pytest.mark.parametrize("scope", ["feed", "host"])
+def test_retry_after_holds_the_feed_or_with_host_scope_the_whole_site(
+    tmp_path: Path, server: HostileServer, scope: str
+) -> None:
+    server.routes["/limited"] = conditional(rss(2))
+    server.routes["/other"] = conditional(rss(2))
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"""
+database: sqlite:///{tmp_path}/monitor.db
+fetch: {{workers: 1, deadline: 5s, retry_after_scope: {scope}}}
+defaults: {{interval: 1m, min_interval: 10s, extract: false}}
+feeds:
+  - {{url: "{server.url("/limited")}", allow_private: true}}
+  - {{url: "{server.url("/other")}", allow_private: true}}
+""")
+    rt = Runtime(load_checked(cfg), config_path=str(cfg))
+    try:
+        poll_all(rt)
+        server.routes["/limited"] = fixed(429, b"slow down", Retry_After="600")
+        limited = rt.store.feeds.get(server.url("/limited"))
+        assert limited is not None
+        with write_tx(rt.store.engine) as conn:  # only /limited is due
+            conn.execute(
+                update(schema.feeds).where(schema.feeds.c.id == limited.id).values(next_poll_at=0)
+            )
+        before = time.time()
+        [outcome] = asyncio.run(rt.poll_due())
+        assert outcome.status == "failed" and outcome.kinds == ["http_status"]
+        states = {f.url.rsplit("/", 1)[-1]: f for f in rt.store.feeds.all()}
+        assert states["limited"].next_poll_at >= before + 600
+        if scope == "host":
+            assert states["other"].next_poll_at >= before + 600
+        else:
+            assert states["other"].next_poll_at < before + 120
+    finally:
+        close(rt)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 
@@ -342,6 +343,21 @@ class FeedRepo:
                 .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+    def defer_host(self, host: str, *, until: float) -> int:
+        """No feed on `host` is polled before `until` (a site-wide Retry-After)."""
+        with write_tx(self.engine) as conn:
+            rows = conn.execute(
+                select(s.feeds.c.id, s.feeds.c.fetch_url).where(
+                    s.feeds.c.active.is_(True), s.feeds.c.next_poll_at < until
+                )
+            ).all()
+            ids = [r.id for r in rows if (urlsplit(r.fetch_url).hostname or "") == host]
+            if ids:
+                conn.execute(
+                    update(s.feeds).where(s.feeds.c.id.in_(ids)).values(next_poll_at=until)
+                )
+            return len(ids)
 
     def poll_now(self, now: float) -> None:
         """Make every healthy active feed due now (a failing one keeps its backoff)."""
