@@ -17,6 +17,8 @@ import io
 import json
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,10 @@ from monitor.errors import ConfigError, ExtractError, FeedError, FetchError
 from monitor.extract import extract_article
 from monitor.feeds import parse_feed
 from monitor.fetch import HTML_ACCEPT, Fetcher, FetchResult
+from monitor.models import Article
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
+from monitor.store import FeedSpec, Store
+from monitor.stories import StoryIndex
 
 _HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 _FEED_MARKERS = (b"<rss", b"<feed", b"<rdf:rdf", b"<rdf", b"jsonfeed.org")
@@ -93,14 +98,83 @@ def run(args: argparse.Namespace) -> int:
             print(f"unknown rule {unknown[0]!r} (rules: {', '.join(names)})", file=sys.stderr)
             return 2
         names = [n for n in names if n in args.rule]
+    articles: list[InputArticle] = []
     try:
         for source in args.inputs:
             for article in read_input(source, settings.fetch):
                 _report(ruleset, names, article, args.format, args.explain, out)
+                articles.append(article)
     except InputError as exc:
         print(f"monitor match: {exc}", file=sys.stderr)
         return 2
+    if args.explain and len(articles) > 1:
+        _report_stories(group_stories(articles, settings), args.format, out)
     return 0
+
+
+def group_stories(articles: list[InputArticle], settings: Settings) -> list[tuple[str, int, str]]:
+    """Which inputs the daemon would treat as one story: (id, story number, why it joined).
+
+    Runs the daemon's own story index (monitor.stories) on a throwaway store, one feed per
+    input, so what `--explain` shows is exactly what `monitor run` would decide.
+    """
+    st = settings.stories
+    index = StoryIndex(
+        window=st.window.total_seconds(),
+        threshold=st.near_duplicate_threshold,
+        num_perm=st.num_perm,
+        shingle_size=st.shingle_size,
+    )
+    now = time.time()
+    out: list[tuple[str, int, str]] = []
+    numbers: dict[int, int] = {}
+    with tempfile.TemporaryDirectory(prefix="monitor-match-") as tmp:
+        store = Store(f"sqlite:///{tmp}/stories.db")
+        try:
+            specs = [FeedSpec(f"input:{i}", a.id, False) for i, a in enumerate(articles)]
+            store.feeds.sync(specs, now)
+            feed_ids = {f.url: f.id for f in store.feeds.all()}
+            for i, a in enumerate(articles):
+                f = a.fields
+                article = Article(
+                    feed=f.get("feed") or a.id,
+                    guid=a.id,
+                    url=f.get("url", ""),
+                    title=f.get("title", ""),
+                    summary=f.get("summary", ""),
+                    body=f.get("body", ""),
+                )
+                res = store.articles.commit_article(
+                    feed_id=feed_ids[f"input:{i}"],
+                    article=article,
+                    fingerprint=index.fingerprint(article),
+                    hits=[],
+                    stories=index,
+                    now=now,
+                )
+                assert res.story_id is not None
+                number = numbers.setdefault(res.story_id, len(numbers) + 1)
+                out.append((a.id, number, res.story_reason))
+        finally:
+            store.close()
+    return out
+
+
+def _report_stories(groups: list[tuple[str, int, str]], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        for ident, number, reason in groups:
+            print(json.dumps({"id": ident, "story": number, "why_grouped": reason}), file=out)
+        return
+    stories = len({number for _, number, _ in groups})
+    print(f"stories: {len(groups)} articles in {stories} stories", file=out)
+    for ident, number, reason in groups:
+        if reason == "new":
+            why = "first article"
+        elif reason.startswith("text~"):
+            why = f"joined: near-duplicate text, similarity {reason[5:]}"
+        else:
+            why = f"joined: same {reason}"
+        print(f"  story {number}: {ident} ({why})", file=out)
 
 
 def compile_settings_rules(settings: Settings) -> RuleSet:
