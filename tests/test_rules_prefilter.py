@@ -43,3 +43,49 @@ def test_prefilter_keeps_a_rule_whose_key_is_a_prefix_of_a_longer_token() -> Non
 def test_prefilter_finds_a_rule_word_that_only_occurs_as_a_joined_hyphen_alias() -> None:
     ruleset = compile_rules([RuleSpec("r", "email")])
     assert [m.rule for m in ruleset.match({"body": "an e-mail scam"})] == ["r"]
+
+
+# Rules whose needs multiply out past the prefilter's limit (entities under AND and NEAR, OR
+# of phrases under AND), so parts of them become shared derived atoms; and scoped, prefixed
+# and negated forms mixed in. The prefilter must still only skip rules that cannot match.
+ENTITIES = {
+    "iraq": ["Iraq", "Iraqi", "Baghdad", "Fallujah", "Falluja", "Najaf", "Mosul"],
+    "tech": ["Microsoft", "Google", "Apple", "IBM", "Intel", "Sun Microsystems", "Oracle"],
+    "people": ["George W. Bush", "John Kerry", "Tony Blair", "Vladimir Putin", "Kofi Annan"],
+}
+DERIVED_RULES = [
+    RuleSpec("entity-near", "entity:iraq NEAR/8 (attack* OR bomb* OR kill*)"),
+    RuleSpec("entities-and", "entity:tech AND entity:people"),
+    RuleSpec("entity-title", "title:entity:tech AND (profit* OR loss OR earnings)"),
+    RuleSpec(
+        "wide-and",
+        '("oil price*" OR "crude oil" OR opec OR barrel*) AND '
+        '(rise* OR fall* OR "record high" OR surge*) AND (Reuters OR AP OR AFP)',
+    ),
+    RuleSpec("entity-or-word", "entity:people OR election*"),
+    RuleSpec("entity-not", "entity:iraq AND NOT (soldier* OR troop*)"),
+    RuleSpec("nested", '(entity:tech NEAR/5 (buy* OR acqui*)) OR ("stock market" AND entity:iraq)'),
+    RuleSpec("same-entity-twice", "entity:iraq NEAR/3 entity:iraq"),
+]
+
+
+def test_prefilter_with_derived_atoms_equals_evaluating_every_rule() -> None:
+    ruleset = compile_rules(DERIVED_RULES, ENTITIES)
+    matched = 0
+    for fields in _articles(3000):
+        everything = [
+            r.name for r in DERIVED_RULES if ruleset.match_rule(fields, r.name) is not None
+        ]
+        assert [m.rule for m in ruleset.match(fields)] == everything
+        matched += len(everything)
+    assert matched > 100  # the rules are not vacuous on this corpus
+
+
+def test_index_key_choice_prefers_the_rarer_word_by_document_frequency() -> None:
+    from monitor.rules.frequency import default_frequency
+
+    freq = default_frequency()
+    # Length alone would pick "government"; news says the short name is far rarer.
+    assert freq.share("enron") < freq.share("government")
+    assert freq.share("zzyzxqq") < freq.share("enron")  # unknown: rarer than anything known
+    assert freq.prefix_share("govern") >= freq.share("government")

@@ -2,16 +2,23 @@
 
 Owns the translation of syntax trees into evaluation nodes (scopes pushed down to the leaves,
 entities expanded, regexes compiled), the collection of every error of every rule, and the
-prefilter: each rule is indexed under the tokens one of which must occur for it to match
-(the rarest-looking choice per AND, all alternatives per OR), all keys go into one
-Aho-Corasick automaton, and an article is scanned once to find the rules worth evaluating.
-So the cost of matching grows with the tokens of an article, not with the number of rules.
+prefilter. What each rule needs an article to contain (tokens and prefixes, per field) is
+expanded into conjunctions, one of which must hold; each conjunction is indexed under its rarest
+atom, judged by document frequency in real news (`frequency.py`). An article's distinct tokens
+are intersected with the keys (prefixes through one Aho-Corasick automaton), and only the
+conjunctions of the atoms found are checked, each with one set comparison. So the cost of
+matching grows with the tokens of an article, not with the number of rules, and a rule is
+evaluated exactly when every token its query needs is present: the prefilter never drops a
+rule that could match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import ahocorasick
@@ -31,6 +38,7 @@ from monitor.rules.evaluate import (
     Span,
     hit_span,
 )
+from monitor.rules.frequency import default_frequency
 from monitor.rules.query import (
     TEXT_SCOPE,
     And,
@@ -55,24 +63,14 @@ FIELD_BITS = {
     for i, name in enumerate(("title", "summary", "body", "author", "tags", "url", "feed"))
 }
 
-#: A prefilter clause: (key, field mask) pairs, one of which must occur. A key is a token,
-#: or a prefix followed by `*`.
-Clause = frozenset[tuple[str, int]]
+#: Prefilter key -> the atoms it makes true in one field.
+Atoms = dict[str, tuple[int, ...]]
 
 #: What an article must contain for a rule to possibly match, exactly as its query says up to
 #: NOT, regexes and distances: ("key", key, mask), ("all", parts) or ("any", parts); None
 #: when nothing is required.
 Need = tuple[Any, ...] | None
 
-# Words so common that a rule indexed under them would be evaluated for nearly every article;
-# the prefilter picks another required word when it can.
-_COMMON = frozenset(
-    (  # noqa: SIM905 (a word list reads better as text)
-        "the a an and or of to in on at for by with from as is are was were be been it its this "
-        "that he she they we you i his her their our us said says say has have had will would "
-        "not no but new after over up out more than about into also one two"
-    ).split()
-)
 _REGEX_FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "x": regex.VERBOSE}
 
 
@@ -94,30 +92,32 @@ class CompiledRule:
 class RuleSet:
     """Compiled rules plus their prefilter. Safe to share between threads (read-only)."""
 
-    def __init__(
-        self, rules: list[CompiledRule], clauses: list[list[Clause]], needs: list[Need]
-    ) -> None:
+    def __init__(self, rules: list[CompiledRule], needs: list[Need]) -> None:
         self._rules = rules
         self._by_name = {r.name: r for r in rules}
-        self._always = [i for i, c in enumerate(clauses) if not c]
-        # Each rule is indexed under the keys of its most selective clause; a rule reached that
-        # way is evaluated only if the keys found could satisfy its whole query.
-        shared: dict[Need, Callable[[dict[str, int]], bool]] = {}
-        self._needs = [_need_test(n, shared) for n in needs]
-        self._entries: dict[str, list[tuple[int, int]]] = {}  # key -> (field mask, rule)
-        for i, rule_clauses in enumerate(clauses):
-            if not rule_clauses:
-                continue
-            best = min(rule_clauses, key=_clause_cost)
-            for key, mask in best:
-                self._entries.setdefault(key, []).append((mask, i))
-        # Every key a rule's needs mention must be detectable, not only the indexed ones.
-        keys: set[str] = set(self._entries)
-        for need in needs:
-            _collect_keys(need, keys)
-        self._exact = frozenset(k for k in keys if not k.endswith("*"))
+        self._always = [i for i, n in enumerate(needs) if n is None]
+        prefilter = _Prefilter()
+        for i, need in enumerate(needs):
+            if need is not None:
+                prefilter.add_rule(i, need)
+        key_atoms = prefilter.key_atoms()
+        self._stages = prefilter.stages()
+        # Per field: key -> the atoms it makes true there, exact keys and prefixes apart. A
+        # field no rule looks for a token in is not tokenised for the prefilter at all.
+        self._by_field: list[tuple[str, Atoms, frozenset[str], Atoms]] = []
+        for name, bit in FIELD_BITS.items():
+            atoms = {
+                key: tuple(atom for mask, atom in pairs if mask & bit)
+                for key, pairs in key_atoms.items()
+            }
+            atoms = {key: found for key, found in atoms.items() if found}
+            if atoms:
+                exact = {k: v for k, v in atoms.items() if not k.endswith("*")}
+                prefix = {k: v for k, v in atoms.items() if k.endswith("*")}
+                # The keys as a set too: intersecting a set with a dict iterates the dict.
+                self._by_field.append((name, exact, frozenset(exact), prefix))
         self._prefixes: ahocorasick.Automaton | None = None
-        prefixes = [k for k in keys if k.endswith("*")]
+        prefixes = [k for k in key_atoms if k.endswith("*")]
         if prefixes:
             # Matched against " tok1 tok2 ...": the leading space anchors a key at a token start.
             automaton = ahocorasick.Automaton()
@@ -133,37 +133,45 @@ class RuleSet:
     def query_of(self, rule: str) -> str:
         return self._by_name[rule].query
 
-    def found_keys(self, doc: Doc) -> dict[str, int]:
-        """Prefilter keys present in the article -> mask of the fields they occur in."""
-        found: dict[str, int] = {}
-        for name, bit in FIELD_BITS.items():
+    def _true_atoms(self, doc: Doc) -> set[int]:
+        """The base atoms of the prefilter that hold in the article."""
+        true: set[int] = set()
+        # Set operations and map() over the distinct words of each field, so that the
+        # per-word work runs in C. (A memo of word -> atoms was tried: it paid off only when
+        # the same article was matched again; on new articles its look-ups miss the CPU
+        # caches as much as these do.)
+        for name, exact, exact_keys, prefix in self._by_field:
             if not doc.fields.get(name):
                 continue
-            toks = doc.tokens(name)
-            vocab = set(toks.norms)
-            if toks.aliases:
-                vocab.update(toks.aliases)
-            for key in vocab & self._exact:
-                found[key] = found.get(key, 0) | bit
-            if self._prefixes is not None:
-                for _, key in self._prefixes.iter(" " + " ".join(vocab)):
-                    found[key] = found.get(key, 0) | bit
-        return found
+            vocab = doc.tokens(name).words
+            true.update(*map(exact.__getitem__, vocab & exact_keys))
+            if self._prefixes is not None and prefix:
+                found = map(itemgetter(1), self._prefixes.iter(" " + " ".join(vocab)))
+                true.update(*map(prefix.get, found, repeat(())))
+        return true
 
     def candidates(self, doc: Doc) -> list[int]:
         """Indexes of the rules whose required tokens occur in the article, in rule order."""
         out: set[int] = set(self._always)
-        if not self._entries:
+        if not self._stages:
             return sorted(out)
-        found = self.found_keys(doc)
-        entries, needs = self._entries, self._needs
-        tried: set[int] = set()
-        for key, where in found.items():
-            for mask, i in entries.get(key, ()):
-                if mask & where and i not in tried:
-                    tried.add(i)
-                    if needs[i](found):
-                        out.add(i)
+        true = self._true_atoms(doc)
+        true.add(_TRUE)
+        # Each conjunction is reached through its rarest atom, then its second rarest (shared
+        # by a group), then the rest with one set comparison in C: the Python work is per
+        # group reached, and rarely more than a few hundred are. A stage's conjunctions only
+        # use atoms known by then.
+        for stage, indexed in self._stages:
+            reached = [
+                t
+                for a in true & indexed
+                for second, postings in stage[a]
+                if second in true
+                for rest, t in postings
+                if rest <= true
+            ]
+            out.update(~t for t in reached if t < 0)
+            true.update(t for t in reached if t >= 0)
         return sorted(out)
 
     def match(self, fields: Mapping[str, str]) -> list[Match]:
@@ -193,7 +201,10 @@ class RuleSet:
 
 
 def _hits(doc: Doc, spans: Iterable[Span]) -> list[Hit]:
-    seen = {hit_span(doc, hit) for span in spans for hit in span[3]}
+    # NEAR repeats a hit in every pair it is part of: drop the copies (tuples, in C) before
+    # converting each to characters.
+    raw = {hit for span in spans for hit in span[3]}
+    seen = {hit_span(doc, hit) for hit in raw}
     return [Hit(*h) for h in sorted(seen)]
 
 
@@ -204,9 +215,9 @@ def compile_rules(
     the entities), so a broken rule is never dropped silently."""
     gazetteer, errors = compile_entities(entities or {})
     rules: list[CompiledRule] = []
-    clauses: list[list[Clause]] = []
     needs: list[Need] = []
     leaves: dict[tuple[Any, ...], PhraseLeaf] = {}
+    entity_leaves: dict[tuple[Any, ...], EntityLeaf] = {}
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:
@@ -225,17 +236,16 @@ def compile_rules(
         except RuleCompileError as exc:
             errors.extend(exc.errors)
             continue
-        ctx = _Build(gazetteer, leaves, spec.name)
+        ctx = _Build(gazetteer, leaves, spec.name, entities=entity_leaves)
         root = _build(tree, TEXT_SCOPE, ctx)
         if ctx.errors:
             errors.extend(ctx.errors)
             continue
         rules.append(CompiledRule(spec.name, spec.query, root))
-        clauses.append(_clauses(root))
         needs.append(_need(root))
     if errors:
         raise RuleCompileError(errors)
-    return RuleSet(rules, clauses, needs)
+    return RuleSet(rules, needs)
 
 
 # --------------------------------------------------------------------------- tree -> nodes
@@ -250,6 +260,8 @@ class _Build:
     leaves: dict[tuple[Any, ...], PhraseLeaf]
     rule: str = ""
     errors: list[RuleError] = field(default_factory=list)
+    # Entities too: one entity is often named by hundreds of rules.
+    entities: dict[tuple[Any, ...], EntityLeaf] = field(default_factory=dict)
 
     def leaf(self, phrase: Phrase, scope: tuple[str, ...], label: str) -> PhraseLeaf:
         key = (phrase.words, phrase.alternatives, scope, label)
@@ -269,7 +281,10 @@ def _build(node: Node, scope: tuple[str, ...], ctx: _Build) -> EvalNode:
             errors.append(aliases)
             aliases = ()
         leaves = tuple(ctx.leaf(a, scope, node.source) for a in aliases)
-        return EntityLeaf(leaves, node.source)
+        entity = ctx.entities.get((leaves, node.source))
+        if entity is None:
+            entity = ctx.entities[leaves, node.source] = EntityLeaf(leaves, node.source)
+        return entity
     if isinstance(node, Regex):
         flags = 0
         for f in node.flags:
@@ -326,18 +341,15 @@ def _word_key(word: Word) -> str:
     return f"{word.norm}*" if word.prefix else word.norm
 
 
-def _key_cost(key: str) -> int:
-    token = key.rstrip("*")
-    cost = max(0, 12 - len(token))
-    if key.endswith("*"):
-        cost += 6
-    if token in _COMMON or token.isdigit():
-        cost += 50
-    return cost
+#: Fields short enough that a token is far less likely in them than in the body.
+_SHORT_FIELDS = ~(FIELD_BITS["summary"] | FIELD_BITS["body"])
 
 
-def _clause_cost(clause: frozenset[tuple[str, int]]) -> int:
-    return sum(_key_cost(k) for k, _ in clause)
+def _key_cost(key: str, mask: int) -> float:
+    """Estimated share of articles that contain `key` in the fields of `mask`."""
+    freq = default_frequency()
+    share = freq.prefix_share(key[:-1]) if key.endswith("*") else freq.share(key)
+    return share * 0.1 if not mask & ~_SHORT_FIELDS else share
 
 
 def _mask(fields: tuple[str, ...]) -> int:
@@ -345,34 +357,6 @@ def _mask(fields: tuple[str, ...]) -> int:
     for name in fields:
         mask |= FIELD_BITS[name]
     return mask
-
-
-def _clauses(node: EvalNode) -> list[Clause]:
-    """What every article the node matches contains, as clauses that must all hold, each a set
-    of (key, fields) one of which occurs. An empty list promises nothing (NOT, regexes)."""
-    if isinstance(node, PhraseLeaf):
-        mask = _mask(node.fields)
-        if not node.alternatives:
-            return [frozenset({(_word_key(w), mask)}) for w in node.words]
-        best = {
-            (min((_word_key(w) for w in words), key=_key_cost), mask)
-            for words in (node.words, *node.alternatives)
-        }
-        return [frozenset(best)]
-    if isinstance(node, EntityLeaf | OrNode):
-        union: set[tuple[str, int]] = set()
-        for child in node.children if isinstance(node, OrNode) else node.aliases:
-            child_clauses = _clauses(child)
-            if not child_clauses:
-                return []
-            union |= min(child_clauses, key=_clause_cost)  # type: ignore[arg-type]
-        return [frozenset(union)]
-    if isinstance(node, AndNode | NearNode):
-        out: list[Clause] = []
-        for child in node.children:
-            out.extend(c for c in _clauses(child) if c not in out)
-        return out
-    return []
 
 
 def _need(node: EvalNode) -> Need:
@@ -405,92 +389,104 @@ def _group(kind: str, parts: Sequence[Need]) -> Need:
     return flat[0] if len(flat) == 1 else (kind, tuple(flat))
 
 
-def _need_test(
-    need: Need, shared: dict[Need, Callable[[dict[str, int]], bool]] | None = None
-) -> Callable[[dict[str, int]], bool]:
-    """`need` compiled into a closure: the prefilter runs it for thousands of rules, so the
-    loops are written out (a generator in all()/any() costs twice as much here), and a group
-    used by many rules (an entity's aliases) is one closure that remembers its answer for the
-    article being filtered."""
-    shared = {} if shared is None else shared
-    if need in shared:
-        return shared[need]
-    test = _build_test(need, shared)
-    if need is not None and need[0] != "key" and len(need[1]) > 3:
-        test = _remember_last(test)
-    shared[need] = test
-    return test
+#: A conjunction of prefilter atoms, every one of which must hold.
+Conj = frozenset[int]
+#: A conjunction as indexed: the atoms other than the two it is checked by first, and its
+#: target (`~rule`, or a derived atom to set).
+Posting = tuple[Conj, int]
+#: The conjunctions reached through one atom, grouped by their second rarest atom (checked
+#: once for the group): (second atom or _TRUE, postings).
+Group = tuple[int, tuple[Posting, ...]]
+#: An atom that always holds: the "second atom" of a conjunction of one atom.
+_TRUE = -1
+#: Most conjunctions one AND may expand to before a part of it becomes a derived atom.
+_MAX_PRODUCT = 16
 
 
-def _remember_last(test: Callable[[dict[str, int]], bool]) -> Callable[[dict[str, int]], bool]:
-    # One (found, answer) tuple replaced whole: threads sharing the rule set never see a
-    # half-updated memo, and holding `found` keeps its identity from being reused.
-    memo: list[tuple[dict[str, int] | None, bool]] = [(None, False)]
+class _Prefilter:
+    """The rules' needs in disjunctive normal form, over atoms, indexed by their rarest atom.
 
-    def remembered(found: dict[str, int]) -> bool:
-        last = memo[0]
-        if last[0] is found:
-            return last[1]
-        answer = test(found)
-        memo[0] = (found, answer)
-        return answer
+    A base atom is (key, field mask): the key occurs in one of those fields. A derived atom
+    stands for a sub-need whose expansion would multiply out too far (an entity's dozen aliases
+    under an AND): it is computed once per article from its own conjunctions, at an earlier
+    stage than the conjunctions that use it, and shared by every rule with the same sub-need.
+    """
 
-    return remembered
+    def __init__(self) -> None:
+        self._base: dict[tuple[str, int], int] = {}
+        self._derived: dict[Need, int] = {}
+        self._cost: list[float] = []
+        self._level: list[int] = []
+        self._postings: list[dict[int, list[Posting]]] = []
 
+    def add_rule(self, rule: int, need: Need) -> None:
+        self._index(self._dnf(need), ~rule)
 
-def _build_test(
-    need: Need, shared: dict[Need, Callable[[dict[str, int]], bool]]
-) -> Callable[[dict[str, int]], bool]:
-    if need is None:
-        return lambda found: True
-    kind, parts = need[0], need[1]
-    if kind == "key":
-        key, mask = need[1], need[2]
-        return lambda found: bool(found.get(key, 0) & mask)
-    if all(p is not None and p[0] == "key" for p in parts):
-        pairs = tuple((p[1], p[2]) for p in parts if p is not None)
-        if kind == "all":
+    def key_atoms(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """Key -> its (field mask, atom) pairs."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        for (key, mask), atom in self._base.items():
+            out.setdefault(key, []).append((mask, atom))
+        return {k: tuple(v) for k, v in out.items()}
 
-            def all_keys(found: dict[str, int]) -> bool:
-                for key, mask in pairs:  # noqa: SIM110
-                    if not found.get(key, 0) & mask:
-                        return False
-                return True
+    def stages(self) -> list[tuple[dict[int, tuple[Group, ...]], frozenset[int]]]:
+        """Per stage: indexing atom -> its groups, and the set of indexing atoms (a set
+        intersects with the few atoms of an article in time proportional to those)."""
+        out: list[tuple[dict[int, tuple[Group, ...]], frozenset[int]]] = []
+        for stage in self._postings:
+            index: dict[int, tuple[Group, ...]] = {}
+            for atom, postings in stage.items():
+                groups: dict[int, list[Posting]] = {}
+                for rest, target in postings:
+                    second = min(rest, key=self._rank) if rest else _TRUE
+                    groups.setdefault(second, []).append((rest - {second}, target))
+                index[atom] = tuple((second, tuple(p)) for second, p in groups.items())
+            out.append((index, frozenset(stage)))
+        return out
 
-            return all_keys
+    def _rank(self, atom: int) -> tuple[float, int]:
+        # Ties go to the lower id, so the index does not depend on set iteration order.
+        return self._cost[atom], atom
 
-        def any_key(found: dict[str, int]) -> bool:
-            for key, mask in pairs:  # noqa: SIM110
-                if found.get(key, 0) & mask:
-                    return True
-            return False
+    def _atom(self, cost: float, level: int) -> int:
+        self._cost.append(cost)
+        self._level.append(level)
+        return len(self._cost) - 1
 
-        return any_key
-    tests = tuple(_need_test(p, shared) for p in parts)
-    if kind == "all":
+    def _index(self, conjs: list[Conj], target: int) -> None:
+        for conj in conjs:
+            stage = max(self._level[a] for a in conj)
+            while len(self._postings) <= stage:
+                self._postings.append({})
+            by = min(conj, key=self._rank)
+            self._postings[stage].setdefault(by, []).append((conj - {by}, target))
 
-        def all_of(found: dict[str, int]) -> bool:
-            for test in tests:  # noqa: SIM110
-                if not test(found):
-                    return False
-            return True
+    def _dnf(self, need: Need) -> list[Conj]:
+        assert need is not None
+        if need[0] == "key":
+            key, mask = need[1], need[2]
+            atom = self._base.get((key, mask))
+            if atom is None:
+                atom = self._base[key, mask] = self._atom(_key_cost(key, mask), 0)
+            return [frozenset({atom})]
+        parts = [self._dnf(p) for p in need[1]]
+        if need[0] == "any":
+            return list(dict.fromkeys(c for part in parts for c in part))
+        while math.prod(len(p) for p in parts) > _MAX_PRODUCT:
+            widest = max(range(len(parts)), key=lambda j: len(parts[j]))
+            parts[widest] = [frozenset({self._derive(need[1][widest])})]
+        conjs: list[Conj] = [frozenset()]
+        for part in parts:
+            conjs = list(dict.fromkeys(c | d for c in conjs for d in part))
+        return conjs
 
-        return all_of
-
-    def any_of(found: dict[str, int]) -> bool:
-        for test in tests:  # noqa: SIM110
-            if test(found):
-                return True
-        return False
-
-    return any_of
-
-
-def _collect_keys(need: Need, into: set[str]) -> None:
-    if need is None:
-        return
-    if need[0] == "key":
-        into.add(need[1])
-        return
-    for part in need[1]:
-        _collect_keys(part, into)
+    def _derive(self, need: Need) -> int:
+        atom = self._derived.get(need)
+        if atom is None:
+            conjs = self._dnf(need)
+            # The chance that one of its conjunctions holds is at most the sum of theirs.
+            cost = min(1.0, sum(min(self._cost[a] for a in c) for c in conjs))
+            level = 1 + max(self._level[a] for c in conjs for a in c)
+            atom = self._derived[need] = self._atom(cost, level)
+            self._index(conjs, atom)
+        return atom

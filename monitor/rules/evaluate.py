@@ -13,7 +13,7 @@ import logging
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.rules.query import Word
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds one regex may run on one field before it is abandoned as "no match".
 REGEX_TIMEOUT = 0.05
+
+# Marks a leaf not yet looked up in `Doc.leaf_cache` (None there means "looked up: false").
+_UNSET: Any = object()
 
 HitT = tuple[str, int, int, str, bool]
 Span = tuple[str, int, int, tuple[HitT, ...]]
@@ -36,7 +39,8 @@ class Doc:
     def __init__(self, fields: Mapping[str, str]) -> None:
         self.fields = fields
         self._tokens: dict[str, Tokens] = {}
-        # Rules share many leaves (interned at compile time); each is looked up once.
+        # Rules share many leaves and entities (interned at compile time); each is looked up
+        # once.
         self.leaf_cache: dict[EvalNode, list[Span] | None] = {}
         self._alias_starts: dict[str, dict[int, list[tuple[str, int]]]] = {}
 
@@ -89,17 +93,46 @@ class PhraseLeaf(EvalNode):
     alternatives: tuple[tuple[Word, ...], ...]
     fields: tuple[str, ...]
     label: str
+    # Per form (the words, then each alternative): the words themselves and the exact (not
+    # prefix) ones as a set. A form can only occur in a field holding all of those, and one
+    # set comparison rules most forms out before any positions are looked at.
+    _forms: tuple[tuple[tuple[Word, ...], frozenset[str]], ...] = field(init=False, repr=False)
+    # The word of a leaf that is one exact word (most leaves), which needs no phrase logic.
+    _single: str | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._forms = tuple(
+            (words, frozenset(w.norm for w in words if not w.prefix))
+            for words in (self.words, *self.alternatives)
+        )
+        one = len(self.words) == 1 and not self.alternatives and not self.words[0].prefix
+        self._single = self.words[0].norm if one else None
 
     def ev(self, doc: Doc) -> list[Span] | None:
         cache = doc.leaf_cache
-        if self in cache:
-            return cache[self]
+        cached = cache.get(self, _UNSET)
+        if cached is not _UNSET:
+            return cached  # type: ignore[no-any-return]
         out: list[Span] = []
+        single, label = self._single, self.label
+        if single is not None:
+            for name in self.fields:
+                toks = doc.tokens(name)
+                if single in toks.words:
+                    out.extend(
+                        (name, a, b, ((name, a, b, label, False),))
+                        for a, b in toks.occurrences(single)
+                    )
+            result = cache[self] = out or None
+            return result
         for name in self.fields:
             toks = doc.tokens(name)
             if not toks.norms:
                 continue
-            for words in (self.words, *self.alternatives):
+            present = toks.words
+            for words, needed in self._forms:
+                if not needed <= present:
+                    continue
                 for first, last in _phrase_spans(doc, name, toks, words):
                     hit = (name, first, last, self.label, False)
                     out.append((name, first, last, (hit,)))
@@ -158,12 +191,17 @@ class EntityLeaf(EvalNode):
     label: str
 
     def ev(self, doc: Doc) -> list[Span] | None:
+        cache = doc.leaf_cache
+        cached = cache.get(self, _UNSET)
+        if cached is not _UNSET:
+            return cached  # type: ignore[no-any-return]
         out: list[Span] = []
         for alias in self.aliases:
             spans = alias.ev(doc)
             if spans:
                 out.extend(spans)
-        return out or None
+        result = cache[self] = out or None
+        return result
 
 
 @dataclass(eq=False, slots=True)
