@@ -256,9 +256,12 @@ def children(pid: int) -> list[int]:
 
 
 def process_cpu() -> float:
-    """CPU seconds of this process and its live children (worker processes)."""
+    """CPU seconds of this process, its live children (worker processes) and the children it
+    has reaped (workers replaced after `max_tasks_per_child`: without those, a phase in which
+    a worker was replaced lost that worker's whole CPU time, even below zero)."""
     t = os.times()
-    return t.user + t.system + sum(cpu_seconds(c) for c in children(os.getpid()))
+    live = sum(cpu_seconds(c) for c in children(os.getpid()))
+    return t.user + t.system + t.children_user + t.children_system + live
 
 
 # --------------------------------------------------------------------------- tools

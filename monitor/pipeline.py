@@ -269,6 +269,15 @@ class Pipeline:
             # instead of one per entry (a crash still loses nothing: the entries stay new).
             now = self.clock()
             items = [self._prepare(self._article(feed, e), None, now) for e in new]
+            record = None
+            if not self._adaptive(cfg):
+                # The poll is recorded in the same transaction as its entries: one commit per
+                # cold feed instead of two. (Adaptive polling counts the feed's stored entries
+                # to pick the next poll time, so it must run after the commit: not folded.)
+                plan = await self._plan(feed, cfg, now, res.cache_max_age, parsed, res)
+                record = self._recorder(
+                    feed, owner, plan, now, res.etag, res.last_modified, res.content_hash, len(new)
+                )
             results = await asyncio.to_thread(
                 self.store.articles.commit_articles,
                 feed_id=feed.id,
@@ -276,9 +285,14 @@ class Pipeline:
                 stories=self.stories,
                 now=now,
                 routes=self.waiting_routes,
+                after=record,
             )
             for (article, *_), result in zip(items, results, strict=True):
                 outcome.alerts += _log_alerts(article, result)
+            if record is not None:
+                if not record.recorded:
+                    log.warning("lease on %s was lost before its poll finished", feed.url)
+                return outcome
         await self._succeeded(
             feed,
             owner,
@@ -377,20 +391,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    async def _succeeded(
+    def _adaptive(self, cfg: FeedConfig) -> bool:
+        return self.settings.defaults.adaptive and cfg.interval is None
+
+    async def _plan(
         self,
         feed: FeedState,
-        owner: str,
         cfg: FeedConfig,
         now: float,
-        etag: str | None,
-        last_modified: str | None,
-        content_hash: str | None,
-        new_entries: int,
         max_age: float | None,
         parsed: ParsedFeed | None,
         res: Any,
-    ) -> None:
+    ) -> _SuccessPlan:
+        """When to poll next, the server's lower bound and any feed move, after a good poll."""
         d = self.settings.defaults
         ttl = parsed.ttl_minutes * 60.0 if parsed and parsed.ttl_minutes else None
         server_min = max([x for x in (ttl, max_age) if x] or [0.0]) or None
@@ -398,7 +411,7 @@ class Pipeline:
             # Unchanged body (304 or same hash): its ttl still holds, so keep the stored bound.
             server_min = max(server_min or 0.0, feed.min_interval or 0.0) or None
         interval = self.settings.feed_interval(cfg).total_seconds()
-        if d.adaptive and cfg.interval is None:
+        if self._adaptive(cfg):
             # Busier feeds more often: one poll per entry the feed published in the window.
             recent = await asyncio.to_thread(
                 self.store.feeds.recent_entries, feed.id, now - ADAPTIVE_WINDOW
@@ -425,6 +438,57 @@ class Pipeline:
             fetch_url = redirect
             log.info("feed %s moved permanently to %s", feed.url, redirect)
         redirect_target = None if fetch_url else redirect
+        return _SuccessPlan(next_at, server_min, fetch_url, redirect_target)
+
+    def _recorder(
+        self,
+        feed: FeedState,
+        owner: str,
+        plan: _SuccessPlan,
+        now: float,
+        etag: str | None,
+        last_modified: str | None,
+        content_hash: str | None,
+        new_entries: int,
+    ) -> _Recorder:
+        hook = self._health_hook(now)
+
+        def record(conn: Connection) -> bool:
+            return self.store.feeds.record_success_in(
+                conn,
+                feed,
+                owner,
+                now=now,
+                next_poll_at=plan.next_at,
+                etag=etag,
+                last_modified=last_modified,
+                content_hash=content_hash,
+                new_entries=new_entries,
+                fetch_url=plan.fetch_url,
+                redirect_target=plan.redirect_target,
+                min_interval=plan.server_min,
+                on_health=hook,
+            )
+
+        return _Recorder(record)
+
+    async def _succeeded(
+        self,
+        feed: FeedState,
+        owner: str,
+        cfg: FeedConfig,
+        now: float,
+        etag: str | None,
+        last_modified: str | None,
+        content_hash: str | None,
+        new_entries: int,
+        max_age: float | None,
+        parsed: ParsedFeed | None,
+        res: Any,
+    ) -> None:
+        plan = await self._plan(feed, cfg, now, max_age, parsed, res)
+        next_at, server_min = plan.next_at, plan.server_min
+        fetch_url, redirect_target = plan.fetch_url, plan.redirect_target
         if (
             self.quiet_successes is not None
             and new_entries == 0
@@ -519,6 +583,25 @@ class Pipeline:
             log.warning("%s: %s", event, feed.url)
 
         return hook
+
+
+@dataclass(slots=True)
+class _SuccessPlan:
+    next_at: float
+    server_min: float | None
+    fetch_url: str | None  # the feed moved here (a repeated permanent redirect)
+    redirect_target: str | None  # a permanent redirect seen, not yet followed
+
+
+class _Recorder:
+    """Records a poll inside the commit of its entries; remembers whether the lease held."""
+
+    def __init__(self, record: Callable[[Connection], bool]) -> None:
+        self._record = record
+        self.recorded = False
+
+    def __call__(self, conn: Connection) -> None:
+        self.recorded = self._record(conn)
 
 
 def _log_alerts(article: Article, result: CommitResult) -> int:

@@ -160,6 +160,7 @@ def test_short_titles_give_no_title_key() -> None:
 def test_default_banding_finds_pairs_at_the_threshold() -> None:
     bands, rows = lsh_params(0.5, 128)
     assert bands * rows <= 128
+
     def candidate_chance(jaccard: float) -> float:
         return 1 - (1 - jaccard**rows) ** bands
 

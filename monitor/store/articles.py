@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,7 @@ class ArticleRepo:
         stories: StoryIndex,
         now: float,
         routes: Mapping[str, Route] | None = None,
+        after: Callable[[Connection], object] | None = None,
     ) -> list[CommitResult]:
         """`commit_article` for several (article, fingerprint, hits, extract_error) of one feed
         in ONE transaction: one fsync per poll instead of one per entry, same guarantees and the
@@ -126,6 +127,9 @@ class ArticleRepo:
 
         Cheaper per entry than `commit_article`: the story lock is taken once, the already-seen
         check is one query for the whole poll, and story keys go through a `StoryBatch`.
+
+        `after(conn)` runs last inside the same transaction (the pipeline records the poll
+        there, so a poll with new entries costs one commit and one fsync, not two).
         """
         with write_tx(self.engine) as conn:
             # Story identity is decided here; two nodes must not both open the same story.
@@ -153,6 +157,8 @@ class ArticleRepo:
                     )
                 )
             batch.flush()
+            if after is not None:
+                after(conn)
             return results
 
     @staticmethod

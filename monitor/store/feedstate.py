@@ -226,6 +226,42 @@ class FeedRepo:
         on_health: HealthHook | None = None,
     ) -> bool:
         """Record a good poll. Returns False if the lease was lost (another node took over)."""
+        with write_tx(self.engine) as conn:
+            return self.record_success_in(
+                conn,
+                feed,
+                owner,
+                now=now,
+                next_poll_at=next_poll_at,
+                etag=etag,
+                last_modified=last_modified,
+                content_hash=content_hash,
+                new_entries=new_entries,
+                fetch_url=fetch_url,
+                redirect_target=redirect_target,
+                min_interval=min_interval,
+                on_health=on_health,
+            )
+
+    @staticmethod
+    def record_success_in(
+        conn: Connection,
+        feed: FeedState,
+        owner: str,
+        *,
+        now: float,
+        next_poll_at: float,
+        etag: str | None,
+        last_modified: str | None,
+        content_hash: str | None,
+        new_entries: int,
+        fetch_url: str | None = None,
+        redirect_target: str | None = None,
+        min_interval: float | None = None,
+        on_health: HealthHook | None = None,
+    ) -> bool:
+        """`record_success` inside the caller's write transaction: a poll that stored entries
+        records itself in the same transaction as its entries (one commit and fsync per poll)."""
         values: dict[str, Any] = {
             "etag": etag,
             "last_modified": last_modified,
@@ -253,17 +289,16 @@ class FeedRepo:
             values["redirect_count"] = s.feeds.c.redirect_count + 1
         else:
             values.update(redirect_target=redirect_target, redirect_count=1)
-        with write_tx(self.engine) as conn:
-            res = conn.execute(
-                update(s.feeds)
-                .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
-                .values(**values)
-            )
-            if not res.rowcount:
-                return False
-            if feed.broken_reported and on_health is not None:
-                on_health(conn, feed, "source.recovered")
-            return True
+        res = conn.execute(
+            update(s.feeds)
+            .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
+            .values(**values)
+        )
+        if not res.rowcount:
+            return False
+        if feed.broken_reported and on_health is not None:
+            on_health(conn, feed, "source.recovered")
+        return True
 
     def record_successes(self, polls: Sequence[QuietSuccess]) -> int:
         """`record_success` for many polls that found nothing new, in ONE transaction.

@@ -1,0 +1,76 @@
+"""A poll that stores entries records itself in the SAME transaction as its entries.
+
+Real `Runtime` against a loopback feed (extraction off): the entries and the feed's record
+(validators, next poll, lease release) commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event, func, select, update
+
+from monitor.store import schema
+from monitor.store.engine import read_tx, write_tx
+from tests.hostile_server import HostileServer
+from tests.test_poll_schedule import close, conditional, rss, runtime, server  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def _articles(rt: Any) -> int:
+    with read_tx(rt.store.engine) as conn:
+        return int(conn.execute(select(func.count()).select_from(schema.articles)).scalar_one())
+
+
+def test_entries_and_the_poll_record_commit_together(
+    tmp_path: Path,
+    server: HostileServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.routes["/f"] = conditional(rss(3))
+    rt = runtime(tmp_path, server, ["/f"])
+    try:
+        # Recording the poll fails inside the commit: its entries must roll back with it.
+        def boom(*_: Any, **__: Any) -> bool:
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(rt.store.feeds, "record_success_in", boom)
+        rt.store.feeds.poll_now(time.time())
+        [outcome] = asyncio.run(rt.poll_due())
+        assert outcome.status == "failed"
+        assert _articles(rt) == 0
+        [feed] = rt.store.feeds.all()
+        assert feed.etag is None and feed.polls == 0
+
+        monkeypatch.undo()
+        # Statements by transaction (SQLite connections of the pool; BEGIN opens a new one).
+        txs: list[list[str]] = []
+
+        def on_begin(_conn: Connection) -> None:
+            txs.append([])
+
+        def on_execute(_conn: Connection, _cur: Any, statement: str, *_: Any) -> None:
+            if txs:
+                txs[-1].append(" ".join(statement.split()[:4]))
+
+        # The failure set a backoff; make the feed due again as if it had passed.
+        with write_tx(rt.store.engine) as conn:
+            conn.execute(update(schema.feeds).values(next_poll_at=0))
+        event.listen(rt.store.engine, "begin", on_begin)
+        event.listen(rt.store.engine, "before_cursor_execute", on_execute)
+        [outcome] = asyncio.run(rt.poll_due())
+        assert (outcome.status, outcome.new) == ("new", 3)
+        assert _articles(rt) == 3
+        [feed] = rt.store.feeds.all()
+        assert (feed.etag, feed.polls, feed.entries_total) == ('"v1"', 1, 3)
+        # ONE transaction holds the entries and the poll's record (they used to take one each).
+        stored = [t for t in txs if any(q.startswith("INSERT INTO articles") for q in t)]
+        recorded = [t for t in txs if any(q.startswith("UPDATE feeds SET etag") for q in t)]
+        assert len(stored) == 1 and recorded == stored
+    finally:
+        close(rt)
