@@ -330,28 +330,16 @@ class ArticleRepo:
         ).first()
         if existing is not None and existing.status != "waiting":
             if route.updates and existing.status == "sent" and new_outlet:
-                msg = dict(
-                    hit.message,
-                    kind="story.updated",
-                    alert_id=existing.id,
+                result.deliveries += _fan_out(
+                    conn,
+                    hit,
+                    "story.updated",
+                    f"{existing.key}:update:{article_id}",
+                    alert_id=int(existing.id),
                     story_id=story_id,
                     sources=sources,
-                    rule=route.rule,
-                    severity=route.severity,
+                    now=now,
                 )
-                for channel, held in route.channels:
-                    key = f"{existing.key}:update:{article_id}:{channel}"
-                    if enqueue(
-                        conn,
-                        channel=channel,
-                        kind="story.updated",
-                        key=key,
-                        payload=dict(msg, idempotency_key=key),
-                        now=now,
-                        alert_id=existing.id,
-                        held=held,
-                    ):
-                        result.deliveries += 1
                 result.updates.append(route.rule)
             return
         status = "sent"
@@ -404,28 +392,16 @@ class ArticleRepo:
         if status != "sent":
             result.suppressed.append(route.rule)
             return
-        msg = dict(
-            hit.message,
-            kind="alert",
+        result.deliveries += _fan_out(
+            conn,
+            hit,
+            "alert",
+            alert_key,
             alert_id=alert_id,
             story_id=story_id,
             sources=sources,
-            rule=route.rule,
-            severity=route.severity,
+            now=now,
         )
-        for channel, held in route.channels:
-            key = f"{alert_key}:{channel}"
-            if enqueue(
-                conn,
-                channel=channel,
-                kind="alert",
-                key=key,
-                payload=dict(msg, idempotency_key=key),
-                now=now,
-                alert_id=alert_id,
-                held=held,
-            ):
-                result.deliveries += 1
         result.alerts.append(route.rule)
 
     def recent(self, since: float, limit: int | None = None) -> list[dict[str, Any]]:
@@ -440,6 +416,45 @@ class ArticleRepo:
             if limit:
                 q = q.limit(limit)
             return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _fan_out(
+    conn: Connection,
+    hit: RuleHit,
+    kind: str,
+    key_base: str,
+    *,
+    alert_id: int,
+    story_id: int,
+    sources: list[dict[str, str]],
+    now: float,
+) -> int:
+    """One delivery per channel of the rule's route (keyed `<key_base>:<channel>`), in the
+    caller's transaction. Returns how many were queued."""
+    route = hit.route
+    msg = dict(
+        hit.message,
+        kind=kind,
+        alert_id=alert_id,
+        story_id=story_id,
+        sources=sources,
+        rule=route.rule,
+        severity=route.severity,
+    )
+    queued = 0
+    for channel, held in route.channels:
+        key = f"{key_base}:{channel}"
+        queued += enqueue(
+            conn,
+            channel=channel,
+            kind=kind,
+            key=key,
+            payload=dict(msg, idempotency_key=key),
+            now=now,
+            alert_id=alert_id,
+            held=held,
+        )
+    return queued
 
 
 def _story_sources(
