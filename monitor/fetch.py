@@ -370,6 +370,59 @@ class _CheapReadableBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+class _Pool(httpcore.AsyncConnectionPool):
+    """httpcore's pool with its request assignment in linear time.
+
+    httpcore 1.0 decides whether to close a surplus idle connection by building a list of all
+    its connections, once per connection: quadratic in the pool size, on every request start
+    and end (with 2 x concurrency connections, thousands of calls per request; the largest
+    item of the benchmark's profile). This is the same method with that list replaced by its
+    length, which is what the original compares: the same decisions, in the same order.
+    Only used with the httpcore version it was copied from.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing_connections = []
+        connections = self._connections
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired() or (
+                connection.is_idle() and len(connections) > self._max_keepalive_connections
+            ):
+                connections.remove(connection)
+                closing_connections.append(connection)
+
+        queued_requests = [request for request in self._requests if request.is_queued()]
+        for pool_request in queued_requests:
+            origin = pool_request.request.url.origin
+            available_connections = [
+                connection
+                for connection in connections
+                if connection.can_handle_request(origin) and connection.is_available()
+            ]
+            if available_connections:
+                pool_request.assign_to_connection(available_connections[0])
+            elif len(connections) < self._max_connections:
+                connection = self.create_connection(origin)
+                connections.append(connection)
+                pool_request.assign_to_connection(connection)
+            else:
+                idle_connections = [c for c in connections if c.is_idle()]
+                if idle_connections:
+                    connection = idle_connections[0]
+                    connections.remove(connection)
+                    closing_connections.append(connection)
+                    connection = self.create_connection(origin)
+                    connections.append(connection)
+                    pool_request.assign_to_connection(connection)
+
+        return closing_connections
+
+
+_POOL = _Pool if httpcore.__version__ == "1.0.9" else httpcore.AsyncConnectionPool
+
+
 class _Transport(httpx.AsyncHTTPTransport):
     """An httpx transport whose connection pool uses a given network backend.
 
@@ -381,7 +434,7 @@ class _Transport(httpx.AsyncHTTPTransport):
         self, backend: httpcore.AsyncNetworkBackend, *, limits: httpx.Limits, http2: bool
     ) -> None:
         super().__init__(trust_env=False, limits=limits, http2=http2)
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = _POOL(
             ssl_context=_SSL_CONTEXT,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
@@ -575,7 +628,7 @@ class Fetcher:
         `max_bytes` defaults to `max_feed_bytes`. `allow_private` turns the address guard off
         for this request only.
         """
-        _check_url(url)
+        # The URL is checked (and parsed, once per hop) by `_follow`.
         cap = max_bytes if max_bytes is not None else self.settings.max_feed_bytes
         headers = {"Accept": accept}
         if etag:
@@ -605,7 +658,7 @@ class Fetcher:
             gate.users += 1
             try:
                 async with gate.slot():
-                    result = await self._one(client, url, current, headers, cap)
+                    result = await self._one(client, url, current, target, headers, cap)
             finally:
                 gate.users -= 1
             if isinstance(result, FetchResult):
@@ -635,12 +688,14 @@ class Fetcher:
         client: httpx.AsyncClient,
         url: str,
         current: str,
+        target: httpx.URL,
         headers: dict[str, str],
         cap: int,
     ) -> FetchResult | tuple[int, str]:
-        """One request: a result, or (status, Location) for a redirect to follow."""
+        """One request: a result, or (status, Location) for a redirect to follow. `target` is
+        `current` already parsed (httpx would otherwise parse the string again)."""
         try:
-            async with client.stream("GET", current, headers=headers) as response:
+            async with client.stream("GET", target, headers=headers) as response:
                 status = response.status_code
                 if status in _REDIRECT_STATUSES and response.headers.get("location"):
                     return status, response.headers["location"]

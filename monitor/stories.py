@@ -203,6 +203,13 @@ def _is_outlet(tail: str, names: set[str]) -> bool:
     return any(len(n) >= 3 and (n in squashed or squashed in n) for n in names)
 
 
+_SQLITE_NEW_STORY = "INSERT INTO stories (title, url, created_at, updated_at) VALUES (?, ?, ?, ?)"
+_SQLITE_UPSERT_KEYS = (
+    "INSERT INTO story_keys (key, story_id, seen_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET story_id = excluded.story_id, seen_at = excluded.seen_at"
+)
+_SQLITE_TOUCH_STORY = "UPDATE stories SET updated_at = ? WHERE id = ?"
+
 U64 = NDArray[np.uint64]
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -394,6 +401,11 @@ class StoryIndex:
             best = self._text_match(conn, fp.minhash, fp.bands, cutoff, site=_site(url))
             if best is not None:
                 return best[1], f"text~{best[0]:.2f}", False
+        if conn.dialect.name == "sqlite":
+            # SQLite's own cursor: SQLAlchemy's overhead was most of this INSERT's cost.
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cur.execute(_SQLITE_NEW_STORY, (title, url, now, now))
+            return int(cur.lastrowid), "new", True
         story_id = conn.execute(
             q.new_story, {"title": title, "url": url, "created_at": now, "updated_at": now}
         ).scalar_one()
@@ -434,8 +446,18 @@ class StoryIndex:
         """The story of each of `keys` that was seen at or after `cutoff`."""
         q = _queries(conn.dialect.name)
         found: dict[str, int] = {}
+        sqlite = conn.dialect.name == "sqlite"
         for i in range(0, len(keys), 500):  # bounded IN lists
             chunk = list(keys[i : i + 500])
+            if sqlite:  # SQLite's own cursor: cheaper than SQLAlchemy's expanding IN
+                cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                marks = ", ".join("?" * len(chunk))
+                sql = (
+                    f"SELECT key, story_id FROM story_keys WHERE key IN ({marks}) AND seen_at >= ?"
+                )
+                for key, story_id in cur.execute(sql, [*chunk, cutoff]):
+                    found[str(key)] = int(story_id)
+                continue
             for r in conn.execute(q.keys, {"keys": chunk, "cutoff": cutoff}):
                 found[str(r.key)] = int(r.story_id)
         return found
@@ -531,6 +553,19 @@ class StoryBatch:
 
     def flush(self) -> None:
         """Write the remembered keys and story touches (inside the same transaction)."""
+        if self.conn.dialect.name == "sqlite":
+            # SQLite's own cursor: SQLAlchemy's per-row parameter handling of an executemany
+            # cost more than the statements (the commit runs under the process's write lock).
+            cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            if self._keys:
+                cur.executemany(
+                    _SQLITE_UPSERT_KEYS, [(k, sid, self.now) for k, sid in self._keys.items()]
+                )
+            if self._touched:
+                cur.executemany(_SQLITE_TOUCH_STORY, [(self.now, sid) for sid in self._touched])
+            self._keys.clear()
+            self._touched.clear()
+            return
         q = _queries(self.conn.dialect.name)
         if self._keys:
             self.conn.execute(

@@ -51,18 +51,19 @@ def test_entries_and_the_poll_record_commit_together(
         # Statements by transaction (SQLite connections of the pool; BEGIN opens a new one).
         txs: list[list[str]] = []
 
-        def on_begin(_conn: Connection) -> None:
-            txs.append([])
-
-        def on_execute(_conn: Connection, _cur: Any, statement: str, *_: Any) -> None:
+        # SQLite's trace callback sees every statement, also those run on the raw cursor.
+        def on_statement(statement: str) -> None:
             if txs:
                 txs[-1].append(" ".join(statement.split()[:4]))
+
+        def on_begin(conn: Connection) -> None:
+            txs.append([])
+            conn.connection.driver_connection.set_trace_callback(on_statement)  # type: ignore[union-attr]
 
         # The failure set a backoff; make the feed due again as if it had passed.
         with write_tx(rt.store.engine) as conn:
             conn.execute(update(schema.feeds).values(next_poll_at=0))
         event.listen(rt.store.engine, "begin", on_begin)
-        event.listen(rt.store.engine, "before_cursor_execute", on_execute)
         [outcome] = asyncio.run(rt.poll_due())
         assert (outcome.status, outcome.new) == ("new", 3)
         assert _articles(rt) == 3

@@ -29,6 +29,27 @@ _SEEN = select(s.articles.c.guid).where(
 )
 _INSERT_ARTICLE = insert(s.articles)
 _INSERT_MATCH = insert(s.matches)
+# The same two INSERTs for SQLite's own cursor: SQLAlchemy's per-statement overhead (about
+# 0.1 ms) was most of an article's commit, and the commit runs under the process's write lock.
+_ARTICLE_COLUMNS = (
+    "feed_id, guid, url, canonical_url, title, summary, body, authors, tags, published, "
+    "fetched_at, extract_error, story_id, story_reason, minhash"
+)
+_SQLITE_INSERT_ARTICLE = f"INSERT INTO articles ({_ARTICLE_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+_SQLITE_INSERT_MATCH = (
+    "INSERT INTO matches (article_id, rule, explanation, created_at) VALUES (?, ?, ?, ?)"
+)
+
+
+def _sqlite_cursor(conn: Connection) -> Any:
+    """The DBAPI cursor of `conn`'s transaction on SQLite (None elsewhere)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(values) if values else "[]"
 
 
 @dataclass(slots=True)
@@ -68,18 +89,10 @@ class ArticleRepo:
 
     def seen_guids(self, feed_id: int, guids: Sequence[str]) -> set[str]:
         """Which of these entry keys this feed already has."""
-        found: set[str] = set()
+        if not guids:
+            return set()
         with read_tx(self.engine) as conn:
-            for i in range(0, len(guids), 500):
-                chunk = list(guids[i : i + 500])
-                found.update(
-                    conn.execute(
-                        select(s.articles.c.guid).where(
-                            s.articles.c.feed_id == feed_id, s.articles.c.guid.in_(chunk)
-                        )
-                    ).scalars()
-                )
-        return found
+            return self._seen(conn, feed_id, guids)
 
     def commit_article(
         self,
@@ -164,9 +177,15 @@ class ArticleRepo:
     @staticmethod
     def _seen(conn: Connection, feed_id: int, guids: Sequence[str]) -> set[str]:
         found: set[str] = set()
+        cur = _sqlite_cursor(conn)
         for i in range(0, len(guids), 500):
             chunk = list(guids[i : i + 500])
-            found.update(conn.execute(_SEEN, {"feed_id": feed_id, "guids": chunk}).scalars())
+            if cur is not None:
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT guid FROM articles WHERE feed_id = ? AND guid IN ({marks})"
+                found.update(row[0] for row in cur.execute(sql, [feed_id, *chunk]))
+            else:
+                found.update(conn.execute(_SEEN, {"feed_id": feed_id, "guids": chunk}).scalars())
         return found
 
     def _commit(
@@ -220,30 +239,55 @@ class ArticleRepo:
             story_id, reason, _new = stories.assign(
                 conn, fingerprint, title=article.title, url=article.url, now=now
             )
-        # One statement object for every article: SQLAlchemy compiles it once (its cache),
-        # where `insert(...).values(...)` per article was built and compiled each time.
-        article_id = new_id(
-            conn.execute(
-                _INSERT_ARTICLE,
-                {
-                    "feed_id": feed_id,
-                    "guid": article.guid,
-                    "url": article.url,
-                    "canonical_url": article.canonical_url,
-                    "title": article.title,
-                    "summary": article.summary,
-                    "body": article.body,
-                    "authors": json.dumps(article.authors),
-                    "tags": json.dumps(article.tags),
-                    "published": article.published.timestamp() if article.published else None,
-                    "fetched_at": now,
-                    "extract_error": extract_error,
-                    "story_id": story_id,
-                    "story_reason": reason,
-                    "minhash": fingerprint.minhash,
-                },
+        published = article.published.timestamp() if article.published else None
+        cur = _sqlite_cursor(conn)
+        if cur is not None:
+            cur.execute(
+                _SQLITE_INSERT_ARTICLE,
+                (
+                    feed_id,
+                    article.guid,
+                    article.url,
+                    article.canonical_url,
+                    article.title,
+                    article.summary,
+                    article.body,
+                    _json_list(article.authors),
+                    _json_list(article.tags),
+                    published,
+                    now,
+                    extract_error,
+                    story_id,
+                    reason,
+                    fingerprint.minhash,
+                ),
             )
-        )
+            article_id = int(cur.lastrowid)
+        else:
+            # One statement object for every article: SQLAlchemy compiles it once (its cache),
+            # where `insert(...).values(...)` per article was built and compiled each time.
+            article_id = new_id(
+                conn.execute(
+                    _INSERT_ARTICLE,
+                    {
+                        "feed_id": feed_id,
+                        "guid": article.guid,
+                        "url": article.url,
+                        "canonical_url": article.canonical_url,
+                        "title": article.title,
+                        "summary": article.summary,
+                        "body": article.body,
+                        "authors": _json_list(article.authors),
+                        "tags": _json_list(article.tags),
+                        "published": published,
+                        "fetched_at": now,
+                        "extract_error": extract_error,
+                        "story_id": story_id,
+                        "story_reason": reason,
+                        "minhash": fingerprint.minhash,
+                    },
+                )
+            )
         if batch is not None:
             batch.remember(fingerprint, story_id=story_id, article_id=article_id)
         else:
@@ -252,15 +296,19 @@ class ArticleRepo:
         # Only an alert shows its story's sources: skip the query for the many that match nothing.
         sources, new_outlet = _story_sources(conn, story_id, article_id) if hits else ([], False)
         for hit in hits:
-            conn.execute(
-                _INSERT_MATCH,
-                {
-                    "article_id": article_id,
-                    "rule": hit.route.rule,
-                    "explanation": json.dumps(hit.explanation),
-                    "created_at": now,
-                },
-            )
+            explanation = json.dumps(hit.explanation)
+            if cur is not None:
+                cur.execute(_SQLITE_INSERT_MATCH, (article_id, hit.route.rule, explanation, now))
+            else:
+                conn.execute(
+                    _INSERT_MATCH,
+                    {
+                        "article_id": article_id,
+                        "rule": hit.route.rule,
+                        "explanation": explanation,
+                        "created_at": now,
+                    },
+                )
             self._alert(
                 conn,
                 hit,

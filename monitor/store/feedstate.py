@@ -7,12 +7,24 @@ share one database; every completion is conditional on still holding the lease. 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from monitor.store import schema as s
 from monitor.store.engine import is_postgres, read_tx, serialise, write_tx
@@ -76,8 +88,49 @@ class QuietSuccess:
 
 
 _f = s.feeds.c
+
+
 # `record_success` for a QuietSuccess, as one statement for executemany. The redirect count
 # is reset (keep 0, add 0), incremented (keep 1, add 1) or started (keep 0, add 1).
+@functools.cache
+def _success_statement(new_entries: bool, moved: bool, redirect: str) -> Update:
+    """`record_success_in`'s UPDATE for one shape of poll, built once (building and compiling
+    it per poll cost more than running it). `redirect`: none | same | new."""
+    c = s.feeds.c
+    values: dict[str, Any] = {
+        "etag": bindparam("v_etag"),
+        "last_modified": bindparam("v_last_modified"),
+        "content_hash": bindparam("v_content_hash"),
+        "next_poll_at": bindparam("v_next_poll_at"),
+        "last_success_at": bindparam("v_now"),
+        "consecutive_failures": 0,
+        "failing_since": None,
+        "last_error": None,
+        "last_error_kind": None,
+        "broken_reported": False,
+        "lease_owner": None,
+        "lease_until": None,
+        "polls": c.polls + 1,
+        "entries_total": c.entries_total + bindparam("v_new_entries"),
+        "min_interval": bindparam("v_min_interval"),
+    }
+    if new_entries:
+        values["last_new_entry_at"] = bindparam("v_now")
+    if moved:
+        values["fetch_url"] = bindparam("v_fetch_url")
+    if redirect == "none":
+        values.update(redirect_target=None, redirect_count=0)
+    elif redirect == "same":
+        values["redirect_count"] = c.redirect_count + 1
+    else:
+        values.update(redirect_target=bindparam("v_redirect_target"), redirect_count=1)
+    return (
+        update(s.feeds)
+        .where(c.id == bindparam("b_id"), c.lease_owner == bindparam("b_owner"))
+        .values(**values)
+    )
+
+
 _QUIET_SUCCESS = (
     update(s.feeds)
     .where(_f.id == bindparam("b_id"), _f.lease_owner == bindparam("b_owner"))
@@ -262,37 +315,27 @@ class FeedRepo:
     ) -> bool:
         """`record_success` inside the caller's write transaction: a poll that stored entries
         records itself in the same transaction as its entries (one commit and fsync per poll)."""
-        values: dict[str, Any] = {
-            "etag": etag,
-            "last_modified": last_modified,
-            "content_hash": content_hash,
-            "next_poll_at": next_poll_at,
-            "last_success_at": now,
-            "consecutive_failures": 0,
-            "failing_since": None,
-            "last_error": None,
-            "last_error_kind": None,
-            "broken_reported": False,
-            "lease_owner": None,
-            "lease_until": None,
-            "polls": s.feeds.c.polls + 1,
-            "entries_total": s.feeds.c.entries_total + new_entries,
-            "min_interval": min_interval,
-        }
-        if new_entries:
-            values["last_new_entry_at"] = now
-        if fetch_url:
-            values["fetch_url"] = fetch_url
         if redirect_target is None:
-            values.update(redirect_target=None, redirect_count=0)
+            redirect = "none"
         elif redirect_target == feed.redirect_target:
-            values["redirect_count"] = s.feeds.c.redirect_count + 1
+            redirect = "same"
         else:
-            values.update(redirect_target=redirect_target, redirect_count=1)
+            redirect = "new"
         res = conn.execute(
-            update(s.feeds)
-            .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
-            .values(**values)
+            _success_statement(bool(new_entries), bool(fetch_url), redirect),
+            {
+                "b_id": feed.id,
+                "b_owner": owner,
+                "v_etag": etag,
+                "v_last_modified": last_modified,
+                "v_content_hash": content_hash,
+                "v_next_poll_at": next_poll_at,
+                "v_now": now,
+                "v_min_interval": min_interval,
+                "v_new_entries": new_entries,
+                "v_fetch_url": fetch_url,
+                "v_redirect_target": redirect_target,
+            },
         )
         if not res.rowcount:
             return False
