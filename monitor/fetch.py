@@ -5,7 +5,8 @@ between "this URL is due" and "here are its bytes": conditional GET, redirects (
 one hop at a time, so each hop is checked), a total deadline, global and per-host concurrency
 limits with an optional per-host delay, a body cap enforced on the raw stream with bounded
 decompression, and refusal of private, loopback and metadata addresses at connection time.
-`parse_retry_after` and `backoff_delay` are the retry policy shared by the pipeline.
+`parse_retry_after` reads the server's Retry-After for the pipeline and the channels (the
+backoff itself is `monitor.schedule.next_poll_after_failure`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import random
 import re
 import select
 import socket
@@ -147,22 +147,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if current.tzinfo is None:
         current = current.replace(tzinfo=UTC)
     return max(0.0, (when - current).total_seconds())
-
-
-def backoff_delay(
-    failures: int, base: float, cap: float, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait after `failures` consecutive failures: exponential, capped, full jitter.
-
-    Full jitter (a uniform draw in [0, min(cap, base * 2**(failures-1))]) spreads the retries of
-    many feeds that failed together (one host down) instead of bringing them back in lockstep.
-    The delay never falls below `base / 2` so a broken feed is not hammered on an unlucky draw.
-    """
-    if failures <= 0:
-        return 0.0
-    draw = (rng or random).random()
-    ceiling = min(cap, base * 2.0 ** min(failures - 1, 62))
-    return min(cap, max(base / 2.0, ceiling * draw))
 
 
 # --------------------------------------------------------------------------- SSRF guard

@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import itertools
 import json
-import random
 import subprocess
 import sys
 import zlib
@@ -35,7 +34,6 @@ from monitor.fetch import (
     FetchTimeout,
     HTTPStatus,
     TooManyRedirects,
-    backoff_delay,
     parse_retry_after,
 )
 
@@ -376,26 +374,3 @@ def test_retry_after_in_the_past_is_zero() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5e3"])
 def test_retry_after_garbage_is_none(value: str | None) -> None:
     assert parse_retry_after(value) is None
-
-
-def test_backoff_grows_exponentially_up_to_the_cap() -> None:
-    class Top(random.Random):
-        def random(self) -> float:
-            return 0.999999
-
-    top = Top()
-    delays = [backoff_delay(n, 60, 3600, top) for n in range(1, 9)]
-    assert delays[:4] == pytest.approx([60, 120, 240, 480], rel=1e-3)
-    assert max(delays) == pytest.approx(3600, rel=1e-3)
-    assert backoff_delay(1000, 60, 3600, top) <= 3600
-
-
-def test_backoff_is_jittered_between_half_base_and_the_ceiling() -> None:
-    rng = random.Random(7)
-    delays = {backoff_delay(5, 60, 3600, rng) for _ in range(200)}
-    assert len(delays) > 150
-    assert all(30 <= d <= 960 for d in delays)
-
-
-def test_no_failure_means_no_backoff() -> None:
-    assert backoff_delay(0, 60, 3600) == 0.0
