@@ -38,7 +38,7 @@ from monitor.schedule import (
 )
 from monitor.store import FeedState, Route, RuleHit, Store, enqueue
 from monitor.store.articles import CommitResult
-from monitor.store.feedstate import QuietSuccess
+from monitor.store.feedstate import QuietSuccess, decode_skip, encode_skip
 from monitor.stories import Fingerprint, StoryIndex
 from monitor.workers import WorkerPool
 
@@ -410,6 +410,14 @@ class Pipeline:
         if parsed is None:
             # Unchanged body (304 or same hash): its ttl still holds, so keep the stored bound.
             server_min = max(server_min or 0.0, feed.min_interval or 0.0) or None
+        if parsed is not None:
+            skip_hours, skip_days = parsed.skip_hours, parsed.skip_days
+            skip = encode_skip(skip_hours, skip_days)
+            if skip != feed.skip:  # rare: the first parse, or the feed changed its hints
+                await asyncio.to_thread(self.store.feeds.set_skip, feed.id, skip)
+        else:
+            # 304 or the same body: the hints of the last full body still hold.
+            skip_hours, skip_days = decode_skip(feed.skip)
         interval = self.settings.feed_interval(cfg).total_seconds()
         if self._adaptive(cfg):
             # Busier feeds more often: one poll per entry the feed published in the window.
@@ -428,8 +436,8 @@ class Pipeline:
             min_interval=d.min_interval.total_seconds(),
             max_interval=d.max_interval.total_seconds(),
             server_min=(server_min,),
-            skip_hours=parsed.skip_hours if parsed else frozenset(),
-            skip_days=parsed.skip_days if parsed else frozenset(),
+            skip_hours=skip_hours,
+            skip_days=skip_days,
         )
         redirect = getattr(res, "permanent_redirect", None)
         fetch_url = None

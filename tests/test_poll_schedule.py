@@ -163,6 +163,26 @@ def test_skip_hours_push_the_next_poll_out_of_the_skipped_hours(
     assert when.hour == (hour + 3) % 24 and when.minute == 0 and when.second == 0
 
 
+def test_skip_hours_still_hold_when_the_feed_answers_304(
+    tmp_path: Path, server: HostileServer
+) -> None:
+    hour = datetime.now(UTC).hour
+    skipped = [(hour + i) % 24 for i in range(3)]
+    hours = "".join(f"<hour>{h}</hour>" for h in skipped)
+    body = rss(3).replace(b"</channel>", f"<skipHours>{hours}</skipHours></channel>".encode())
+    server.routes["/night"] = conditional(body)
+    rt = runtime(tmp_path, server, ["/night"])
+    try:
+        poll_all(rt)
+        feed = poll_all(rt)["night"]  # answered 304: no body, the stored hints apply
+    finally:
+        close(rt)
+    second = {k.lower(): v for k, v in server.requests[-1].headers.items()}
+    assert len(server.requests) == 2 and second.get("if-none-match") == '"v1"'
+    when = datetime.fromtimestamp(feed.next_poll_at, UTC)
+    assert when.hour == (hour + 3) % 24 and when.minute == 0 and when.second == 0
+
+
 def test_adaptive_polls_busier_feeds_more_often(tmp_path: Path, server: HostileServer) -> None:
     # 60 items in the last 10 hours (one a week would be 168 h apart), and 2 in a week.
     server.routes["/busy"] = fixed(

@@ -430,3 +430,39 @@ def test_min_sources_alerts_once_the_story_has_enough_outlets(store_url: str) ->
     assert res.story_id == first.story_id and res.alerts == ["r"]
     [d] = st.outbox.list_deliveries()
     assert [src["feed"] for src in d.payload["sources"]] == ["News", "Other"]
+
+
+def test_a_database_of_an_older_revision_is_upgraded_in_place(store_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from monitor.store.engine import MIGRATIONS, make_engine
+
+    engine = make_engine(store_url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(
+            s.feeds.insert().values(
+                url="http://old.example/feed",
+                fetch_url="http://old.example/feed",
+                name="Old",
+                active=True,
+                allow_private=False,
+                next_poll_at=0.0,
+                consecutive_failures=0,
+                broken_reported=False,
+                redirect_count=0,
+                polls=3,
+                entries_total=7,
+                created_at=NOW,
+            )
+        )
+    engine.dispose()
+    st = Store(store_url)  # opening the store migrates to the newest revision
+    feed = st.feeds.get("http://old.example/feed")
+    assert feed is not None and feed.polls == 3 and feed.skip is None
+    with st.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), s.metadata) == []

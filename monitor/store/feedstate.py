@@ -55,6 +55,30 @@ class FeedState:
     entries_total: int
     last_new_entry_at: float | None
     active: bool
+    skip: str | None = None  # the feed's skipHours/skipDays, see `encode_skip`
+
+
+def encode_skip(hours: frozenset[int], days: frozenset[str]) -> str | None:
+    """`skipHours` / `skipDays` as stored: "h:0,1,2;d:saturday,sunday" (None when empty)."""
+    if not hours and not days:
+        return None
+    h = ",".join(str(x) for x in sorted(hours))
+    d = ",".join(sorted(x.lower() for x in days))
+    return f"h:{h};d:{d}"[:300]
+
+
+def decode_skip(value: str | None) -> tuple[frozenset[int], frozenset[str]]:
+    """Inverse of `encode_skip`; anything unreadable counts as no skip hints."""
+    hours: set[int] = set()
+    days: set[str] = set()
+    for part in (value or "").split(";"):
+        kind, _, items = part.partition(":")
+        for item in filter(None, items.split(",")):
+            if kind == "h" and item.isdigit() and int(item) < 24:
+                hours.add(int(item))
+            elif kind == "d":
+                days.add(item)
+    return frozenset(hours), frozenset(days)
 
 
 def _state(r: Any) -> FeedState:
@@ -421,6 +445,11 @@ class FeedRepo:
                 .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+    def set_skip(self, feed_id: int, skip: str | None) -> None:
+        """Remember the feed's skipHours/skipDays (written only when they change)."""
+        with write_tx(self.engine) as conn:
+            conn.execute(update(s.feeds).where(s.feeds.c.id == feed_id).values(skip=skip))
 
     def defer_host(self, host: str, *, until: float) -> int:
         """No feed on `host` is polled before `until` (a site-wide Retry-After)."""

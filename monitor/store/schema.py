@@ -51,6 +51,8 @@ feeds = Table(
     Column("redirect_target", String(2048)),
     Column("redirect_count", Integer, nullable=False, default=0),
     Column("min_interval", Float),  # lower bound learnt from ttl / max-age / Retry-After
+    # The feed's skipHours / skipDays ("h:0,1;d:saturday"), kept for polls answered 304.
+    Column("skip", String(300)),
     Column("polls", Integer, nullable=False, default=0),
     Column("entries_total", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
