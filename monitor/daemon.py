@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -277,43 +278,29 @@ class Daemon:
         # Every healthy feed is due at start-up: what appeared while the daemon was down is
         # seen now, not an interval later (failing feeds keep their backoff / Retry-After).
         await asyncio.to_thread(self.rt.store.feeds.poll_now, time.time())
-        self.scheduler.add_job(
-            self._feeds_tick,
-            "interval",
-            seconds=d.tick.total_seconds(),
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-            id="feeds",
-        )
-        self.scheduler.add_job(
-            self._delivery_tick,
-            "interval",
-            seconds=d.deliver_every.total_seconds(),
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-            id="deliveries",
-        )
+        # Each job runs at most once at a time; a missed run is coalesced, never queued.
         # Digest periods are checked every minute against each channel's cron: a period that
-        # ended while the daemon was down is sent on start-up, and never twice.
-        self.scheduler.add_job(
-            self.rt.collect_due_digests,
-            "interval",
-            seconds=60,
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-            id="digests",
-        )
-        self.scheduler.add_job(
-            self.rt.prune_stories,
-            "interval",
-            hours=1,
-            max_instances=1,
-            coalesce=True,
-            id="prune",
-        )
+        # ended while the daemon was down is sent on start-up, and never twice. The story
+        # index is pruned hourly, starting an hour from now.
+        now = datetime.now(UTC)
+        jobs: list[tuple[str, Callable[[], Awaitable[Any]], float, datetime | None]] = [
+            ("feeds", self._feeds_tick, d.tick.total_seconds(), now),
+            ("deliveries", self._delivery_tick, d.deliver_every.total_seconds(), now),
+            ("digests", self.rt.collect_due_digests, 60.0, now),
+            ("prune", self.rt.prune_stories, 3600.0, None),
+        ]
+        for job_id, func, seconds, first in jobs:
+            # Left out rather than None: next_run_time=None adds the job paused.
+            extra = {"next_run_time": first} if first is not None else {}
+            self.scheduler.add_job(
+                func,
+                "interval",
+                seconds=seconds,
+                max_instances=1,
+                coalesce=True,
+                id=job_id,
+                **extra,
+            )
         self.scheduler.start()
         if d.health_listen:
             self.health = HealthServer(
