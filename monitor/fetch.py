@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import http
 import ipaddress
 import re
-import select
 import socket
 import ssl
 import time
@@ -29,8 +29,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+import aiohttp.abc
+import certifi
+from aiohappyeyeballs import AddrInfoType
+from aiohttp.abc import ResolveResult
+from yarl import URL
 
 from monitor.config import FetchSettings
 from monitor.errors import FetchError
@@ -68,7 +72,10 @@ class HTTPStatus(FetchError):
 
     def __init__(self, url: str, status: int, *, retry_after: float | None = None) -> None:
         self.status = status
-        phrase = httpx.codes.get_reason_phrase(status) or "unknown status"
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "unknown status"
         message = f"HTTP {status} {phrase}"
         if retry_after is not None:
             message += f" (retry after {retry_after:.0f} s)"
@@ -215,8 +222,12 @@ async def _resolve(host: str, port: int) -> list[str]:
     return seen
 
 
-class _BlockedConnect(Exception):
-    """Raised inside the transport; `Fetcher` turns it into `BlockedAddress` with the URL."""
+class _BlockedConnect(OSError):
+    """Raised inside the connector; `Fetcher` turns it into `BlockedAddress` with the URL.
+
+    An OSError so that aiohttp passes it up as the cause of its connector error (it wraps
+    OSErrors from resolving and connecting, and lets nothing else through unwrapped).
+    """
 
     def __init__(self, host: str, address: str, reason: str) -> None:
         self.host = host
@@ -225,213 +236,86 @@ class _BlockedConnect(Exception):
         where = address if host.strip("[]") == address else f"{host} -> {address}"
         super().__init__(f"refused to connect to {where}: {reason}")
 
+    def __str__(self) -> str:
+        return str(self.args[0])
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself, refuses non-public addresses, connects to the checked IP.
 
-    Written here rather than taken from httpx-secure 2.0.0 because that package (young, rarely
-    used) says its address selection may open TCP probes, including to a denied address, and
-    we promise no packet reaches a denied address. Checking the resolved IP at connection time
-    and connecting to that very IP (not re-resolving) is what defeats DNS rebinding; httpcore
-    still starts TLS with the hostname, so SNI and certificate checks use the name, and the
-    Host header comes from the URL.
+def _check_address(host: str, address: str) -> None:
+    reason = blocked_reason(ipaddress.ip_address(address.split("%", 1)[0]))
+    if reason is not None:
+        raise _BlockedConnect(host, address, reason)
+
+
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves a name and refuses it if any of its addresses is not public.
+
+    Every address is checked before any is tried: a name that resolves to one public and one
+    private address is refused outright rather than raced. aiohttp then connects to exactly
+    the addresses returned here (it does not resolve again), which is what defeats DNS
+    rebinding; TLS still uses the hostname for SNI and the certificate check, and the Host
+    header comes from the URL. IP literals never reach a resolver in aiohttp: `_guard_socket`
+    checks every address again as its socket is made, literals included.
+
+    Written here rather than taken from a package: the one candidate (httpx-secure 2.0.0,
+    young and rarely used) says its address selection may open TCP probes, including to a
+    denied address, and we promise no packet reaches a denied address.
     """
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self.inner = inner
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await _resolve(host.strip("[]"), port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await _resolve(host, port)
         if not addresses:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
-        # Every address is checked before any is tried: a name that resolves to one public and
-        # one private address is refused outright rather than raced.
+            raise OSError(f"{host} resolves to no address")
         for address in addresses:
-            reason = blocked_reason(ipaddress.ip_address(address.split("%", 1)[0]))
-            if reason is not None:
-                raise _BlockedConnect(host, address, reason)
-        last: Exception | None = None
+            _check_address(host, address)
+        results: list[ResolveResult] = []
         for address in addresses:
-            try:
-                return await self.inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            results.append(
+                {
+                    "hostname": host,
+                    "host": address,
+                    "port": port,
+                    "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                }
+            )
+        return results
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
-class _CheapReadableStream(httpcore.AsyncNetworkStream):
-    """A network stream whose "is the idle connection readable?" check is one poll(2).
-
-    httpcore asks that of every idle pooled connection each time it assigns a request (a
-    server that closed a keep-alive connection makes it readable). Through anyio the question
-    first builds the stream's whole attribute table, which calls getpeername(2): measured in
-    bench/bench_fetch.py, that was the biggest single CPU cost of a poll. The socket is looked
-    up once instead; the answer is the same.
-    """
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: Any = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _CheapReadableStream(
-            await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        )
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._socket is not None:
-            fd = self._socket.fileno()
-            if fd == -1:
-                return True  # closed under us: treat as expired, as httpcore does
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            return bool(poller.poll(0))
-        return self._inner.get_extra_info(info)
+    async def close(self) -> None:
+        return None
 
 
-class _CheapReadableBackend(httpcore.AsyncNetworkBackend):
-    """`AnyIOBackend` whose streams are `_CheapReadableStream`s."""
-
-    def __init__(self) -> None:
-        self.inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _CheapReadableStream(
-            await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        )
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+def _guard_socket(addr_info: AddrInfoType) -> socket.socket:
+    """aiohttp's socket factory for guarded connections: the last check, before connect(2)."""
+    address = str(addr_info[4][0])
+    _check_address(address, address)
+    return _plain_socket(addr_info)
 
 
-class _Pool(httpcore.AsyncConnectionPool):
-    """httpcore's pool with its request assignment in linear time.
-
-    httpcore 1.0 decides whether to close a surplus idle connection by building a list of all
-    its connections, once per connection: quadratic in the pool size, on every request start
-    and end (with 2 x concurrency connections, thousands of calls per request; the largest
-    item of the benchmark's profile). This is the same method with that list replaced by its
-    length, which is what the original compares: the same decisions, in the same order.
-    Only used with the httpcore version it was copied from.
-    """
-
-    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
-        closing_connections = []
-        connections = self._connections
-        for connection in list(connections):
-            if connection.is_closed():
-                connections.remove(connection)
-            elif connection.has_expired() or (
-                connection.is_idle() and len(connections) > self._max_keepalive_connections
-            ):
-                connections.remove(connection)
-                closing_connections.append(connection)
-
-        queued_requests = [request for request in self._requests if request.is_queued()]
-        for pool_request in queued_requests:
-            origin = pool_request.request.url.origin
-            available_connections = [
-                connection
-                for connection in connections
-                if connection.can_handle_request(origin) and connection.is_available()
-            ]
-            if available_connections:
-                pool_request.assign_to_connection(available_connections[0])
-            elif len(connections) < self._max_connections:
-                connection = self.create_connection(origin)
-                connections.append(connection)
-                pool_request.assign_to_connection(connection)
-            else:
-                idle_connections = [c for c in connections if c.is_idle()]
-                if idle_connections:
-                    connection = idle_connections[0]
-                    connections.remove(connection)
-                    closing_connections.append(connection)
-                    connection = self.create_connection(origin)
-                    connections.append(connection)
-                    pool_request.assign_to_connection(connection)
-
-        return closing_connections
+def _plain_socket(addr_info: AddrInfoType) -> socket.socket:
+    family, type_, proto, _canon, _sockaddr = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setblocking(False)  # as aiohappyeyeballs makes its own; aiohttp sets TCP_NODELAY
+    return sock
 
 
-_POOL = _Pool if httpcore.__version__ == "1.0.9" else httpcore.AsyncConnectionPool
+_LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
 
 
-class _Transport(httpx.AsyncHTTPTransport):
-    """An httpx transport whose connection pool uses a given network backend.
-
-    httpx 0.28 has no public way to pass a network backend, so the pool is rebuilt with the
-    same options; `_pool` is httpx's own attribute (pinned to httpx<0.29 in pyproject).
-    """
-
-    def __init__(
-        self, backend: httpcore.AsyncNetworkBackend, *, limits: httpx.Limits, http2: bool
-    ) -> None:
-        super().__init__(trust_env=False, limits=limits, http2=http2)
-        self._pool = _POOL(
-            ssl_context=_SSL_CONTEXT,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=http2,
-            network_backend=backend,
-        )
+def _legacy_ipv4(host: str) -> str | None:
+    """The address a legacy numeric IPv4 host (`2130706433`, `127.1`, `0x7f.1`) stands for."""
+    if not _LEGACY_IPV4.fullmatch(host):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
-_SSL_CONTEXT = httpx.create_ssl_context(trust_env=False)
-
-
+_SSL_CONTEXT = ssl.create_default_context(cafile=certifi.where())
 # --------------------------------------------------------------------------- body decoding
 
 
@@ -518,57 +402,74 @@ class _HostGate:
             yield
 
 
-def _check_url(url: str) -> httpx.URL:
+def _check_url(url: str) -> URL:
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        parsed = URL(url)
+    except (TypeError, ValueError) as exc:
         raise BadURL(url, f"invalid URL: {exc}") from exc
     if parsed.scheme not in ("http", "https"):
         raise BadURL(url, f"scheme {parsed.scheme or '(none)'!r} is not http or https")
-    if not parsed.host:
+    if not parsed.raw_host:
         raise BadURL(url, "URL has no host")
+    try:
+        parsed.port  # noqa: B018 - an out-of-range port raises here, not in the connector
+    except ValueError as exc:
+        raise BadURL(url, f"invalid port: {exc}") from exc
     return parsed
 
 
 class Fetcher:
-    """The process's HTTP client. Use one for the whole run; `aclose()` (or `async with`)."""
+    """The process's HTTP client. Use one for the whole run; `aclose()` (or `async with`).
+
+    aiohttp rather than httpx for this one hot path: measured in bench/bench_fetch.py, 2,000
+    GETs on loopback cost 2.1-2.4 s of CPU through httpx + httpcore + anyio and 0.2 s through
+    aiohttp (its HTTP parser is compiled, and its pool's bookkeeping is constant per request).
+    The notifiers, a few requests a minute, keep httpx. HTTP/1.1 only (keep-alive pooled).
+    """
 
     def __init__(self, settings: FetchSettings) -> None:
         self.settings = settings
         s = settings
-        timeout = httpx.Timeout(
-            connect=s.connect_timeout.total_seconds(),
-            read=s.read_timeout.total_seconds(),
-            write=s.read_timeout.total_seconds(),
-            pool=s.connect_timeout.total_seconds(),
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,  # waiting for a pool slot is bounded by the fetch's deadline
+            sock_connect=s.connect_timeout.total_seconds(),
+            sock_read=s.read_timeout.total_seconds(),
         )
-        limits = httpx.Limits(
-            max_connections=s.concurrency * 2,
-            max_keepalive_connections=s.concurrency,
-            keepalive_expiry=5.0,
-        )
-        http2 = _h2_available()
-        headers = {
+        self._headers = {
             "User-Agent": s.user_agent_string,
             "Accept-Encoding": "gzip, deflate",
         }
-
-        def client(backend: httpcore.AsyncNetworkBackend) -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                transport=_Transport(backend, limits=limits, http2=http2),
-                timeout=timeout,
-                headers=headers,
-                follow_redirects=False,
-                trust_env=False,
-            )
-
+        self._limit = s.concurrency * 2
         # Two pools, so a connection opened for an `allow_private` feed is never reused by a
-        # guarded request to the same origin (which would skip the address check).
-        self._guard = _GuardedBackend(_CheapReadableBackend())
-        self._client = client(self._guard)
-        self._private_client = client(_CheapReadableBackend())
+        # guarded request to the same origin (which would skip the address check). Sessions
+        # are made on first use: aiohttp binds them to the running event loop.
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore = asyncio.Semaphore(s.concurrency)
         self._hosts: dict[str, _HostGate] = {}
+
+    def _session(self, allow_private: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(allow_private)
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                limit_per_host=0,  # the per-host limit is `_HostGate`'s (it also spaces starts)
+                keepalive_timeout=5.0,
+                ssl=_SSL_CONTEXT,
+                resolver=None if allow_private else _GuardedResolver(),
+                socket_factory=None if allow_private else _guard_socket,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers=self._headers,
+                auto_decompress=False,  # decoded here, in bounded pieces (`_Decoder`)
+                cookie_jar=aiohttp.DummyCookieJar(),  # no cookies carried between feeds
+                trust_env=False,
+            )
+            self._sessions[allow_private] = session
+        return session
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -581,10 +482,22 @@ class Fetcher:
     ) -> None:
         await self.aclose()
 
+    async def _rebind(self) -> None:
+        """Start new pools on this event loop (a CLI or a test may run one loop per call).
+
+        A pool is bound to the loop it was made on; connections of an ended loop died with it,
+        and closing their session then only marks it closed.
+        """
+        await self.aclose()
+        self._loop = asyncio.get_running_loop()
+
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        await self._client.aclose()
-        await self._private_client.aclose()
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        for session in sessions:
+            with contextlib.suppress(RuntimeError):  # its loop is gone: nothing left to close
+                await session.close()
 
     def _gate(self, host: str) -> _HostGate:
         gate = self._hosts.get(host)
@@ -615,9 +528,9 @@ class Fetcher:
         # The URL is checked (and parsed, once per hop) by `_follow`.
         cap = max_bytes if max_bytes is not None else self.settings.max_feed_bytes
         headers = {"Accept": accept}
-        if etag:
+        if etag and _sendable(etag):
             headers["If-None-Match"] = etag
-        if last_modified:
+        if last_modified and _sendable(last_modified):
             headers["If-Modified-Since"] = last_modified
         deadline = self.settings.deadline.total_seconds()
         try:
@@ -631,18 +544,28 @@ class Fetcher:
     async def _follow(
         self, url: str, headers: dict[str, str], cap: int, allow_private: bool
     ) -> FetchResult:
-        client = self._private_client if allow_private else self._client
+        if asyncio.get_running_loop() is not self._loop:
+            await self._rebind()
+        session = self._session(allow_private)
         current = url
         visited = {url}
         all_permanent = True
         hops = 0
         while True:
             target = _check_url(current)
-            gate = self._gate(target.host.lower())
+            host = target.raw_host or ""
+            if not allow_private:
+                legacy = _legacy_ipv4(host)
+                if legacy is not None:  # aiohttp refuses these forms; say what they mean
+                    try:
+                        _check_address(host, legacy)
+                    except _BlockedConnect as exc:
+                        raise BlockedAddress(url, str(exc)) from None
+            gate = self._gate(host.lower())
             gate.users += 1
             try:
                 async with gate.slot():
-                    result = await self._one(client, url, current, target, headers, cap)
+                    result = await self._one(session, url, current, target, headers, cap)
             finally:
                 gate.users -= 1
             if isinstance(result, FetchResult):
@@ -669,20 +592,21 @@ class Fetcher:
 
     async def _one(
         self,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         url: str,
         current: str,
-        target: httpx.URL,
+        target: URL,
         headers: dict[str, str],
         cap: int,
     ) -> FetchResult | tuple[int, str]:
         """One request: a result, or (status, Location) for a redirect to follow. `target` is
-        `current` already parsed (httpx would otherwise parse the string again)."""
+        `current` already parsed."""
         try:
-            async with client.stream("GET", target, headers=headers) as response:
-                status = response.status_code
-                if status in _REDIRECT_STATUSES and response.headers.get("location"):
-                    return status, response.headers["location"]
+            async with session.get(target, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                location = response.headers.get("location")
+                if status in _REDIRECT_STATUSES and location:
+                    return status, location
                 if status == 304:
                     return self._result(url, current, response, b"", not_modified=True)
                 if not 200 <= status < 300:
@@ -690,32 +614,52 @@ class Fetcher:
                     if status in (429, 503):
                         retry_after = parse_retry_after(response.headers.get("retry-after"))
                     raise HTTPStatus(url, status, retry_after=retry_after)
-                body = await _read_capped(url, response, cap)
+                try:
+                    body = await _read_capped(url, response, cap)
+                except BaseException:
+                    response.close()  # drop the connection: the rest of the body is unread
+                    raise
                 return self._result(url, current, response, body, not_modified=False)
-        except _BlockedConnect as exc:
-            raise BlockedAddress(url, str(exc)) from None
-        except httpx.TimeoutException as exc:
-            raise FetchTimeout(url, f"{_what(exc)} timed out on {current}") from exc
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise BadURL(url, str(exc) or type(exc).__name__) from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.os_error
+            if isinstance(cause, _BlockedConnect):
+                raise BlockedAddress(url, str(cause)) from None
+            if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+                raise ConnectFailed(url, f"TLS failed for {current}: {exc}") from exc
+            raise ConnectFailed(url, f"{current}: {cause or type(exc).__name__}") from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise FetchTimeout(url, f"connecting timed out on {current}") from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise FetchTimeout(url, f"reading the response timed out on {current}") from exc
+        except aiohttp.InvalidURL as exc:
+            raise BadURL(url, f"invalid URL {current}: {exc}") from exc
+        except aiohttp.ClientResponseError as exc:  # a response aiohttp could not parse
+            raise ConnectFailed(url, f"{current}: broken response: {exc.message}") from exc
+        except aiohttp.ClientError as exc:
             raise ConnectFailed(url, f"{current}: {exc or type(exc).__name__}") from exc
         except ssl.SSLError as exc:
             raise ConnectFailed(url, f"TLS failed for {current}: {exc}") from exc
+        except OSError as exc:
+            raise ConnectFailed(url, f"{current}: {exc}") from exc
 
     @staticmethod
     def _result(
-        url: str, current: str, response: httpx.Response, body: bytes, *, not_modified: bool
+        url: str,
+        current: str,
+        response: aiohttp.ClientResponse,
+        body: bytes,
+        *,
+        not_modified: bool,
     ) -> FetchResult:
         h = response.headers
         return FetchResult(
             url=url,
             final_url=current,
-            status=response.status_code,
+            status=response.status,
             body=body,
             content_type=h.get("content-type"),
-            etag=h.get("etag"),
-            last_modified=h.get("last-modified"),
+            etag=_validator(h.get("etag")),
+            last_modified=_validator(h.get("last-modified")),
             not_modified=not_modified,
             permanent_redirect=None,
             cache_max_age=_cache_max_age(h.get("cache-control")),
@@ -723,17 +667,22 @@ class Fetcher:
         )
 
 
-def _what(exc: httpx.TimeoutException) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connecting"
-    if isinstance(exc, httpx.PoolTimeout):
-        return "waiting for a pooled connection"
-    if isinstance(exc, httpx.WriteTimeout):
-        return "sending the request"
-    return "reading the response"
+def _sendable(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
-async def _read_capped(url: str, response: httpx.Response, cap: int) -> bytes:
+def _validator(value: str | None) -> str | None:
+    """A validator we can store and send back: printable ASCII, at most 1,000 characters.
+
+    aiohttp decodes header bytes as UTF-8 with surrogate escapes; such a value could neither be
+    stored as text nor sent again, so a feed with one is simply polled unconditionally.
+    """
+    if value is None or len(value) > 1000 or not _sendable(value):
+        return None
+    return value
+
+
+async def _read_capped(url: str, response: aiohttp.ClientResponse, cap: int) -> bytes:
     """The decoded body, refusing it as soon as it (raw or decoded) passes `cap` bytes."""
     too_large = f"body larger than the {cap:,}-byte cap"
     length = response.headers.get("content-length")
@@ -751,7 +700,7 @@ async def _read_capped(url: str, response: httpx.Response, cap: int) -> bytes:
     size = 0
     raw_size = 0
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             raw_size += len(chunk)
             if raw_size > cap:
                 raise BodyTooLarge(url, too_large)
@@ -764,11 +713,3 @@ async def _read_capped(url: str, response: httpx.Response, cap: int) -> bytes:
     except zlib.error as exc:
         raise DecodeFailed(url, f"corrupt {decoder.encoding} body: {exc}") from exc
     return b"".join(parts)
-
-
-def _h2_available() -> bool:
-    try:
-        import h2  # noqa: F401
-    except ImportError:
-        return False
-    return True

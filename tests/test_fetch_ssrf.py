@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import asyncio.selector_events
 import ipaddress
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpcore
 import pytest
 from hostile_server import HostileServer, fixed, redirect
 
@@ -17,15 +19,15 @@ from monitor.fetch import BlockedAddress, Fetcher, blocked_reason
 
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every TCP connection httpcore opens in this test, as (address, port)."""
+    """Every TCP connect(2) the event loop makes in this test, as (address, port)."""
     attempts: list[tuple[str, int]] = []
-    real = httpcore.AnyIOBackend.connect_tcp
+    real = asyncio.selector_events.BaseSelectorEventLoop.sock_connect
 
-    async def spy(self: Any, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-        attempts.append((host, port))
-        return await real(self, host, port, *args, **kwargs)
+    async def spy(self: Any, sock: socket.socket, address: Any) -> Any:
+        attempts.append((address[0], address[1]))
+        return await real(self, sock, address)
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", spy)
+    monkeypatch.setattr(asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", spy)
     return attempts
 
 
