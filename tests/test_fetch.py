@@ -139,6 +139,56 @@ async def test_conditional_get_sends_validators_and_304_means_not_modified(
     assert headers["if-modified-since"] == "Mon, 01 Jan 2024 00:00:00 GMT"
 
 
+async def test_304s_and_200s_reuse_their_keep_alive_connection(fetcher: Fetcher) -> None:
+    connections = 0
+    requests: list[bytes] = []
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            requests.append(head)
+            if b"if-none-match" in head.lower():
+                writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+            else:
+                writer.write(
+                    b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nContent-Length: %d\r\n\r\n%s'
+                    % (len(FEED), FEED)
+                )
+            await writer.drain()
+
+    srv = await asyncio.start_server(keep_alive, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/feed"
+    try:
+        first = await fetcher.fetch(url, allow_private=True)
+        assert first.body == FEED
+        for _ in range(4):
+            result = await fetcher.fetch(url, etag=first.etag, allow_private=True)
+            assert result.not_modified
+    finally:
+        srv.close()
+    assert len(requests) == 5
+    assert connections == 1
+
+
+async def test_validators_that_cannot_be_sent_back_are_not_kept(
+    server: HostileServer, fetcher: Fetcher
+) -> None:
+    # http.server sends header values as Latin-1: an ETag with a non-ASCII byte and a
+    # Last-Modified with a control character. Neither could be stored and sent again as is.
+    server.routes["/feed"] = fixed(200, FEED, ETag='"caf\u00e9"', Last_Modified="Mon,\x01 1 Jan")
+    result = await fetcher.fetch(server.url("/feed"), allow_private=True)
+    assert result.body == FEED
+    assert result.etag is None
+    assert result.last_modified is None
+    again = await fetcher.fetch(
+        server.url("/feed"), etag='"caf\u00e9"', last_modified="x\x01", allow_private=True
+    )
+    assert again.body == FEED
+    assert "if-none-match" not in server.requests[1].headers
+    assert "if-modified-since" not in server.requests[1].headers
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -201,6 +251,31 @@ async def test_a_closed_port_raises_connect_failed(fetcher: Fetcher) -> None:
     with pytest.raises(ConnectFailed) as info:
         await fetcher.fetch(f"http://127.0.0.1:{closed_port()}/feed", allow_private=True)
     assert info.value.kind == "connect"
+
+
+async def test_a_header_too_long_to_parse_raises_connect_failed_saying_so(
+    server: HostileServer, fetcher: Fetcher
+) -> None:
+    server.routes["/feed"] = fixed(200, FEED, X_Junk="j" * 20_000)
+    with pytest.raises(ConnectFailed, match="broken response") as info:
+        await fetcher.fetch(server.url("/feed"), allow_private=True)
+    assert info.value.kind == "connect"
+
+
+async def test_a_response_that_is_not_http_raises_connect_failed(fetcher: Fetcher) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ConnectFailed, match=f"127.0.0.1:{port}"):
+            await fetcher.fetch(f"http://127.0.0.1:{port}/feed", allow_private=True)
+    finally:
+        srv.close()
 
 
 @pytest.mark.parametrize(
