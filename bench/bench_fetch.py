@@ -302,14 +302,17 @@ feeds:
                 srv.control("change?seed=1")
             srv.control("reset")
             rt.store.feeds.poll_now(time.time())
-            cpu0, t0 = process_cpu(), time.perf_counter()
+            cpu0, own0, t0 = process_cpu(), os.times(), time.perf_counter()
             polls = await rt.poll_due()
             wall = time.perf_counter() - t0
             cpu = process_cpu() - cpu0
+            own1 = os.times()
             failed = [p for p in polls if p.status == "failed"]
             out[phase] = {
                 "wall": wall,
                 "cpu": cpu,
+                "main_user": own1.user - own0.user,
+                "main_sys": own1.system - own0.system,
                 "polled": len(polls),
                 "failed": len(failed),
                 "first_error": failed[0].error if failed else None,
@@ -527,8 +530,9 @@ def fmt_row(n: int, tool: str, r: dict[str, Any]) -> str:
     exits = {c.get("rc", 0), w.get("rc", 0)} - {0}
     if exits:
         workers += f" (exit {','.join(map(str, sorted(exits)))}: {w.get('stderr') or ''})"
+    main = f"{c['main_user']:.2f} / {c['main_sys']:.2f}" if "main_user" in c else "-"
     return (
-        f"| {n:>5} | {tool:<9} | {c['wall']:6.2f} | {c['cpu']:6.2f} | {w['wall']:6.2f} "
+        f"| {n:>5} | {tool:<9} | {c['wall']:6.2f} | {c['cpu']:6.2f} | {main} | {w['wall']:6.2f} "
         f"| {w['cpu']:6.2f} | {r['rss']:.0f}{workers} | {c['requests']}/{w['requests']} "
         f"| {w['not_modified']} |"
     )
@@ -568,8 +572,8 @@ def main() -> None:
         f"monitor parse_feed {cost['parse_feed_ms']:.2f} ms"
     )
     print(
-        "| feeds | tool      | cold s | cold cpu | warm s | warm cpu | peak RSS MB "
-        "| requests cold/warm | 304s warm |"
+        "| feeds | tool      | cold s | cold cpu | cold main user/sys | warm s | warm cpu "
+        "| peak RSS MB | requests cold/warm | 304s warm |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for n in sizes:

@@ -7,6 +7,7 @@ import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from monitor.errors import FeedError
@@ -209,6 +210,41 @@ def test_links_are_resolved_against_the_feed_url() -> None:
     feed = parse_feed(RSS, url="https://news.example.org/rss")
     assert feed.link == "https://news.example.org/home"
     assert feed.entries[0].link == "https://news.example.org/world/1"
+
+
+def _items(*guids: str, base: str = "") -> bytes:
+    attr = f' xml:base="{base}"' if base else ""
+    items = "".join(f"<item><title>t{i}</title>{g}</item>" for i, g in enumerate(guids))
+    return f'<rss version="2.0"><channel{attr}><title>x</title>{items}</channel></rss>'.encode()
+
+
+@pytest.mark.parametrize(
+    ("guid", "key"),
+    [
+        # Resolved against the feed's URL, as feedparser does when given a base URI ...
+        ("<guid>123</guid>", "https://news.example.org/dir/123"),
+        ('<guid isPermaLink="true">a/b</guid>', "https://news.example.org/dir/a/b"),
+        ("<guid>tag:example.org,2024:1</guid>", "tag:example.org,2024:1"),
+        # ... but never an id that says it is not a link.
+        ('<guid isPermaLink="false">123</guid>', "123"),
+        ('<guid isPermaLink="False">a/b</guid>', "a/b"),
+    ],
+)
+def test_entry_ids_keep_the_form_stored_seen_lists_hold(guid: str, key: str) -> None:
+    # Alone, and next to an entry whose id is resolved (the feed is then parsed with the base
+    # URI; alone, without it except for the first two): always what feedparser gives with it.
+    url = "https://news.example.org/dir/feed.xml"
+    for body in (_items(guid), _items(guid, "<guid>z</guid>")):
+        entry = parse_feed(body, url=url).entries[0]
+        legacy = feedparser.parse(body, response_headers={"content-location": url}).entries[0]
+        assert entry.guid == legacy.get("id") == key
+
+
+def test_links_under_a_relative_xml_base_resolve_as_before() -> None:
+    body = _items('<guid isPermaLink="false">1</guid><link>post</link>', base="/blog/")
+    entry = parse_feed(body, url="https://news.example.org/dir/feed.xml").entries[0]
+    assert entry.link == "https://news.example.org/blog/post"
+    assert entry.guid == "1"
 
 
 def test_published_is_an_aware_utc_datetime() -> None:
