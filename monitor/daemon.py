@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -121,6 +122,7 @@ class Runtime:
         """
         d = self.settings.daemon
         window = self.settings.fetch.concurrency
+        refill = max(1, min(window, d.feed_batch) // 2)
         outcomes: list[PollOutcome] = []
         inflight: set[asyncio.Task[PollOutcome]] = set()
         # Polls that stored nothing (mostly 304s) are recorded in batches: one transaction and
@@ -134,19 +136,23 @@ class Runtime:
                 if len(quiet) >= QUIET_BATCH:
                     await self._flush_quiet(quiet)
                 feeds = []
-                if len(inflight) < window:
-                    feeds = await asyncio.to_thread(
-                        self.store.feeds.lease_due,
-                        self.owner,
-                        limit=min(window - len(inflight), d.feed_batch),
-                        lease=d.feed_lease.total_seconds(),
-                        now=time.time(),
+                # Leased in batches of at least `refill` (each lease is a write transaction
+                # with its fsync): one per finished poll cost more than the polls of 304s.
+                if window - len(inflight) >= refill or not inflight:
+                    feeds = await self.store.writer.run(
+                        functools.partial(
+                            self.store.feeds.lease_due_in,
+                            owner=self.owner,
+                            limit=min(window - len(inflight), d.feed_batch),
+                            lease=d.feed_lease.total_seconds(),
+                            now=time.time(),
+                        )
                     )
                 for feed in feeds:
                     inflight.add(asyncio.create_task(self.pipeline.poll(feed, self.owner)))
                 if not inflight:
                     return outcomes
-                if feeds and len(inflight) < window:
+                if len(feeds) >= refill and window - len(inflight) >= refill:
                     continue  # more may be due: fill the window first
                 done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                 outcomes.extend(task.result() for task in done)

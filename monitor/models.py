@@ -37,6 +37,19 @@ class Entry:
         digest = hashlib.sha256(f"{self.title}\n{self.summary}".encode()).hexdigest()
         return f"sha256:{digest}"
 
+    def article(self, feed: str) -> Article:
+        """The article this entry of the feed named `feed` becomes (no body yet)."""
+        return Article(
+            feed=feed,
+            guid=self.key,
+            url=self.link or "",
+            title=self.title,
+            summary=self.summary,
+            published=self.published,
+            authors=list(self.authors),
+            tags=list(self.tags),
+        )
+
 
 @dataclass(slots=True)
 class Article:

@@ -12,6 +12,7 @@ when to call it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -239,12 +240,25 @@ class Pipeline:
                 res,
             )
             return PollOutcome(feed=feed.url, status=status)
-        parsed = await self.workers.parse_feed(
-            res.body,
-            url=res.final_url,
-            content_type=res.content_type,
-            timeout=fs.parse_timeout.total_seconds(),
-        )
+        extract = self.settings.feed_extract(cfg)
+        fingerprints: dict[int, Fingerprint] = {}
+        if extract:
+            parsed = await self.workers.parse_feed(
+                res.body,
+                url=res.final_url,
+                content_type=res.content_type,
+                timeout=fs.parse_timeout.total_seconds(),
+            )
+        else:
+            parsed, prints = await self.workers.parse_feed_fingerprinted(
+                res.body,
+                url=res.final_url,
+                content_type=res.content_type,
+                timeout=fs.parse_timeout.total_seconds(),
+                feed=feed.name,
+                stories=self.stories.params,
+            )
+            fingerprints = {id(e): fp for e, fp in zip(parsed.entries, prints, strict=True)}
         if parsed.warning:
             log.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
         entries = _unique(parsed.entries)
@@ -255,7 +269,7 @@ class Pipeline:
         # Oldest first, so alerts arrive in the order the stories broke.
         new.sort(key=lambda e: e.published.timestamp() if e.published else float("inf"))
         outcome = PollOutcome(feed=feed.url, status="new", entries=len(entries), new=len(new))
-        if self.settings.feed_extract(cfg):
+        if extract:
             sem = asyncio.Semaphore(ARTICLE_CONCURRENCY)
 
             async def one(entry: Entry) -> int:
@@ -268,7 +282,10 @@ class Pipeline:
             # Nothing to fetch per entry: commit the whole poll in one transaction, one fsync
             # instead of one per entry (a crash still loses nothing: the entries stay new).
             now = self.clock()
-            items = [self._prepare(self._article(feed, e), None, now) for e in new]
+            items = [
+                self._prepare(self._article(feed, e), None, now, fingerprints.get(id(e)))
+                for e in new
+            ]
             record = None
             if not self._adaptive(cfg):
                 # The poll is recorded in the same transaction as its entries: one commit per
@@ -278,14 +295,17 @@ class Pipeline:
                 record = self._recorder(
                     feed, owner, plan, now, res.etag, res.last_modified, res.content_hash, len(new)
                 )
-            results = await asyncio.to_thread(
-                self.store.articles.commit_articles,
-                feed_id=feed.id,
-                items=items,
-                stories=self.stories,
-                now=now,
-                routes=self.waiting_routes,
-                after=record,
+            # Committed with the other polls' writes queued meanwhile: one fsync for all.
+            results = await self.store.writer.run(
+                functools.partial(
+                    self.store.articles.commit_articles_in,
+                    feed_id=feed.id,
+                    items=items,
+                    stories=self.stories,
+                    now=now,
+                    routes=self.waiting_routes,
+                    after=record,
+                )
             )
             for (article, *_), result in zip(items, results, strict=True):
                 outcome.alerts += _log_alerts(article, result)
@@ -310,21 +330,17 @@ class Pipeline:
 
     @staticmethod
     def _article(feed: FeedState, entry: Entry) -> Article:
-        return Article(
-            feed=feed.name,
-            guid=entry.key,
-            url=entry.link or "",
-            title=entry.title,
-            summary=entry.summary,
-            published=entry.published,
-            authors=list(entry.authors),
-            tags=list(entry.tags),
-        )
+        return entry.article(feed.name)
 
     def _prepare(
-        self, article: Article, extract_error: str | None, now: float
+        self,
+        article: Article,
+        extract_error: str | None,
+        now: float,
+        fingerprint: Fingerprint | None = None,
     ) -> tuple[Article, Fingerprint, list[RuleHit], str | None]:
-        """Match the rules and fingerprint the story: everything a commit needs."""
+        """Match the rules and fingerprint the story (unless a worker did): everything a commit
+        needs."""
         if not article.body:
             article.body = ""
         fields = article.fields()
@@ -336,7 +352,9 @@ class Pipeline:
             msg = alert_message(article, match, now=now).to_dict()
             explanation = msg["why"]
             hits.append(RuleHit(route=route, explanation=explanation, message=msg))
-        return article, self.stories.fingerprint(article), hits, extract_error
+        if fingerprint is None:
+            fingerprint = self.stories.fingerprint(article)
+        return article, fingerprint, hits, extract_error
 
     async def _process_entry(
         self, feed: FeedState, cfg: FeedConfig, entry: Entry, feed_url: str

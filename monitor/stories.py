@@ -28,6 +28,7 @@ import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -254,6 +255,14 @@ class _Signature:
         return cls(values[:-1], int(values[-1]))
 
 
+class StoryParams(NamedTuple):
+    window: float
+    threshold: float
+    num_perm: int
+    shingle_size: int
+    min_words: int
+
+
 class StoryIndex:
     """Computes fingerprints and assigns articles to stories (see module docstring)."""
 
@@ -276,6 +285,25 @@ class StoryIndex:
         seeds = np.arange(num_perm, dtype=np.uint64)
         self._a = _mix(seeds * np.uint64(2) + np.uint64(0x5DEECE66D)) | np.uint64(1)
         self._b = _mix(seeds * np.uint64(2) + np.uint64(0x2545F4914F6CDD1D))
+
+    @property
+    def params(self) -> StoryParams:
+        """What `StoryIndex.of` needs to rebuild an index that fingerprints the same way."""
+        return StoryParams(
+            self.window, self.threshold, self.num_perm, self.shingle_size, self.min_words
+        )
+
+    @staticmethod
+    @functools.cache
+    def of(params: StoryParams) -> StoryIndex:
+        """One index per parameters (a worker process fingerprints for the daemon's)."""
+        return StoryIndex(
+            window=params.window,
+            threshold=params.threshold,
+            num_perm=params.num_perm,
+            shingle_size=params.shingle_size,
+            min_words=params.min_words,
+        )
 
     def fingerprint(self, article: Article) -> Fingerprint:
         """Keys for the exact layers and the MinHash signature and LSH bands of the body."""

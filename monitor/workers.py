@@ -27,6 +27,7 @@ import pebble
 from monitor.errors import MonitorError
 from monitor.extract import Extracted, extract_article
 from monitor.feeds import ParsedFeed, parse_feed
+from monitor.stories import Fingerprint, StoryIndex, StoryParams
 
 T = TypeVar("T")
 
@@ -146,6 +147,26 @@ class WorkerPool:
         """`monitor.feeds.parse_feed` in a worker, with a time limit."""
         return await self.run(_parse_feed, body, url, content_type, timeout=timeout)
 
+    async def parse_feed_fingerprinted(
+        self,
+        body: bytes,
+        *,
+        url: str,
+        content_type: str | None,
+        timeout: float,
+        feed: str,
+        stories: StoryParams,
+    ) -> tuple[ParsedFeed, list[Fingerprint]]:
+        """`parse_feed`, plus each entry's story fingerprint as an article of `feed`.
+
+        For feeds whose articles are not extracted: their fingerprint depends on the entry
+        alone, so it is computed here, on the worker's core, and the daemon's process (the
+        one that must also fetch, match and commit for every feed) is spared it.
+        """
+        return await self.run(
+            _parse_and_fingerprint, body, url, content_type, feed, stories, timeout=timeout
+        )
+
     async def extract(self, html: bytes, *, url: str, timeout: float) -> Extracted | None:
         """`monitor.extract.extract_article` in a worker, with a time limit."""
         return await self.run(extract_article, html, url, timeout=timeout)
@@ -161,3 +182,11 @@ class WorkerPool:
 
 def _parse_feed(body: bytes, url: str, content_type: str | None) -> ParsedFeed:
     return parse_feed(body, url=url, content_type=content_type)
+
+
+def _parse_and_fingerprint(
+    body: bytes, url: str, content_type: str | None, feed: str, stories: StoryParams
+) -> tuple[ParsedFeed, list[Fingerprint]]:
+    parsed = parse_feed(body, url=url, content_type=content_type)
+    index = StoryIndex.of(stories)
+    return parsed, [index.fingerprint(entry.article(feed)) for entry in parsed.entries]

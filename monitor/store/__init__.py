@@ -11,6 +11,7 @@ from monitor.store.articles import ArticleRepo, CommitResult, Route, RuleHit
 from monitor.store.engine import StoreError, make_engine, migrate, reclaim_dead_leases, write_tx
 from monitor.store.feedstate import FeedRepo, FeedSpec, FeedState
 from monitor.store.outbox import Delivery, Outbox, enqueue
+from monitor.store.writer import GroupWriter
 
 __all__ = [
     "ArticleRepo",
@@ -19,6 +20,7 @@ __all__ = [
     "FeedRepo",
     "FeedSpec",
     "FeedState",
+    "GroupWriter",
     "Outbox",
     "Route",
     "RuleHit",
@@ -36,6 +38,7 @@ class Store:
         self.feeds = FeedRepo(self.engine)
         self.articles = ArticleRepo(self.engine)
         self.outbox = Outbox(self.engine)
+        self.writer = GroupWriter(self.engine)
 
     def reclaim_orphaned_leases(self, host: str, now: float) -> int:
         """Take back feeds and deliveries leased by dead processes of this host."""
@@ -46,4 +49,5 @@ class Store:
             )
 
     def close(self) -> None:
+        self.writer.close()
         self.engine.dispose()

@@ -145,34 +145,56 @@ class ArticleRepo:
         there, so a poll with new entries costs one commit and one fsync, not two).
         """
         with write_tx(self.engine) as conn:
-            # Story identity is decided here; two nodes must not both open the same story.
-            serialise(conn, "stories")
-            seen = self._seen(conn, feed_id, [article.guid for article, *_ in items])
-            batch = stories.batch(conn, [fp for _, fp, _, _ in items], now)
-            results: list[CommitResult] = []
-            for article, fingerprint, hits, extract_error in items:
-                if article.guid in seen:  # stored before, or repeated within this poll
-                    results.append(CommitResult(article_id=None))
-                    continue
-                seen.add(article.guid)
-                results.append(
-                    self._store(
-                        conn,
-                        feed_id=feed_id,
-                        article=article,
-                        fingerprint=fingerprint,
-                        hits=hits,
-                        stories=stories,
-                        batch=batch,
-                        now=now,
-                        extract_error=extract_error,
-                        routes=routes,
-                    )
+            return self.commit_articles_in(
+                conn,
+                feed_id=feed_id,
+                items=items,
+                stories=stories,
+                now=now,
+                routes=routes,
+                after=after,
+            )
+
+    def commit_articles_in(
+        self,
+        conn: Connection,
+        *,
+        feed_id: int,
+        items: Sequence[tuple[Article, Fingerprint, Sequence[RuleHit], str | None]],
+        stories: StoryIndex,
+        now: float,
+        routes: Mapping[str, Route] | None = None,
+        after: Callable[[Connection], object] | None = None,
+    ) -> list[CommitResult]:
+        """`commit_articles` inside the caller's write transaction (e.g. `GroupWriter`'s)."""
+        # Story identity is decided here; two nodes must not both open the same story.
+        serialise(conn, "stories")
+        seen = self._seen(conn, feed_id, [article.guid for article, *_ in items])
+        batch = stories.batch(conn, [fp for _, fp, _, _ in items], now)
+        results: list[CommitResult] = []
+        for article, fingerprint, hits, extract_error in items:
+            if article.guid in seen:  # stored before, or repeated within this poll
+                results.append(CommitResult(article_id=None))
+                continue
+            seen.add(article.guid)
+            results.append(
+                self._store(
+                    conn,
+                    feed_id=feed_id,
+                    article=article,
+                    fingerprint=fingerprint,
+                    hits=hits,
+                    stories=stories,
+                    batch=batch,
+                    now=now,
+                    extract_error=extract_error,
+                    routes=routes,
                 )
-            batch.flush()
-            if after is not None:
-                after(conn)
-            return results
+            )
+        batch.flush()
+        if after is not None:
+            after(conn)
+        return results
 
     @staticmethod
     def _seen(conn: Connection, feed_id: int, guids: Sequence[str]) -> set[str]:

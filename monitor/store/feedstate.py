@@ -239,31 +239,37 @@ class FeedRepo:
     def lease_due(self, owner: str, *, limit: int, lease: float, now: float) -> list[FeedState]:
         """Lease up to `limit` due feeds, most overdue first."""
         with write_tx(self.engine) as conn:
-            cond = and_(
-                s.feeds.c.active.is_(True),
-                s.feeds.c.next_poll_at <= now,
-                or_(s.feeds.c.lease_until.is_(None), s.feeds.c.lease_until < now),
-            )
-            q = (
-                select(s.feeds.c.id)
-                .where(cond)
-                .order_by(s.feeds.c.next_poll_at, s.feeds.c.id)
-                .limit(limit)
-            )
-            if is_postgres(self.engine):
-                q = q.with_for_update(skip_locked=True)
-            ids = list(conn.execute(q).scalars())
-            if not ids:
-                return []
-            conn.execute(
-                update(s.feeds)
-                .where(s.feeds.c.id.in_(ids))
-                .values(lease_owner=owner, lease_until=now + lease, last_attempt_at=now)
-            )
-            rows = conn.execute(
-                select(s.feeds).where(s.feeds.c.id.in_(ids)).order_by(s.feeds.c.next_poll_at)
-            )
-            return [_state(r) for r in rows]
+            return self.lease_due_in(conn, owner, limit=limit, lease=lease, now=now)
+
+    def lease_due_in(
+        self, conn: Connection, owner: str, *, limit: int, lease: float, now: float
+    ) -> list[FeedState]:
+        """`lease_due` inside the caller's write transaction (e.g. `GroupWriter`'s)."""
+        cond = and_(
+            s.feeds.c.active.is_(True),
+            s.feeds.c.next_poll_at <= now,
+            or_(s.feeds.c.lease_until.is_(None), s.feeds.c.lease_until < now),
+        )
+        q = (
+            select(s.feeds.c.id)
+            .where(cond)
+            .order_by(s.feeds.c.next_poll_at, s.feeds.c.id)
+            .limit(limit)
+        )
+        if is_postgres(self.engine):
+            q = q.with_for_update(skip_locked=True)
+        ids = list(conn.execute(q).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            update(s.feeds)
+            .where(s.feeds.c.id.in_(ids))
+            .values(lease_owner=owner, lease_until=now + lease, last_attempt_at=now)
+        )
+        rows = conn.execute(
+            select(s.feeds).where(s.feeds.c.id.in_(ids)).order_by(s.feeds.c.next_poll_at)
+        )
+        return [_state(r) for r in rows]
 
     def get(self, url: str) -> FeedState | None:
         with read_tx(self.engine) as conn:
