@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import FeedError
+from monitor.stories import StoryIndex
 from monitor.workers import WorkerCrashed, WorkerPool, WorkerTimeout
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "feeds" / "real"
@@ -47,6 +48,25 @@ async def test_a_feed_is_parsed_in_a_worker(pool: WorkerPool) -> None:
         body, url="https://www.theguardian.com/us", content_type=None, timeout=30
     )
     assert feed.entries and all(e.title for e in feed.entries)
+
+
+async def test_fingerprints_from_the_worker_equal_the_daemons_own(pool: WorkerPool) -> None:
+    # Feeds without extraction get their story fingerprints from the parse worker; they must be
+    # exactly what the daemon would compute, or grouping would change with the feed's settings.
+    index = StoryIndex(window=72 * 3600)
+    for name in ("theguardian-us.rss", "cloudflare-blog.rss", "daringfireball.atom"):
+        body = (REAL / name).read_bytes()
+        feed, prints = await pool.parse_feed_fingerprinted(
+            body,
+            url=f"https://feeds.example.org/{name}",
+            content_type=None,
+            timeout=30,
+            feed="The Feed",
+            stories=index.params,
+        )
+        assert len(prints) == len(feed.entries) > 0
+        for entry, fp in zip(feed.entries, prints, strict=True):
+            assert fp == index.fingerprint(entry.article("The Feed"))
 
 
 async def test_a_feed_error_in_a_worker_reaches_the_caller(pool: WorkerPool) -> None:
