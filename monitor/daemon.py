@@ -50,6 +50,8 @@ STOP_GRACE = 10.0
 # Quiet polls (see poll_due) recorded per transaction: big enough that fsyncs stop mattering,
 # small enough that the leases they hold are released within a fraction of a second.
 QUIET_BATCH = 200
+#: ... and at most this many seconds after the first of a batch (a long-running poll loop).
+QUIET_MAX_AGE = 1.0
 
 
 @dataclass
@@ -113,51 +115,135 @@ class Runtime:
 
     # ------------------------------------------------------------------ work
 
-    async def poll_due(self) -> list[PollOutcome]:
+    async def poll_due(
+        self,
+        *,
+        stop: asyncio.Event | None = None,
+        on_outcome: Callable[[PollOutcome], object] | None = None,
+        recheck: float | None = None,
+    ) -> list[PollOutcome]:
         """Poll every due feed, at most `fetch.concurrency` at once, until none is due.
 
         A sliding window rather than batch after batch: a slow feed holds one slot, not a whole
         batch, and no more feeds are leased than are being polled (a lease never expires while
-        its feed waits in a queue).
+        its feed waits in a queue). A poll that has only its commit left (queued for the
+        writer thread, see `GroupWriter`) gives its slot to the next feed, up to twice the
+        window in all: otherwise the window fills with polls waiting for one commit while the
+        parse workers idle.
+
+        `monitor once` calls it bare and gets the outcomes. The daemon keeps one call running
+        while feeds come due: `recheck` seconds after the last lease that found nothing it
+        looks again (even with polls in flight), `on_outcome` takes each outcome (nothing is
+        kept), a lease that fails is retried after `recheck` seconds instead of raised, and
+        setting `stop` ends the leasing (the polls in flight finish; cancelling the call
+        cancels them).
         """
         d = self.settings.daemon
         window = self.settings.fetch.concurrency
         refill = max(1, min(window, d.feed_batch) // 2)
         outcomes: list[PollOutcome] = []
         inflight: set[asyncio.Task[PollOutcome]] = set()
-        # Polls that stored nothing (mostly 304s) are recorded in batches: one transaction and
-        # fsync per batch instead of per feed. Until then their leases stay held, so they are
-        # not polled twice; a crash loses only validators and next-poll times (harmless, see
-        # QuietSuccess). Flushed by size, and always before returning.
+        finished: list[asyncio.Task[PollOutcome]] = []
+        wake = asyncio.Event()
+
+        def done(task: asyncio.Task[PollOutcome]) -> None:
+            inflight.discard(task)
+            finished.append(task)
+            wake.set()
+
+        # Polls that stored nothing (mostly 304s) are recorded in batches: one piece of a
+        # group commit per batch instead of a transaction per feed. Until then their leases
+        # stay held, so they are not polled twice; a crash loses only validators and next-poll
+        # times (harmless, see QuietSuccess). Flushed by size or age, and before returning.
         quiet: list[QuietSuccess] = []
+        quiet_since = 0.0
         self.pipeline.quiet_successes = quiet
+        self.pipeline.on_committing = wake.set
+        next_lease = 0.0  # monotonic time before which leasing waits (nothing was due)
+        lease_error: Exception | None = None
         try:
             while True:
-                if len(quiet) >= QUIET_BATCH:
+                for task in finished:
+                    if task.cancelled():
+                        continue
+                    if (exc := task.exception()) is not None:  # Pipeline.poll catches errors
+                        log.error("a poll failed unexpectedly", exc_info=exc)
+                    elif on_outcome is not None:
+                        on_outcome(task.result())
+                    else:
+                        outcomes.append(task.result())
+                finished.clear()
+                now = time.monotonic()
+                if quiet and not quiet_since:
+                    quiet_since = now
+                if len(quiet) >= QUIET_BATCH or (quiet and now - quiet_since >= QUIET_MAX_AGE):
                     await self._flush_quiet(quiet)
-                feeds = []
-                # Leased in batches of at least `refill` (each lease is a write transaction
-                # with its fsync): one per finished poll cost more than the polls of 304s.
-                if window - len(inflight) >= refill or not inflight:
-                    feeds = await self.store.writer.run(
-                        functools.partial(
-                            self.store.feeds.lease_due_in,
-                            owner=self.owner,
-                            limit=min(window - len(inflight), d.feed_batch),
-                            lease=d.feed_lease.total_seconds(),
-                            now=time.time(),
+                    quiet_since = 0.0
+                stopping = stop is not None and stop.is_set()
+                fetching = len(inflight) - self.pipeline.committing
+                room = min(window - fetching, 2 * window - len(inflight))
+                # Leased in batches of at least `refill` (each lease is a write with its fsync):
+                # one per finished poll cost more than the polls of 304s.
+                if (
+                    not stopping
+                    and lease_error is None
+                    and now >= next_lease
+                    and room > 0
+                    and (room >= refill or not inflight)
+                ):
+                    limit = min(room, d.feed_batch)
+                    try:
+                        feeds = await self.store.writer.run(
+                            functools.partial(
+                                self.store.feeds.lease_due_in,
+                                owner=self.owner,
+                                limit=limit,
+                                lease=d.feed_lease.total_seconds(),
+                                now=time.time(),
+                            )
                         )
-                    )
-                for feed in feeds:
-                    inflight.add(asyncio.create_task(self.pipeline.poll(feed, self.owner)))
-                if not inflight:
-                    return outcomes
-                if len(feeds) >= refill and window - len(inflight) >= refill:
-                    continue  # more may be due: fill the window first
-                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                outcomes.extend(task.result() for task in done)
+                    except Exception as exc:
+                        if recheck is None:
+                            lease_error = exc  # raised once the polls in flight are done
+                        else:
+                            log.exception("could not lease due feeds (retrying in %g s)", recheck)
+                            next_lease = time.monotonic() + recheck
+                        feeds = []
+                    else:
+                        if len(feeds) < limit:  # nothing more is due now
+                            next_lease = (
+                                float("inf") if recheck is None else time.monotonic() + recheck
+                            )
+                    for feed in feeds:
+                        task = asyncio.create_task(self.pipeline.poll(feed, self.owner))
+                        inflight.add(task)
+                        task.add_done_callback(done)
+                    if feeds:
+                        continue  # more may be due: fill the window first
+                if not inflight and not finished:  # nothing due, nothing left (quiet: finally)
+                    if lease_error is not None:
+                        raise lease_error
+                    return outcomes  # the daemon's next tick calls again
+                wake.clear()
+                if finished:
+                    continue
+                now = time.monotonic()
+                deadlines = []
+                if recheck is not None and not stopping and next_lease > now:
+                    deadlines.append(next_lease - now)  # leasing waits for time, not for room
+                if quiet:
+                    quiet_since = quiet_since or now
+                    deadlines.append(quiet_since + QUIET_MAX_AGE - now)
+                timeout = max(0.0, min(deadlines)) if deadlines else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
         finally:
             self.pipeline.quiet_successes = None
+            self.pipeline.on_committing = None
+            for task in inflight:
+                task.cancel()
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
             await self._flush_quiet(quiet)
 
     async def _flush_quiet(self, quiet: list[QuietSuccess]) -> None:
@@ -166,7 +252,9 @@ class Runtime:
         if not batch:
             return
         try:
-            recorded = await asyncio.to_thread(self.store.feeds.record_successes, batch)
+            recorded = await self.store.writer.run(
+                functools.partial(self.store.feeds.record_successes_in, polls=batch)
+            )
         except Exception:
             # Harmless to lose (see QuietSuccess): the leases expire and the feeds are polled
             # again. Not worth stopping the poll loop for.
@@ -267,7 +355,7 @@ class Daemon:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.stopping = asyncio.Event()
-        self.inflight: set[asyncio.Task[Any]] = set()
+        self.poller: asyncio.Task[list[PollOutcome]] | None = None
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.polls: Counter[str] = Counter()
         self.alerts = 0
@@ -327,11 +415,14 @@ class Daemon:
             self.scheduler.shutdown(wait=False)
             if self.health is not None:
                 await self.health.stop()
-            if self.inflight:
-                _done, pending = await asyncio.wait(self.inflight, timeout=STOP_GRACE)
+            if self.poller is not None:
+                # `stopping` ends the poll loop's leasing; its polls in flight get the grace
+                # period, then cancelling the loop cancels them (their leases are released by
+                # expiry and the feeds polled again: nothing stored is lost).
+                _done, pending = await asyncio.wait({self.poller}, timeout=STOP_GRACE)
                 for task in pending:
                     task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.gather(self.poller, return_exceptions=True)
             await self.rt.aclose()
             log.info("stopped")
 
@@ -360,37 +451,33 @@ class Daemon:
             "last_tick_age": time.monotonic() - self.last_tick,
         }
 
-    def _polled(self, task: asyncio.Task[PollOutcome]) -> None:
-        self.inflight.discard(task)
-        if not task.cancelled() and task.exception() is None:
-            outcome = task.result()
-            self.polls[outcome.status] += 1
-            self.alerts += outcome.alerts
+    def _polled(self, outcome: PollOutcome) -> None:
+        self.polls[outcome.status] += 1
+        self.alerts += outcome.alerts
 
     async def _feeds_tick(self) -> None:
+        """Keep one poll loop (`Runtime.poll_due`) running while feeds are due.
+
+        The loop leases as fast as polls finish, so a backlog (every feed due at start-up) is
+        worked off at the pipeline's speed, not `feed_batch` feeds per tick; while it runs it
+        looks for newly due feeds every `tick` itself, and it returns once nothing is due.
+        """
         self.last_tick = time.monotonic()
-        if self.stopping.is_set():
+        if self.stopping.is_set() or (self.poller is not None and not self.poller.done()):
             return
-        # Never lease more than we can work on: leases of feeds waiting in our queue would
-        # otherwise expire and be polled twice.
-        room = self.rt.settings.fetch.concurrency - len(self.inflight)
-        if room <= 0:
-            return
-        try:
-            feeds = await asyncio.to_thread(
-                self.rt.store.feeds.lease_due,
-                self.rt.owner,
-                limit=min(room, self.rt.settings.daemon.feed_batch),
-                lease=self.rt.settings.daemon.feed_lease.total_seconds(),
-                now=time.time(),
+        if (
+            self.poller is not None
+            and not self.poller.cancelled()
+            and (exc := self.poller.exception()) is not None
+        ):
+            log.error("the poll loop failed (restarting it)", exc_info=exc)
+        self.poller = asyncio.create_task(
+            self.rt.poll_due(
+                stop=self.stopping,
+                on_outcome=self._polled,
+                recheck=self.rt.settings.daemon.tick.total_seconds(),
             )
-        except Exception:
-            log.exception("could not lease due feeds (will retry next tick)")
-            return
-        for feed in feeds:
-            task = asyncio.create_task(self.rt.pipeline.poll(feed, self.rt.owner))
-            self.inflight.add(task)
-            task.add_done_callback(self._polled)
+        )
 
     async def _delivery_tick(self) -> None:
         if self.stopping.is_set():

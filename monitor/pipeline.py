@@ -165,6 +165,11 @@ class Pipeline:
         # When a list (the daemon sets one while it polls), good polls that stored nothing are
         # queued here for `FeedRepo.record_successes` instead of one transaction each.
         self.quiet_successes: list[QuietSuccess] | None = None
+        # Polls whose work is done but for their commit, which only waits for the writer
+        # thread; `on_committing` (set by the daemon's poll loop) is told when one gets there,
+        # so the loop can start another feed instead of idling the parse workers meanwhile.
+        self.committing = 0
+        self.on_committing: Callable[[], None] | None = None
         self.fetcher = fetcher
         self.workers = workers
         self.clock = clock
@@ -296,17 +301,23 @@ class Pipeline:
                     feed, owner, plan, now, res.etag, res.last_modified, res.content_hash, len(new)
                 )
             # Committed with the other polls' writes queued meanwhile: one fsync for all.
-            results = await self.store.writer.run(
-                functools.partial(
-                    self.store.articles.commit_articles_in,
-                    feed_id=feed.id,
-                    items=items,
-                    stories=self.stories,
-                    now=now,
-                    routes=self.waiting_routes,
-                    after=record,
+            self.committing += 1
+            if self.on_committing is not None:
+                self.on_committing()
+            try:
+                results = await self.store.writer.run(
+                    functools.partial(
+                        self.store.articles.commit_articles_in,
+                        feed_id=feed.id,
+                        items=items,
+                        stories=self.stories,
+                        now=now,
+                        routes=self.waiting_routes,
+                        after=record,
+                    )
                 )
-            )
+            finally:
+                self.committing -= 1
             for (article, *_), result in zip(items, results, strict=True):
                 outcome.alerts += _log_alerts(article, result)
             if record is not None:

@@ -382,6 +382,14 @@ class FeedRepo:
         """
         if not polls:
             return 0
+        with write_tx(self.engine) as conn:
+            return self.record_successes_in(conn, polls)
+
+    @staticmethod
+    def record_successes_in(conn: Connection, polls: Sequence[QuietSuccess]) -> int:
+        """`record_successes` inside the caller's write transaction (e.g. `GroupWriter`'s)."""
+        if not polls:
+            return 0
         rows = [
             {
                 "b_id": p.feed_id,
@@ -398,8 +406,7 @@ class FeedRepo:
             }
             for p in polls
         ]
-        with write_tx(self.engine) as conn:
-            return int(conn.execute(_QUIET_SUCCESS, rows).rowcount)
+        return int(conn.execute(_QUIET_SUCCESS, rows).rowcount)
 
     def record_failure(
         self,
