@@ -20,8 +20,9 @@ Tools, each in a fresh process so its peak RSS is its own:
   * newsboat (Debian package): `newsboat -x reload` with `reload-threads 8` and a urls file.
   * rss2email (PyPI): `r2e run --no-send` (it fetches one feed after another).
 CPU time is user + system of the tool's process and its children (the monitor's workers).
-Peak RSS is VmHWM (monitor, pool) or ru_maxrss (newsboat, r2e) of the main process; the
-monitor's worker processes are reported separately.
+Peak RSS is VmHWM (monitor, pool) or ru_maxrss (newsboat, r2e) of the main process; for the
+monitor it is followed by its largest child's peak and, in brackets, the peak of the whole
+process tree's summed RSS and summed PSS (sampled every 50 ms; PSS counts shared pages once).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -264,6 +266,48 @@ def process_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system + live
 
 
+def _status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
+
+
+def _pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+class TreeMemory(threading.Thread):
+    """Samples the memory of this process and its children (parse workers, multiprocessing's
+    resource tracker) every 50 ms: the peak of their summed RSS, the peak of their summed PSS
+    (shared pages counted once, split between the processes that map them), and each
+    child's own peak RSS, also for workers replaced during the run."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.rss_mb = self.pss_mb = 0.0
+        self.child_hwm: dict[int, float] = {}
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self.stop.wait(0.05):
+            rss = pss = 0
+            for pid in [me, *children(me)]:
+                try:
+                    rss += _status_kb(pid, "VmRSS:")
+                    pss += _pss_kb(pid)
+                    if pid != me:
+                        self.child_hwm[pid] = _status_kb(pid, "VmHWM:") / 1024
+                except OSError:
+                    continue  # exited between the listing and the read
+            self.rss_mb = max(self.rss_mb, rss / 1024)
+            self.pss_mb = max(self.pss_mb, pss / 1024)
+
+
 # --------------------------------------------------------------------------- tools
 
 
@@ -297,6 +341,8 @@ feeds:
             ),
             return_exceptions=True,
         )
+        tree = TreeMemory()
+        tree.start()
         for phase in ("cold", "warm"):
             if phase == "warm":
                 srv.control("change?seed=1")
@@ -319,7 +365,10 @@ feeds:
                 "new": sum(p.new for p in polls),
                 **srv.control("stats"),
             }
-        out["workers_rss"] = max((vm_hwm_mb(c) for c in children(os.getpid())), default=0.0)
+        tree.stop.set()
+        tree.join()
+        out["workers_rss"] = max(tree.child_hwm.values(), default=0.0)
+        out["tree_rss"], out["tree_pss"] = tree.rss_mb, tree.pss_mb
         await rt.aclose()
 
     if profile:
@@ -527,6 +576,8 @@ def fmt_row(n: int, tool: str, r: dict[str, Any]) -> str:
         return f"| {n:>5} | {tool:<9} | {r['error']} |||||||"
     c, w = r["cold"], r["warm"]
     workers = f" + {r['workers_rss']:.0f}" if "workers_rss" in r else ""
+    if "tree_rss" in r:
+        workers += f" (tree {r['tree_rss']:.0f} / PSS {r['tree_pss']:.0f})"
     exits = {c.get("rc", 0), w.get("rc", 0)} - {0}
     if exits:
         workers += f" (exit {','.join(map(str, sorted(exits)))}: {w.get('stderr') or ''})"

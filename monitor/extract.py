@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import trafilatura
-from trafilatura.utils import load_html
-
 from monitor.errors import ExtractError
 
 #: Pages are cut to this many bytes before parsing: articles fit, pathological pages cost
@@ -50,6 +47,11 @@ def extract_article(html: bytes | str, url: str) -> Extracted | None:
     html = html[:MAX_HTML_BYTES]
     if not html.strip():
         return None
+    # Imported on first use (then cached by Python): the daemon's own process never extracts,
+    # and a parse worker that is never given a page is spared trafilatura and its dependencies.
+    import trafilatura
+    from trafilatura.utils import load_html
+
     try:
         tree = load_html(html)
     except (ValueError, TypeError, LookupError) as exc:

@@ -14,7 +14,6 @@ import io
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
 from itertools import repeat
@@ -27,7 +26,9 @@ import lxml.etree  # type: ignore[import-untyped]  # lxml ships no stubs
 import lxml.html  # type: ignore[import-untyped]
 
 from monitor.errors import FeedError
-from monitor.models import Entry
+from monitor.models import Entry, ParsedFeed
+
+__all__ = ["Entry", "ParsedFeed", "parse_feed"]
 
 MAX_TITLE = 1_000
 MAX_SUMMARY = 20_000
@@ -48,19 +49,6 @@ _BLOCK_TAGS = frozenset(
 _WS = re.compile(r"\s+")
 # Warnings feedparser raises on documents it nevertheless parsed correctly.
 _BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
-
-
-@dataclass(slots=True)
-class ParsedFeed:
-    """A parsed feed. `warning` is set when the XML was broken but entries were recovered."""
-
-    title: str
-    link: str | None
-    entries: list[Entry] = field(default_factory=list)
-    ttl_minutes: int | None = None
-    skip_hours: frozenset[int] = frozenset()
-    skip_days: frozenset[str] = frozenset()
-    warning: str | None = None
 
 
 def parse_feed(body: bytes, *, url: str = "", content_type: str | None = None) -> ParsedFeed:

@@ -1,4 +1,4 @@
-"""Plain data passed between pipeline stages: feed entries and articles.
+"""Plain data passed between pipeline stages: parsed feeds, their entries, and articles.
 
 Stages exchange these dataclasses, never ORM rows or library objects, so each stage can be
 used (and tested) on its own.
@@ -49,6 +49,19 @@ class Entry:
             authors=list(self.authors),
             tags=list(self.tags),
         )
+
+
+@dataclass(slots=True)
+class ParsedFeed:
+    """A parsed feed. `warning` is set when the XML was broken but entries were recovered."""
+
+    title: str
+    link: str | None
+    entries: list[Entry] = field(default_factory=list)
+    ttl_minutes: int | None = None
+    skip_hours: frozenset[int] = frozenset()
+    skip_days: frozenset[str] = frozenset()
+    warning: str | None = None
 
 
 @dataclass(slots=True)

@@ -26,9 +26,8 @@ from sqlalchemy import Connection
 from monitor.config import SEVERITY_ORDER, FeedConfig, Settings
 from monitor.errors import MonitorError
 from monitor.extract import Extracted
-from monitor.feeds import ParsedFeed
 from monitor.fetch import Fetcher
-from monitor.models import Article, Entry
+from monitor.models import Article, Entry, ParsedFeed
 from monitor.notify.message import AlertMessage
 from monitor.rules import Match, RuleSet
 from monitor.schedule import (
@@ -267,9 +266,15 @@ class Pipeline:
         if parsed.warning:
             log.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
         entries = _unique(parsed.entries)
-        seen = await asyncio.to_thread(
-            self.store.articles.seen_guids, feed.id, [e.key for e in entries]
-        )
+        seen: set[str] = set()
+        if extract or feed.entries_total:
+            seen = await asyncio.to_thread(
+                self.store.articles.seen_guids, feed.id, [e.key for e in entries]
+            )
+        # else nothing was stored from this feed yet (its first poll with entries, e.g. every
+        # feed of a cold start): no seen-list to read. The commit checks again in its own
+        # transaction, so an entry stored by a poll that crashed before it was recorded is
+        # still stored once, and the counts below are what the commit stored.
         new = [e for e in entries if e.key not in seen]
         # Oldest first, so alerts arrive in the order the stories broke.
         new.sort(key=lambda e: e.published.timestamp() if e.published else float("inf"))
@@ -298,7 +303,7 @@ class Pipeline:
                 # to pick the next poll time, so it must run after the commit: not folded.)
                 plan = await self._plan(feed, cfg, now, res.cache_max_age, parsed, res)
                 record = self._recorder(
-                    feed, owner, plan, now, res.etag, res.last_modified, res.content_hash, len(new)
+                    feed, owner, plan, now, res.etag, res.last_modified, res.content_hash
                 )
             # Committed with the other polls' writes queued meanwhile: one fsync for all.
             self.committing += 1
@@ -318,6 +323,7 @@ class Pipeline:
                 )
             finally:
                 self.committing -= 1
+            outcome.new = sum(1 for r in results if r.article_id is not None)
             for (article, *_), result in zip(items, results, strict=True):
                 outcome.alerts += _log_alerts(article, result)
             if record is not None:
@@ -332,7 +338,7 @@ class Pipeline:
             res.etag,
             res.last_modified,
             res.content_hash,
-            len(new),
+            outcome.new,
             res.cache_max_age,
             parsed,
             res,
@@ -486,11 +492,10 @@ class Pipeline:
         etag: str | None,
         last_modified: str | None,
         content_hash: str | None,
-        new_entries: int,
     ) -> _Recorder:
         hook = self._health_hook(now)
 
-        def record(conn: Connection) -> bool:
+        def record(conn: Connection, new_entries: int) -> bool:
             return self.store.feeds.record_success_in(
                 conn,
                 feed,
@@ -633,12 +638,12 @@ class _SuccessPlan:
 class _Recorder:
     """Records a poll inside the commit of its entries; remembers whether the lease held."""
 
-    def __init__(self, record: Callable[[Connection], bool]) -> None:
+    def __init__(self, record: Callable[[Connection, int], bool]) -> None:
         self._record = record
         self.recorded = False
 
-    def __call__(self, conn: Connection) -> None:
-        self.recorded = self._record(conn)
+    def __call__(self, conn: Connection, stored: int) -> None:
+        self.recorded = self._record(conn, stored)
 
 
 def _log_alerts(article: Article, result: CommitResult) -> int:

@@ -28,26 +28,20 @@ import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import (
-    Connection,
-    Insert,
-    Select,
-    Update,
-    bindparam,
-    delete,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.sql.dml import ReturningInsert
-from sqlalchemy.sql.elements import BindParameter
 
 from monitor.models import Article
+
+if TYPE_CHECKING:
+    # Only for annotations: the parse workers fingerprint entries with this module and must
+    # not pay for SQLAlchemy (about 12 MB a process); the store-side code imports it inside.
+    from sqlalchemy import Connection, Insert, Select, Update
+    from sqlalchemy.sql.dml import ReturningInsert
+    from sqlalchemy.sql.elements import BindParameter
 
 _TRACKING = re.compile(
     r"^(utm_\w*|fbclid|gclid|gclsrc|dclid|wbraid|gbraid|msclkid|mc_cid|mc_eid|igshid|yclid|"
@@ -521,6 +515,8 @@ class StoryIndex:
         cannot make a known story new. The feed + GUID rows of the articles table, which stop a
         re-sent entry, are not touched.
         """
+        from sqlalchemy import delete
+
         from monitor.store import schema as s
 
         cutoff = now - self.window
@@ -624,6 +620,8 @@ class _Queries:
 
 @functools.cache
 def _queries(dialect: str) -> _Queries:
+    from sqlalchemy import bindparam, insert, select, update
+
     from monitor.store import schema as s  # monitor.store imports this module
 
     k, b, a = s.story_keys.c, s.story_bands.c, s.articles.c

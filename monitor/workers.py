@@ -26,7 +26,7 @@ import pebble
 
 from monitor.errors import MonitorError
 from monitor.extract import Extracted, extract_article
-from monitor.feeds import ParsedFeed, parse_feed
+from monitor.models import ParsedFeed
 from monitor.stories import Fingerprint, StoryIndex, StoryParams
 
 T = TypeVar("T")
@@ -180,13 +180,21 @@ class WorkerPool:
             reaper.join()
 
 
+# The task functions import monitor.feeds (feedparser, lxml) when they run, i.e. in the worker:
+# the daemon's own process never parses a feed and does not load either.
+
+
 def _parse_feed(body: bytes, url: str, content_type: str | None) -> ParsedFeed:
+    from monitor.feeds import parse_feed
+
     return parse_feed(body, url=url, content_type=content_type)
 
 
 def _parse_and_fingerprint(
     body: bytes, url: str, content_type: str | None, feed: str, stories: StoryParams
 ) -> tuple[ParsedFeed, list[Fingerprint]]:
+    from monitor.feeds import parse_feed
+
     parsed = parse_feed(body, url=url, content_type=content_type)
     index = StoryIndex.of(stories)
     return parsed, [index.fingerprint(entry.article(feed)) for entry in parsed.entries]

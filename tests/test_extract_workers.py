@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,8 @@ from monitor.errors import FeedError
 from monitor.stories import StoryIndex
 from monitor.workers import WorkerCrashed, WorkerPool, WorkerTimeout
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "feeds" / "real"
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "corpora" / "feeds" / "real"
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +129,33 @@ async def test_a_pool_broken_under_a_task_fails_that_task_only() -> None:
             await asyncio.sleep(0.5)
     finally:
         workers.close()
+
+
+def _modules_after(code: str) -> set[str]:
+    heavy = ("feedparser", "trafilatura", "sqlalchemy", "alembic", "apprise", "numpy", "aiohttp")
+    probe = f"{code}\nimport sys; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return set(out.stdout.split())
+
+
+def test_each_process_loads_only_the_libraries_it_uses() -> None:
+    """Memory: the daemon's process never parses or extracts, so it does not load feedparser
+    or trafilatura (nor Alembic on a current database, see test_store); a parse worker, which
+    imports monitor.workers and runs `_parse_and_fingerprint`, loads neither SQLAlchemy nor
+    trafilatura until it is given a page."""
+    daemon = _modules_after("import monitor.cli, monitor.daemon")
+    assert "feedparser" not in daemon and "trafilatura" not in daemon
+    assert "apprise" not in daemon and "alembic" not in daemon
+    assert {"aiohttp", "sqlalchemy"} <= daemon
+    feed = REAL / "arstechnica.rss"
+    worker = _modules_after(
+        "from monitor.workers import _parse_and_fingerprint\n"
+        "from monitor.stories import StoryIndex\n"
+        f"body = open({str(feed)!r}, 'rb').read()\n"
+        "parsed, prints = _parse_and_fingerprint(\n"
+        "    body, 'https://example.org/feed', None, 'f', StoryIndex(window=3600).params)\n"
+        "assert parsed.entries and len(prints) == len(parsed.entries)"
+    )
+    assert worker == {"feedparser", "numpy"}

@@ -75,3 +75,40 @@ def test_entries_and_the_poll_record_commit_together(
         assert len(stored) == 1 and recorded == stored
     finally:
         close(rt)
+
+
+def test_a_first_poll_after_a_crash_stores_each_entry_once_and_counts_only_new_ones(
+    tmp_path: Path,
+    server: HostileServer,  # noqa: F811
+) -> None:
+    """A feed that has stored nothing (`entries_total == 0`) skips the seen-list read before
+    its commit. Entries stored by an earlier poll that died before it was recorded must still
+    be stored once, and only the really new ones counted."""
+    from monitor.feeds import parse_feed
+
+    body = rss(3)
+    server.routes["/f"] = conditional(body)
+    rt = runtime(tmp_path, server, ["/f"])
+    try:
+        [feed] = rt.store.feeds.all()
+        # Two of the three entries were committed by a poll that crashed before recording.
+        index = rt.pipeline.stories
+        earlier = [
+            (article, index.fingerprint(article), [], None)
+            for article in (
+                e.article(feed.name) for e in parse_feed(body, url=feed.url).entries[:2]
+            )
+        ]
+        rt.store.articles.commit_articles(
+            feed_id=feed.id, items=earlier, stories=index, now=time.time()
+        )
+        assert _articles(rt) == 2 and feed.entries_total == 0
+
+        rt.store.feeds.poll_now(time.time())
+        [outcome] = asyncio.run(rt.poll_due())
+        assert (outcome.status, outcome.entries, outcome.new) == ("new", 3, 1)
+        assert _articles(rt) == 3
+        [feed] = rt.store.feeds.all()
+        assert (feed.polls, feed.entries_total) == (1, 1)
+    finally:
+        close(rt)

@@ -3,8 +3,11 @@ one alert per (rule, story), the outbox's claim/record cycle, digests and health
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -16,6 +19,8 @@ from monitor.store import FeedSpec, Route, RuleHit, Store, enqueue
 from monitor.store import schema as s
 from monitor.store.engine import write_tx
 from monitor.stories import StoryIndex
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NOW = 1_800_000_000.0
 
@@ -466,3 +471,29 @@ def test_a_database_of_an_older_revision_is_upgraded_in_place(store_url: str) ->
     assert feed is not None and feed.polls == 3 and feed.skip is None
     with st.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), s.metadata) == []
+
+
+def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
+    store_url: str,
+) -> None:
+    """`migrate` skips Alembic when the database is at `HEAD_REVISION`: that constant must
+    name the newest migration, or a new migration would never run."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from monitor.store.engine import HEAD_REVISION, MIGRATIONS, current_revision
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [HEAD_REVISION]
+    st = Store(store_url)
+    assert current_revision(st.engine) == HEAD_REVISION
+    st.close()
+    code = (
+        "import sys; from monitor.store import Store; "
+        f"Store({store_url!r}).close(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "False", out.stderr

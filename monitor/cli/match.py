@@ -27,7 +27,6 @@ from typing import Any, TextIO
 from monitor.config import FetchSettings, Settings, load_config
 from monitor.errors import ConfigError, ExtractError, FeedError, FetchError
 from monitor.extract import extract_article
-from monitor.feeds import parse_feed
 from monitor.fetch import HTML_ACCEPT, Fetcher, FetchResult
 from monitor.models import Article
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
@@ -313,6 +312,10 @@ def _text_article(data: bytes, source: str) -> InputArticle:
 
 
 def _feed_articles(data: bytes, source: str) -> Iterator[InputArticle]:
+    # Here, not at the top: every `monitor` command imports this module, and the daemon's
+    # process (`monitor run`) should not load feedparser, which only its workers use.
+    from monitor.feeds import parse_feed
+
     try:
         parsed = parse_feed(data, url=source if "://" in source else "")
     except FeedError as exc:

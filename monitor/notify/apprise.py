@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import apprise
-
 from monitor.config import AppriseChannel as AppriseConfig
 from monitor.errors import DeliveryError
 from monitor.notify import templates
@@ -29,6 +27,9 @@ class AppriseChannel(Channel):
         self.config = config
 
     def _notify(self, title: str, body: str) -> None:
+        # Imported on first use: only daemons with an apprise channel pay for its modules.
+        import apprise
+
         client = apprise.Apprise()
         for index, url in enumerate(self.config.urls, start=1):
             # The URL holds credentials: name it by position only.

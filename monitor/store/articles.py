@@ -132,7 +132,7 @@ class ArticleRepo:
         stories: StoryIndex,
         now: float,
         routes: Mapping[str, Route] | None = None,
-        after: Callable[[Connection], object] | None = None,
+        after: Callable[[Connection, int], object] | None = None,
     ) -> list[CommitResult]:
         """`commit_article` for several (article, fingerprint, hits, extract_error) of one feed
         in ONE transaction: one fsync per poll instead of one per entry, same guarantees and the
@@ -141,8 +141,9 @@ class ArticleRepo:
         Cheaper per entry than `commit_article`: the story lock is taken once, the already-seen
         check is one query for the whole poll, and story keys go through a `StoryBatch`.
 
-        `after(conn)` runs last inside the same transaction (the pipeline records the poll
-        there, so a poll with new entries costs one commit and one fsync, not two).
+        `after(conn, stored)` runs last inside the same transaction, with how many entries were
+        stored (the pipeline records the poll there, so a poll with new entries costs one
+        commit and one fsync, not two).
         """
         with write_tx(self.engine) as conn:
             return self.commit_articles_in(
@@ -164,7 +165,7 @@ class ArticleRepo:
         stories: StoryIndex,
         now: float,
         routes: Mapping[str, Route] | None = None,
-        after: Callable[[Connection], object] | None = None,
+        after: Callable[[Connection, int], object] | None = None,
     ) -> list[CommitResult]:
         """`commit_articles` inside the caller's write transaction (e.g. `GroupWriter`'s)."""
         # Story identity is decided here; two nodes must not both open the same story.
@@ -193,7 +194,7 @@ class ArticleRepo:
             )
         batch.flush()
         if after is not None:
-            after(conn)
+            after(conn, sum(1 for r in results if r.article_id is not None))
         return results
 
     @staticmethod

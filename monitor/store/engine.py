@@ -16,15 +16,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 
 from monitor.errors import MonitorError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The newest migration's revision; a test checks it against Alembic's own idea of the head.
+HEAD_REVISION = "0002"
 
 
 class StoreError(MonitorError):
@@ -150,12 +161,28 @@ def migrate(engine: Engine) -> None:
     an advisory lock makes the second wait and then find the schema current. On SQLite the
     migration's `BEGIN IMMEDIATE` already serialises them.
     """
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    # Alembic (about 11 MB of modules) is imported only when there is something to migrate:
+    # a daemon restarted on a current database never loads it.
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         serialise(conn, "migrate")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision Alembic recorded in the database (None for an empty database)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return str(rows[0]) if len(rows) == 1 else None
 
 
 def reclaim_dead_leases(conn: Connection, table: Table, *, host: str, now: float) -> int:
