@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import numpy as np
-from numpy.typing import NDArray
-
 from monitor.models import Article
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     # Only for annotations: the parse workers fingerprint entries with this module and must
     # not pay for SQLAlchemy (about 12 MB a process); the store-side code imports it inside.
     from sqlalchemy import Connection, Insert, Select, Update
@@ -205,12 +205,18 @@ _SQLITE_UPSERT_KEYS = (
 )
 _SQLITE_TOUCH_STORY = "UPDATE stories SET updated_at = ? WHERE id = ?"
 
-U64 = NDArray[np.uint64]
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# numpy is imported where it is used, not here: only MinHash signatures (article bodies of 100
+# words or more) need it, so a parse worker, which fingerprints feed entries without a body,
+# never loads it (about 12 MB a process).
+if TYPE_CHECKING:
+    U64 = NDArray[np.uint64]
+_GOLDEN = 0x9E3779B97F4A7C15
 
 
 def _mix(x: U64) -> U64:
     """splitmix64's finaliser, elementwise (uint64 arithmetic wraps, as intended)."""
+    import numpy as np
+
     x = x ^ (x >> np.uint64(30))
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))
@@ -245,6 +251,8 @@ class _Signature:
 
     @classmethod
     def load(cls, blob: bytes) -> _Signature:
+        import numpy as np
+
         values = np.frombuffer(blob, dtype=np.uint64)
         return cls(values[:-1], int(values[-1]))
 
@@ -275,10 +283,17 @@ class StoryIndex:
         self.shingle_size = shingle_size
         self.min_words = min_words
         self.bands_count, self.rows = lsh_params(threshold, num_perm)
-        # The hash functions are fixed forever: stored signatures must stay comparable.
-        seeds = np.arange(num_perm, dtype=np.uint64)
-        self._a = _mix(seeds * np.uint64(2) + np.uint64(0x5DEECE66D)) | np.uint64(1)
-        self._b = _mix(seeds * np.uint64(2) + np.uint64(0x2545F4914F6CDD1D))
+
+    @functools.cached_property
+    def _hashes(self) -> tuple[U64, U64]:
+        """The `num_perm` multiply-shift hash functions (a, b), made on first use. They are
+        fixed forever: stored signatures must stay comparable."""
+        import numpy as np
+
+        seeds = np.arange(self.num_perm, dtype=np.uint64)
+        a = _mix(seeds * np.uint64(2) + np.uint64(0x5DEECE66D)) | np.uint64(1)
+        b = _mix(seeds * np.uint64(2) + np.uint64(0x2545F4914F6CDD1D))
+        return a, b
 
     @property
     def params(self) -> StoryParams:
@@ -318,6 +333,8 @@ class StoryIndex:
         fp = Fingerprint(keys=keys)
         words = self.words(article.body)
         if len(words) >= max(self.min_words, self.shingle_size):
+            import numpy as np
+
             minima, size = self.signature(words)
             fp.minhash = np.append(minima, np.uint64(size)).tobytes()
             fp.bands = self._bands(minima)
@@ -337,30 +354,39 @@ class StoryIndex:
         times faster than hashing every shingle string. Stable across processes and versions,
         since signatures are stored.
         """
+        import numpy as np
+
+        golden = np.uint64(_GOLDEN)
+        a, b = self._hashes
         k = self.shingle_size
         n = len(words) - k + 1
         wh = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
         sh = wh[:n].copy()
         for j in range(1, k):
-            sh = sh * _GOLDEN + wh[j : j + n]
+            sh = sh * golden + wh[j : j + n]
         sh = np.unique(_mix(sh))
         minima = np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
         for i in range(0, len(sh), 2048):  # bounded temporaries for very long pages
             chunk = sh[None, i : i + 2048]
-            hashed = (self._a[:, None] * chunk + self._b[:, None]) >> np.uint64(32)
+            hashed = (a[:, None] * chunk + b[:, None]) >> np.uint64(32)
             np.minimum(minima, hashed.min(axis=1), out=minima)
         return minima, len(sh)
 
     def _bands(self, minima: U64) -> list[int]:
         """One signed 64-bit hash per band of `rows` minima (salted by the band's number)."""
+        import numpy as np
+
+        golden = np.uint64(_GOLDEN)
         rows = minima[: self.bands_count * self.rows].reshape(self.bands_count, self.rows)
         h = np.arange(1, self.bands_count + 1, dtype=np.uint64)
         for j in range(self.rows):
-            h = _mix(h * _GOLDEN + rows[:, j])
+            h = _mix(h * golden + rows[:, j])
         return [int(x) for x in h.view(np.int64)]
 
     def similarity(self, a: bytes, b: bytes) -> float:
         """Estimated Jaccard similarity of two stored signatures (0 when incomparable)."""
+        import numpy as np
+
         sa, sb = _Signature.load(a), _Signature.load(b)
         if sa.minima.shape != sb.minima.shape:
             return 0.0

@@ -83,13 +83,52 @@ def commit(
     )
 
 
+def _alembic_config() -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    from monitor.store.engine import MIGRATIONS
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
 def test_migrations_create_exactly_the_declared_schema(store_url: str) -> None:
-    st = Store(store_url)
+    """The Alembic migrations, run from an empty database, build `schema.metadata`: the schema
+    a new database gets directly (see the next test)."""
+    from alembic import command
+
+    from monitor.store.engine import HEAD_REVISION, make_engine
+
+    engine = make_engine(store_url)
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
+        assert compare_metadata(MigrationContext.configure(conn), s.metadata) == []
+    engine.dispose()
+    Store(store_url).close()  # opening a migrated database is a no-op
+
+
+def test_a_new_database_gets_the_schema_and_a_stamp_alembic_reads(store_url: str) -> None:
+    from alembic import command
+
+    from monitor.store.engine import HEAD_REVISION
+
+    st = Store(store_url)  # empty database: the declared schema, stamped, without Alembic
     with st.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), s.metadata)
-    assert diff == []
-    Store(store_url).close()  # migrating again is a no-op
+        assert compare_metadata(MigrationContext.configure(conn), s.metadata) == []
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
+    # Alembic finds nothing to do on it (the stamp is in its own table, in its own format).
+    cfg = _alembic_config()
+    with st.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
     st.close()
+    Store(store_url).close()
 
 
 def test_an_entry_is_stored_once(store_url: str) -> None:
@@ -473,7 +512,7 @@ def test_a_database_of_an_older_revision_is_upgraded_in_place(store_url: str) ->
         assert compare_metadata(MigrationContext.configure(conn), s.metadata) == []
 
 
-def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
+def test_head_revision_is_alembics_head_and_the_store_never_loads_alembic_for_it(
     store_url: str,
 ) -> None:
     """`migrate` skips Alembic when the database is at `HEAD_REVISION`: that constant must
@@ -486,14 +525,15 @@ def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(cfg).get_heads() == [HEAD_REVISION]
-    st = Store(store_url)
-    assert current_revision(st.engine) == HEAD_REVISION
-    st.close()
     code = (
         "import sys; from monitor.store import Store; "
         f"Store({store_url!r}).close(); print('alembic' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert out.stdout.strip() == "False", out.stderr
+    for _ in ("a new database", "a current one"):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        assert out.stdout.strip() == "False", out.stderr
+    st = Store(store_url)
+    assert current_revision(st.engine) == HEAD_REVISION
+    st.close()

@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     CursorResult,
     Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
     Table,
     create_engine,
     event,
@@ -160,28 +164,55 @@ def migrate(engine: Engine) -> None:
     Nodes that start at the same moment would otherwise both create the tables; on PostgreSQL
     an advisory lock makes the second wait and then find the schema current. On SQLite the
     migration's `BEGIN IMMEDIATE` already serialises them.
+
+    An empty database gets the declared schema (`schema.metadata`) and the newest revision's
+    stamp in one transaction, the way Alembic's docs describe for new installs; tests check
+    that the migrations build exactly that schema and that Alembic reads the stamp. Alembic
+    (about 9 MB of modules) is imported only to upgrade an older database, so a daemon never
+    holds it in memory otherwise.
     """
     if current_revision(engine) == HEAD_REVISION:
         return
-    # Alembic (about 11 MB of modules) is imported only when there is something to migrate:
-    # a daemon restarted on a current database never loads it.
-    from alembic import command
-    from alembic.config import Config as AlembicConfig
+    from monitor.store import schema
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         serialise(conn, "migrate")
+        if _revision(conn) == HEAD_REVISION:  # another node migrated while we waited
+            return
+        existing = set(inspect(conn).get_table_names())
+        if not existing & ({_VERSION_TABLE.name} | set(schema.metadata.tables)):
+            schema.metadata.create_all(conn)
+            _VERSION_TABLE.create(conn)
+            conn.execute(_VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
+            return
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+# Alembic's own version table, as it creates it (alembic/ddl/impl.py, version_table_impl).
+_VERSION_TABLE = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision Alembic recorded in the database (None for an empty database)."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     return str(rows[0]) if len(rows) == 1 else None
 
 
