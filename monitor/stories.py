@@ -573,6 +573,8 @@ class StoryBatch:
         self._looked_up = set(wanted)  # keys whose absence from `known` is an answer
         self._keys: dict[str, int] = {}  # key -> story: the last remembered wins, as upserts do
         self._touched: dict[int, None] = {}
+        # Stories this batch opened: their updated_at is already `now` (set by the INSERT).
+        self._opened: set[int] = set()
 
     def assign(self, fp: Fingerprint, *, title: str, url: str) -> tuple[int, str, bool]:
         missing = [k for _, k in fp.keys if k not in self.known and k not in self._looked_up]
@@ -581,9 +583,12 @@ class StoryBatch:
                 self.index._known_keys(self.conn, missing, self.now - self.index.window)
             )
             self._looked_up.update(missing)
-        return self.index.assign(
+        story_id, reason, new = self.index.assign(
             self.conn, fp, title=title, url=url, now=self.now, known=self.known
         )
+        if new:
+            self._opened.add(story_id)
+        return story_id, reason, new
 
     def remember(self, fp: Fingerprint, *, story_id: int, article_id: int) -> None:
         for _, key in fp.keys:
@@ -599,7 +604,8 @@ class StoryBatch:
                     for b in fp.bands
                 ],
             )
-        self._touched[story_id] = None
+        if story_id not in self._opened:  # a new story's updated_at is already `now`
+            self._touched[story_id] = None
 
     def flush(self) -> None:
         """Write the remembered keys and story touches (inside the same transaction)."""
