@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     Update,
-    and_,
     bindparam,
     func,
     insert,
@@ -25,9 +25,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.elements import BindParameter
 
 from monitor.store import schema as s
-from monitor.store.engine import is_postgres, read_tx, serialise, write_tx
+from monitor.store.engine import read_tx, serialise, write_tx
 
 
 @dataclass(slots=True)
@@ -79,6 +80,42 @@ def decode_skip(value: str | None) -> tuple[frozenset[int], frozenset[str]]:
             elif kind == "d":
                 days.add(item)
     return frozenset(hours), frozenset(days)
+
+
+@dataclass(frozen=True, slots=True)
+class _LeaseStatements:
+    due: Select[tuple[int]]
+    take: Update
+    rows: Select[Any]
+
+
+@functools.cache
+def _lease_statements(dialect: str) -> _LeaseStatements:
+    """`lease_due_in`'s statements, built once per dialect: building them on every lease cost
+    more than running them (the lease runs on the writer thread, between commits)."""
+    now: BindParameter[float] = bindparam("now")
+    ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
+    due = (
+        select(s.feeds.c.id)
+        .where(
+            s.feeds.c.active.is_(True),
+            s.feeds.c.next_poll_at <= now,
+            or_(s.feeds.c.lease_until.is_(None), s.feeds.c.lease_until < now),
+        )
+        .order_by(s.feeds.c.next_poll_at, s.feeds.c.id)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return _LeaseStatements(
+        due=due,
+        take=update(s.feeds)
+        .where(s.feeds.c.id.in_(ids))
+        .values(
+            lease_owner=bindparam("owner"), lease_until=bindparam("until"), last_attempt_at=now
+        ),
+        rows=select(s.feeds).where(s.feeds.c.id.in_(ids)).order_by(s.feeds.c.next_poll_at),
+    )
 
 
 def _state(r: Any) -> FeedState:
@@ -245,31 +282,12 @@ class FeedRepo:
         self, conn: Connection, owner: str, *, limit: int, lease: float, now: float
     ) -> list[FeedState]:
         """`lease_due` inside the caller's write transaction (e.g. `GroupWriter`'s)."""
-        cond = and_(
-            s.feeds.c.active.is_(True),
-            s.feeds.c.next_poll_at <= now,
-            or_(s.feeds.c.lease_until.is_(None), s.feeds.c.lease_until < now),
-        )
-        q = (
-            select(s.feeds.c.id)
-            .where(cond)
-            .order_by(s.feeds.c.next_poll_at, s.feeds.c.id)
-            .limit(limit)
-        )
-        if is_postgres(self.engine):
-            q = q.with_for_update(skip_locked=True)
-        ids = list(conn.execute(q).scalars())
+        q = _lease_statements(conn.dialect.name)
+        ids = list(conn.execute(q.due, {"now": now, "limit": limit}).scalars())
         if not ids:
             return []
-        conn.execute(
-            update(s.feeds)
-            .where(s.feeds.c.id.in_(ids))
-            .values(lease_owner=owner, lease_until=now + lease, last_attempt_at=now)
-        )
-        rows = conn.execute(
-            select(s.feeds).where(s.feeds.c.id.in_(ids)).order_by(s.feeds.c.next_poll_at)
-        )
-        return [_state(r) for r in rows]
+        conn.execute(q.take, {"ids": ids, "owner": owner, "until": now + lease, "now": now})
+        return [_state(r) for r in conn.execute(q.rows, {"ids": ids})]
 
     def get(self, url: str) -> FeedState | None:
         with read_tx(self.engine) as conn:
