@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import signal
@@ -92,6 +93,12 @@ class Runtime:
         # Work a killed predecessor on this host left leased is taken back at once.
         if reclaimed := self.store.reclaim_orphaned_leases(socket.gethostname(), time.time()):
             log.info("took back %d leases held by a process that is gone", reclaimed)
+        # What exists now (modules, config, rules, schema: ~100,000 objects) lives as long as
+        # the process. Frozen out of the cyclic collector, full collections stop walking it
+        # again and again: it was 14% of this process's CPU in a cold poll of 200 feeds.
+        # Garbage is collected first, so none of it is kept forever.
+        gc.collect()
+        gc.freeze()
 
     def _channels(self, settings: Settings) -> dict[str, Channel]:
         return {
