@@ -2,6 +2,7 @@
 
     python bench/bench_fetch.py                       # N = 200 and 2,000, every tool
     python bench/bench_fetch.py --n 200 --tools monitor,pool
+    python bench/bench_fetch.py --n 200 --tools monitor,newsboat --repeat 10   # medians, wins
     python bench/bench_fetch.py --profile             # where the monitor's time goes, N = 2,000
 
 A loopback server (its own process, asyncio, HTTP/1.1 keep-alive) serves N synthetic RSS 2.0
@@ -610,6 +611,9 @@ def main() -> None:
     p.add_argument("--profile", action="store_true")
     parser.add_argument("--n", type=int, action="append", help="feeds (repeatable)")
     parser.add_argument("--tools", default="monitor,pool,newsboat,rss2email")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every tool (medians and wins printed)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the monitor, N=2000")
     args = parser.parse_args()
     if args.cmd == "_serve":
@@ -636,13 +640,54 @@ def main() -> None:
         "| peak RSS MB | requests cold/warm | 304s warm |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    summary: list[str] = []
     for n in sizes:
         srv = Server(n)
+        runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
         try:
-            for tool in tools:
-                print(fmt_row(n, tool, run_tool(tool, n, srv, args.profile)), flush=True)
+            for _ in range(args.repeat):
+                for tool in tools:  # tools alternate, so each pair shares the machine's mood
+                    res = run_tool(tool, n, srv, args.profile)
+                    runs[tool].append(res)
+                    print(fmt_row(n, tool, res), flush=True)
         finally:
             srv.close()
+        if args.repeat > 1:
+            summary += summarise(n, runs)
+    if summary:
+        print(
+            "\n| feeds | tool | runs | cold s median (min-max) | warm s median | cold faster than |"
+        )
+        print("|---|---|---|---|---|---|")
+        print("\n".join(summary))
+
+
+def summarise(n: int, runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Medians over the repeated runs, and in how many runs each tool's cold poll beat each
+    other tool's cold poll of the same round."""
+    ok = {t: [r for r in rs if "error" not in r] for t, rs in runs.items()}
+    rows = []
+    for tool, rs in ok.items():
+        if not rs:
+            continue
+        cold = [r["cold"]["wall"] for r in rs]
+        warm = [r["warm"]["wall"] for r in rs]
+        beats = []
+        for other, ors in runs.items():
+            pairs = [
+                (a, b)
+                for a, b in zip(runs[tool], ors, strict=True)
+                if other != tool and "error" not in a and "error" not in b
+            ]
+            if pairs:
+                won = sum(a["cold"]["wall"] < b["cold"]["wall"] for a, b in pairs)
+                beats.append(f"{other} {won}/{len(pairs)}")
+        rows.append(
+            f"| {n} | {tool} | {len(rs)} | {statistics.median(cold):.2f} "
+            f"({min(cold):.2f}-{max(cold):.2f}) | {statistics.median(warm):.2f} "
+            f"| {', '.join(beats)} |"
+        )
+    return rows
 
 
 if __name__ == "__main__":
