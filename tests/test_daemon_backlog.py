@@ -78,6 +78,13 @@ feeds:
                 time.sleep(0.2)
             assert health.get("feeds") == {"ok": FEEDS}, health
             assert max(site.hits[f"/f/{i}.xml"] for i in range(FEEDS)) == 1
+            # Each poll's outcome reaches the daemon's counters.
+            metrics = (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
+            assert f'monitor_polls_total{{kind="new"}} {FEEDS}' in metrics, metrics
         finally:
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=30)
