@@ -53,6 +53,8 @@ STOP_GRACE = 10.0
 QUIET_BATCH = 200
 #: ... and at most this many seconds after the first of a batch (a long-running poll loop).
 QUIET_MAX_AGE = 1.0
+#: Seconds after a digest period's end before it is collected (commits in flight finish).
+DIGEST_GRACE = 2.0
 
 
 @dataclass
@@ -363,6 +365,7 @@ class Daemon:
         self.rt = runtime
         self.stopping = asyncio.Event()
         self.poller: asyncio.Task[list[PollOutcome]] | None = None
+        self._running: set[asyncio.Task[Any]] = set()  # scheduler jobs being run
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.polls: Counter[str] = Counter()
         self.alerts = 0
@@ -374,15 +377,16 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         with contextlib.suppress(NotImplementedError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, self.rt.reload)
+            loop.add_signal_handler(signal.SIGHUP, self._reload)
         d = self.rt.settings.daemon
         # Every healthy feed is due at start-up: what appeared while the daemon was down is
         # seen now, not an interval later (failing feeds keep their backoff / Retry-After).
         await asyncio.to_thread(self.rt.store.feeds.poll_now, time.time())
         # Each job runs at most once at a time; a missed run is coalesced, never queued.
-        # Digest periods are checked every minute against each channel's cron: a period that
-        # ended while the daemon was down is sent on start-up, and never twice. The story
-        # index is pruned hourly, starting an hour from now.
+        # Each digest channel has a job on its own cron (see `_schedule_digests`); besides,
+        # digest periods are checked every minute, so a period that ended while the daemon was
+        # down is sent on start-up (and never twice). The story index is pruned hourly,
+        # starting an hour from now.
         now = datetime.now(UTC)
         jobs: list[tuple[str, Callable[[], Awaitable[Any]], float, datetime | None]] = [
             ("feeds", self._feeds_tick, d.tick.total_seconds(), now),
@@ -394,7 +398,7 @@ class Daemon:
             # Left out rather than None: next_run_time=None adds the job paused.
             extra = {"next_run_time": first} if first is not None else {}
             self.scheduler.add_job(
-                func,
+                self._job(func),
                 "interval",
                 seconds=seconds,
                 max_instances=1,
@@ -402,6 +406,7 @@ class Daemon:
                 id=job_id,
                 **extra,
             )
+        self._schedule_digests()
         self.scheduler.start()
         if d.health_listen:
             self.health = HealthServer(
@@ -422,14 +427,18 @@ class Daemon:
             self.scheduler.shutdown(wait=False)
             if self.health is not None:
                 await self.health.stop()
+            # `stopping` ends the poll loop's leasing; its polls in flight, and the scheduler's
+            # jobs that were running (a delivery round, a digest), get the grace period before
+            # they are cancelled (leases are released by expiry and the work done again:
+            # nothing stored is lost) and before the clients they use are closed.
+            running = set(self._running)
             if self.poller is not None:
-                # `stopping` ends the poll loop's leasing; its polls in flight get the grace
-                # period, then cancelling the loop cancels them (their leases are released by
-                # expiry and the feeds polled again: nothing stored is lost).
-                _done, pending = await asyncio.wait({self.poller}, timeout=STOP_GRACE)
+                running.add(self.poller)
+            if running:
+                _done, pending = await asyncio.wait(running, timeout=STOP_GRACE)
                 for task in pending:
                     task.cancel()
-                await asyncio.gather(self.poller, return_exceptions=True)
+                await asyncio.gather(*running, return_exceptions=True)
             await self.rt.aclose()
             log.info("stopped")
 
@@ -457,6 +466,57 @@ class Daemon:
             },
             "last_tick_age": time.monotonic() - self.last_tick,
         }
+
+    def _job(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        """`fn` as a scheduler job whose run the stop can wait for (`_running`)."""
+
+        @functools.wraps(fn)
+        async def job() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                if not self.stopping.is_set():
+                    raise
+                # Cancelled by the stop once its grace period ran out: expected, not an error.
+            finally:
+                self._running.discard(task)
+
+        return job
+
+    def _reload(self) -> None:
+        """SIGHUP: reload the config; digest jobs follow the channels' new crons."""
+        if self.rt.reload():
+            self._schedule_digests()
+
+    def _schedule_digests(self) -> None:
+        """One job per digest channel, on the channel's cron: a period's digest is collected
+        `DIGEST_GRACE` seconds after its end (the minutely check alone sent it up to a minute
+        late)."""
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("digest:"):
+                job.remove()
+        for name, cfg in self.rt.settings.channels.items():
+            if cfg.digest and name in self.rt.channels:
+                self.scheduler.add_job(
+                    self._job(self._digest_due),
+                    CronTrigger.from_crontab(cfg.digest, timezone="UTC"),
+                    id=f"digest:{name}",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=60,
+                )
+
+    async def _digest_due(self) -> None:
+        # A poll that created an alert just before the period's end may still be committing:
+        # it gets a moment, or its alert would wait for the next period.
+        await asyncio.sleep(DIGEST_GRACE)
+        try:
+            await self.rt.collect_due_digests()  # sent by the next delivery tick
+        except Exception:
+            log.exception("collecting digests failed (the minutely check retries)")
 
     def _polled(self, outcome: PollOutcome) -> None:
         self.polls[outcome.status] += 1

@@ -329,3 +329,45 @@ def test_a_digest_another_node_collected_first_is_not_an_error_on_postgresql(
         )
     finally:
         store.close()
+
+
+def test_run_sends_a_digest_right_after_its_period_ends(tmp_path: Path) -> None:
+    """`monitor run` collects a digest on its channel's cron, not on a minutely check: the
+    daemon starts 40-45 s into a minute, so a check every minute from its start would send the
+    digest of this minute about 40 s after the minute ended."""
+    import os
+    import subprocess
+    import sys
+
+    with NewsSite() as site, WebhookReceiver() as hook:
+        site.feed("/feed.xml", news_items(3))
+        cfg = write_config(
+            tmp_path,
+            site,
+            channels=hook_channel("hook", hook, ', digest: "* * * * *"'),
+        )
+        while not 40 <= datetime.now(UTC).second < 45:
+            time.sleep(0.2)
+        started = datetime.now(UTC)
+        period_end = started.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        root = Path(__file__).resolve().parents[1]
+        with open(tmp_path / "run.log", "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, PYTHONPATH=str(root)),
+                cwd=root,
+            )
+            try:
+                [digest] = hook.wait_for(1, timeout=40)
+                arrived = datetime.now(UTC) - timedelta(seconds=time.monotonic() - digest.at)
+            finally:
+                proc.terminate()
+                rc = proc.wait(timeout=30)
+        text = (tmp_path / "run.log").read_text()
+        assert rc == 0 and "Traceback" not in text and "ERROR" not in text, text
+        body = digest.json()
+        assert body["kind"] == "digest" and len(body["items"]) == 3, body
+        late = (arrived - period_end).total_seconds()
+        assert 0 <= late <= 10, f"digest of the period ending {period_end} came {late:.1f} s after"
