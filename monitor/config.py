@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from monitor import secrets
 from monitor.errors import ConfigError
 
 # --------------------------------------------------------------------------- value types
@@ -529,7 +530,9 @@ class _Loaded:
         def repl(m: re.Match[str]) -> str:
             var, default = m.group(1), m.group(2)
             if var in os.environ:
-                return os.environ[var]
+                value = os.environ[var]
+                secrets.register(var, value)
+                return value
             if default is not None:
                 return default
             self.problems.append(
@@ -605,6 +608,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
                     _move_positions(source, ("feeds", i), ("feeds", len(expanded)))
                 expanded.append(item)
         data["feeds"] = expanded
+        _template_feed_urls(expanded)
 
     settings: Settings | None = None
     try:
@@ -627,6 +631,14 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         raise ConfigError(problems)
     assert settings is not None
     return settings
+
+
+def _template_feed_urls(feeds: list[Any]) -> None:
+    """A feed's URL is kept in its `${VAR}` form: that is its identity, what the store keeps and
+    what `status` and the logs show. Only the fetch expands it (`monitor.secrets.expand`)."""
+    for item in feeds:
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            item["url"] = secrets.redact(item["url"])
 
 
 _UNION_TAGS = {"console", "webhook", "slack", "email", "apprise", "str", "ExampleDoc"}

@@ -36,6 +36,7 @@ from monitor.delivery import Deliverer
 from monitor.errors import ConfigError
 from monitor.fetch import Fetcher
 from monitor.health import HealthServer
+from monitor.logs import setup_logging as setup_logging  # re-exported; lives in monitor.logs
 from monitor.notify import build_channel
 from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
@@ -555,24 +556,6 @@ class Daemon:
                     return
         except Exception:
             log.exception("delivery round failed (will retry next tick)")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in (
-        "httpx",
-        "httpcore",
-        "apscheduler",
-        "trafilatura",
-        "htmldate",
-        "courlan",
-        "charset_normalizer",
-        "alembic",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def load_checked(path: str | Path) -> CheckedConfig:

@@ -7,11 +7,17 @@ health and shown by `monitor status`.
 
 from __future__ import annotations
 
+from monitor.secrets import redact
+
 
 class MonitorError(Exception):
     """Base class of every error the monitor raises on purpose."""
 
     kind: str = "error"
+
+    def __str__(self) -> str:
+        # Whatever an error says, a secret the config substituted is never in its text.
+        return redact(super().__str__())
 
 
 class ConfigError(MonitorError):
@@ -20,8 +26,8 @@ class ConfigError(MonitorError):
     kind = "config"
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        self.problems = [redact(p) for p in problems]
+        super().__init__("\n".join(self.problems))
 
 
 class FetchError(MonitorError):

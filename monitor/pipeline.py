@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
+from monitor import secrets
 from monitor.config import SEVERITY_ORDER, FeedConfig, Settings
 from monitor.errors import MonitorError
 from monitor.extract import Extracted
@@ -221,7 +222,7 @@ class Pipeline:
     async def _poll(self, feed: FeedState, cfg: FeedConfig, owner: str) -> PollOutcome:
         fs = self.settings.fetch
         res = await self.fetcher.fetch(
-            feed.fetch_url,
+            secrets.expand(feed.fetch_url),
             etag=feed.etag,
             last_modified=feed.last_modified,
             max_bytes=fs.max_feed_bytes,
@@ -474,7 +475,7 @@ class Pipeline:
             skip_hours=skip_hours,
             skip_days=skip_days,
         )
-        redirect = getattr(res, "permanent_redirect", None)
+        redirect = secrets.redact(getattr(res, "permanent_redirect", None) or "") or None
         fetch_url = None
         if redirect and redirect == feed.redirect_target and feed.redirect_count + 1 >= 3:
             # A permanent redirect seen repeatedly: poll the new address from now on.
