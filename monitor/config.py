@@ -470,6 +470,10 @@ class _Loaded:
         if node is None:
             self.data = {}
             return
+        bomb = _alias_problem(node, name)
+        if bomb is not None:
+            self.problems.append(bomb)
+            return
         self.data = self._build(node, ())
 
     def _pos(self, node: yaml.Node) -> Pos:
@@ -541,6 +545,61 @@ class _Loaded:
             return ""
 
         return _VAR_RE.sub(repl, value)
+
+
+#: How many values YAML aliases may add to a document (beyond the values written out). A config
+#: that repeats a block with `*alias` stays far below; an alias bomb (nested aliases that
+#: expand a 1 KB file to billions of values) is refused before anything is expanded.
+MAX_ALIAS_VALUES = 10_000
+
+
+class _AliasBomb(Exception):
+    def __init__(self, node: yaml.Node, why: str) -> None:
+        self.node = node
+        self.why = why
+
+
+def _alias_problem(root: yaml.Node, name: str) -> str | None:
+    """A problem if the document's aliases expand it beyond `MAX_ALIAS_VALUES` more values
+    than it spells out, or refer to themselves. Linear in the document (sizes memoised per
+    node), so a bomb costs what its text costs."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    shared: list[yaml.Node] = []
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            if not shared:
+                shared.append(node)
+            return sizes[key]
+        if key in open_nodes:
+            raise _AliasBomb(node, "an alias refers to the value it is part of")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(v) for v in node.value)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        expanded = size(root)
+    except _AliasBomb as bomb:
+        mark = bomb.node.start_mark
+        return f"{name}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {bomb.why}"
+    except RecursionError:
+        return f"{name}:1:1: invalid YAML: values are nested too deeply"
+    if expanded - len(sizes) <= MAX_ALIAS_VALUES:
+        return None
+    mark = shared[0].start_mark if shared else root.start_mark
+    return (
+        f"{name}:{mark.line + 1}:{mark.column + 1}: invalid YAML: aliases (*name) expand the "
+        f"file to {expanded:,} values, more than {MAX_ALIAS_VALUES:,} beyond the "
+        f"{len(sizes):,} it spells out (an alias bomb?); the first reused anchor is here"
+    )
 
 
 def _expand_opml(path: Path, pos: Pos, problems: list[str]) -> list[dict[str, Any]]:
