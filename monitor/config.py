@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -313,7 +314,18 @@ class Settings(BaseSettings):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     defaults: Defaults = Field(default_factory=Defaults)
     feeds: list[FeedConfig] = Field(default_factory=list)  # `{opml: file}` expands at load
-    include: list[str] = Field(default_factory=list)
+    include: list[str] = Field(
+        default_factory=list,
+        description="Rule, entity, feed and channel files to merge, as paths or globs "
+        "relative to this file's folder; they must stay inside that folder unless "
+        "`include_outside` is set.",
+    )
+    include_outside: bool = Field(
+        False,
+        description="Allow `include:` and `opml:` paths that resolve outside the config "
+        "file's folder (absolute paths, `..`, symbolic links). Read from the config file "
+        "itself; the environment cannot turn it on.",
+    )
     entities: dict[str, list[str]] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
@@ -635,21 +647,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     source.positions.update(main.positions)
     source.key_positions.update(main.key_positions)
 
-    # includes: rule / entity / feed / channel files, by glob, relative to the config file.
-    includes = data.get("include", [])
-    if isinstance(includes, str):
-        includes = [includes]
-    if isinstance(includes, list):
-        for i, pattern in enumerate(includes):
-            ipos = main.positions.get(("include", i), Pos(str(root), 1, 1))
-            if not isinstance(pattern, str):
-                problems.append(f"{ipos}: include entries are file paths or globs")
-                continue
-            matches = sorted(glob.glob(str(root.parent / pattern), recursive=True))
-            if not matches:
-                problems.append(f"{ipos}: include {pattern!r} matches no file")
-            for file in matches:
-                _merge_include(data, source, Path(file), problems)
+    _include_files(root, main, data, source, problems)
 
     # OPML references expand into feeds.
     feeds = data.get("feeds")
@@ -658,7 +656,12 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         for i, item in enumerate(feeds):
             if isinstance(item, dict) and set(item) == {"opml"} and isinstance(item["opml"], str):
                 fpos = source.positions.get(("feeds", i), Pos(str(root), 1, 1))
-                opml_feeds = _expand_opml(root.parent / item["opml"], fpos, problems)
+                opml = root.parent / item["opml"]
+                outside = _outside(opml, root, _opted_in(data))
+                if outside:
+                    problems.append(f"{fpos}: OPML file {outside}")
+                    continue
+                opml_feeds = _expand_opml(opml, fpos, problems)
                 for f in opml_feeds:
                     source.positions[("feeds", len(expanded))] = fpos
                     expanded.append(f)
@@ -690,6 +693,53 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         raise ConfigError(problems)
     assert settings is not None
     return settings
+
+
+def _opted_in(data: dict[str, Any]) -> bool:
+    """`include_outside` as the model will read it (libyaml leaves plain scalars strings)."""
+    try:
+        return bool(TypeAdapter(bool).validate_python(data.get("include_outside", False)))
+    except ValidationError:
+        return False
+
+
+def _outside(file: Path, root: Path, allowed: bool) -> str | None:
+    """Why `file` may not be read (it resolves outside the config's folder), or None."""
+    if allowed:
+        return None
+    folder = root.parent.resolve()
+    if file.resolve().is_relative_to(folder):
+        return None
+    return (
+        f"{file} is outside the config's folder {folder}; set `include_outside: true` "
+        "in the config to allow reading it"
+    )
+
+
+def _include_files(
+    root: Path, main: _Loaded, data: dict[str, Any], source: SourceMap, problems: list[str]
+) -> None:
+    """Merge the files `include:` names (globs relative to the config file's folder)."""
+    includes = data.get("include", [])
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list):
+        return
+    allowed = _opted_in(data)
+    for i, pattern in enumerate(includes):
+        ipos = main.positions.get(("include", i), Pos(str(root), 1, 1))
+        if not isinstance(pattern, str):
+            problems.append(f"{ipos}: include entries are file paths or globs")
+            continue
+        matches = sorted(glob.glob(str(root.parent / pattern), recursive=True))
+        if not matches:
+            problems.append(f"{ipos}: include {pattern!r} matches no file")
+        for file in matches:
+            outside = _outside(Path(file), root, allowed)
+            if outside:
+                problems.append(f"{ipos}: include {pattern!r} matches {outside}")
+            else:
+                _merge_include(data, source, Path(file), problems)
 
 
 def _template_feed_urls(feeds: list[Any]) -> None:

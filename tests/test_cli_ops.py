@@ -45,6 +45,7 @@ defaults: {{interval: 1s, min_interval: 1s, channels: [hook]}}
 daemon: {{tick: 0.3s, deliver_every: 0.3s}}
 feeds:
   - {{url: "{site.url}/feed.xml", name: Loopback, allow_private: true}}
+include_outside: true  # the shipped rules, outside the test folder
 include: ["{ROOT}/config/rules/*.yaml"]
 channels:
   hook: {{type: webhook, url: "{hook.url}", allow_private: true}}

@@ -94,3 +94,65 @@ def test_ordinary_aliases_still_work(tmp_path: Path) -> None:
     settings = load_config(cfg)
     assert len(settings.rules) == 2000
     assert all(r.channels == ["console"] for r in settings.rules)
+
+
+RULES = "rules:\n  - name: outside-rule\n    query: troops\n"
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> tuple[Path, Path]:
+    """A config folder and, beside it, a folder the config has no business reading."""
+    conf, other = tmp_path / "conf", tmp_path / "other"
+    conf.mkdir()
+    other.mkdir()
+    (other / "rules.yaml").write_text(RULES)
+    return conf, other
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_an_include_outside_the_config_folder_is_refused(
+    layout: tuple[Path, Path], how: str
+) -> None:
+    conf, other = layout
+    if how == "dotdot":
+        pattern = "../other/*.yaml"
+    elif how == "absolute":
+        pattern = f"{other}/*.yaml"
+    else:
+        (conf / "linked").symlink_to(other, target_is_directory=True)
+        pattern = "linked/*.yaml"
+    cfg = conf / "monitor.yaml"
+    cfg.write_text(f'database: sqlite:///{conf}/m.db\ninclude:\n  - "{pattern}"\n')
+    [problem] = _problems(cfg)
+    assert problem.startswith(f"{cfg}:3:")
+    assert "outside the config's folder" in problem and "include_outside: true" in problem
+
+
+def test_include_outside_is_an_explicit_opt_in(layout: tuple[Path, Path]) -> None:
+    conf, other = layout
+    cfg = conf / "monitor.yaml"
+    cfg.write_text(f'include_outside: true\ninclude: ["../other/*.yaml", "{other}/*.yaml"]\n')
+    with pytest.raises(ConfigError) as info:  # both patterns name the one file
+        load_config(cfg)
+    assert "duplicate rule name 'outside-rule'" in str(info.value)
+    cfg.write_text('include_outside: true\ninclude: ["../other/*.yaml"]\n')
+    assert [r.name for r in load_config(cfg).rules] == ["outside-rule"]
+
+
+def test_includes_inside_the_folder_work_also_by_absolute_path(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "a.yaml").write_text(RULES)
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f'include: ["{tmp_path}/rules/*.yaml"]\n')
+    assert [r.name for r in load_config(cfg).rules] == ["outside-rule"]
+
+
+def test_an_opml_file_outside_the_config_folder_is_refused(layout: tuple[Path, Path]) -> None:
+    conf, other = layout
+    (other / "feeds.opml").write_text(
+        '<opml version="2.0"><body><outline xmlUrl="https://a.example.org/rss"/></body></opml>'
+    )
+    cfg = conf / "monitor.yaml"
+    cfg.write_text("feeds:\n  - opml: ../other/feeds.opml\n")
+    [problem] = _problems(cfg)
+    assert problem.startswith(f"{cfg}:2:") and "outside the config's folder" in problem

@@ -63,6 +63,7 @@ defaults:
 daemon: {{tick: 0.5s, deliver_every: 0.5s{health}}}
 feeds:
   - {{url: "{site.url}/feed.xml", name: Loopback News, allow_private: true}}
+include_outside: true  # the shipped rules, outside the test folder
 include: ["{ROOT}/config/rules/*.yaml"]
 channels:
   hook: {{type: webhook, url: "{hook.url}", secret: "${{HOOK_SECRET}}", allow_private: true}}

@@ -61,6 +61,7 @@ defaults: {{channels: [hook]}}
 feeds:
   - {{url: "{site.url}/feed.xml?token=${{FEED_TOKEN}}", name: Private, allow_private: true}}
   - {{url: "{site.url}/gone.xml?token=${{FEED_TOKEN}}", name: Gone, allow_private: true}}
+include_outside: true  # the shipped rules, outside the test folder
 include: ["{ROOT}/config/rules/*.yaml"]
 channels:
   hook:
