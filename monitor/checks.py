@@ -5,6 +5,7 @@ that fails here keeps the running config).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from apscheduler.triggers.cron import CronTrigger
@@ -29,45 +30,55 @@ def rule_specs(settings: Settings) -> list[RuleSpec]:
 def compile_settings(settings: Settings, *, run_examples: bool = True) -> CheckedConfig:
     """Compile and cross-check a loaded config. Raises `ConfigError` with `file:line:col`s."""
     problems: list[str] = []
+    ruleset = _compile(settings, problems)
+    if ruleset is not None and run_examples:
+        problems.extend(_example_problems(settings, ruleset))
+    problems.extend(_channel_problems(settings))
+    if problems or ruleset is None:
+        raise ConfigError(problems)
+    return CheckedConfig(settings=settings, ruleset=ruleset)
+
+
+def _compile(settings: Settings, problems: list[str]) -> RuleSet | None:
     src = settings.source
     index = {r.name: i for i, r in enumerate(settings.rules)}
-    ruleset: RuleSet | None = None
     try:
-        ruleset = compile_rules(rule_specs(settings), settings.entities)
+        return compile_rules(rule_specs(settings), settings.entities)
     except RuleCompileError as exc:
         for err in exc.errors:
             i = index.get(err.rule)
             query = settings.rules[i].query if i is not None else ""
             where = src.query_pos(i, err.offset) if i is not None else src.locate(("rules",))
             problems.append(f"{where}: rule {err.rule!r}: {err.message}\n{err.render(query)}")
-    if ruleset is not None and run_examples:
-        for fail in check_examples(ruleset, settings.active_rules):
-            i = index[fail.rule]
-            where = src.locate(("rules", i, "examples", fail.expected, fail.index))
-            verb = (
-                "should match but does not"
-                if fail.expected == "match"
-                else "should not match but does"
-            )
-            problems.append(
-                f"{where}: rule {fail.rule!r}: example {fail.expected}[{fail.index}]"
-                f" {verb}: {fail.text_preview!r}"
-                + (f"\n  {fail.explanation.strip()}" if fail.explanation.strip() else "")
-            )
+        return None
+
+
+def _example_problems(settings: Settings, ruleset: RuleSet) -> Iterator[str]:
+    index = {r.name: i for i, r in enumerate(settings.rules)}
+    for fail in check_examples(ruleset, settings.active_rules):
+        where = settings.source.locate(
+            ("rules", index[fail.rule], "examples", fail.expected, fail.index)
+        )
+        verb = (
+            "should match but does not" if fail.expected == "match" else "should not match but does"
+        )
+        yield (
+            f"{where}: rule {fail.rule!r}: example {fail.expected}[{fail.index}]"
+            f" {verb}: {fail.text_preview!r}"
+            + (f"\n  {fail.explanation.strip()}" if fail.explanation.strip() else "")
+        )
+
+
+def _channel_problems(settings: Settings) -> Iterator[str]:
+    src = settings.source
     for name, channel in settings.channels.items():
         for msg in check_templates(channel):
-            problems.append(
-                f"{src.locate(('channels', name, 'template'))}: channel {name!r}: {msg}"
-            )
+            yield f"{src.locate(('channels', name, 'template'))}: channel {name!r}: {msg}"
         if channel.digest is not None:
             try:
                 CronTrigger.from_crontab(channel.digest, timezone="UTC")
             except ValueError as exc:
-                problems.append(
+                yield (
                     f"{src.locate(('channels', name, 'digest'))}: channel {name!r}: "
                     f"invalid digest schedule {channel.digest!r}: {exc}"
                 )
-    if problems:
-        raise ConfigError(problems)
-    assert ruleset is not None
-    return CheckedConfig(settings=settings, ruleset=ruleset)

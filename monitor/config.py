@@ -147,10 +147,26 @@ class Defaults(_Model):
 
 
 class FeedConfig(_Model):
+    """One feed. Settings it leaves out are filled from `defaults:` when the config is loaded,
+    so a loaded feed carries its resolved values (`Settings.resolve_feed`)."""
+
     url: HttpUrlStr
     name: str | None = None
-    interval: Duration | None = None
-    extract: bool | None = None
+    interval: Duration = Field(
+        timedelta(minutes=10),
+        description="How often to poll the feed. Default: `defaults.interval`.",
+    )
+    extract: bool = Field(
+        True,
+        description="Fetch each new entry's page and extract its text. "
+        "Default: `defaults.extract`.",
+    )
+    adaptive: bool = Field(
+        False,
+        description="Poll by the feed's recent rate of new entries, between "
+        "`defaults.min_interval` and `defaults.max_interval`, instead of every `interval`. "
+        "Default: `defaults.adaptive` for a feed without its own `interval`, else false.",
+    )
     tags: list[str] = Field(default_factory=list)
     allow_private: bool = False
     enabled: bool = True
@@ -352,7 +368,22 @@ class Settings(BaseSettings):
         if "console" not in self.channels:
             # The default channel, so a new user sees alerts at once.
             self.channels["console"] = ConsoleChannel(type="console")
+        for feed in self.feeds:
+            self.resolve_feed(feed)
         return self
+
+    def resolve_feed(self, feed: FeedConfig) -> FeedConfig:
+        """Fill the settings `feed` does not set itself from `defaults:` (in place, once)."""
+        given = set(feed.model_fields_set)
+        d = self.defaults
+        if "adaptive" not in given:
+            # An explicit interval is a promise to poll at that rate.
+            feed.adaptive = d.adaptive and "interval" not in given
+        if "interval" not in given:
+            feed.interval = d.interval
+        if "extract" not in given:
+            feed.extract = d.extract
+        return feed
 
     # ---- derived views
 
@@ -369,10 +400,12 @@ class Settings(BaseSettings):
         return rule.channels if rule.channels is not None else self.defaults.channels
 
     def feed_interval(self, feed: FeedConfig) -> timedelta:
-        return feed.interval or self.defaults.interval
+        """The feed's resolved interval (kept for callers; read `feed.interval`)."""
+        return feed.interval
 
     def feed_extract(self, feed: FeedConfig) -> bool:
-        return self.defaults.extract if feed.extract is None else feed.extract
+        """The feed's resolved `extract` (kept for callers; read `feed.extract`)."""
+        return feed.extract
 
     @property
     def source(self) -> SourceMap:
@@ -639,60 +672,81 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     source = SourceMap()
     source.default_file = str(root)
     main = _Loaded(root, problems)
+    data = _main_mapping(root, main, problems)
+    source.positions.update(main.positions)
+    source.key_positions.update(main.key_positions)
+    _include_files(root, main, data, source, problems)
+    _expand_feeds(root, data, source, problems)
+    settings = _validate(data, source, problems)
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings
+
+
+def _main_mapping(root: Path, main: _Loaded, problems: list[str]) -> dict[str, Any]:
+    """The main file's top-level mapping; a file that is not one ends the load."""
     if problems and main.data is None:
         raise ConfigError(problems)
     data = main.data if main.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError([f"{root}:1:1: the config must be a mapping of sections"])
-    source.positions.update(main.positions)
-    source.key_positions.update(main.key_positions)
+    return data
 
-    _include_files(root, main, data, source, problems)
 
-    # OPML references expand into feeds.
+def _expand_feeds(root: Path, data: dict[str, Any], source: SourceMap, problems: list[str]) -> None:
+    """`{opml: file}` entries become the feeds they list; feed URLs keep their `${VAR}` form."""
     feeds = data.get("feeds")
-    if isinstance(feeds, list):
-        expanded: list[Any] = []
-        for i, item in enumerate(feeds):
-            if isinstance(item, dict) and set(item) == {"opml"} and isinstance(item["opml"], str):
-                fpos = source.positions.get(("feeds", i), Pos(str(root), 1, 1))
-                opml = root.parent / item["opml"]
-                outside = _outside(opml, root, _opted_in(data))
-                if outside:
-                    problems.append(f"{fpos}: OPML file {outside}")
-                    continue
-                opml_feeds = _expand_opml(opml, fpos, problems)
-                for f in opml_feeds:
-                    source.positions[("feeds", len(expanded))] = fpos
-                    expanded.append(f)
-            else:
-                if ("feeds", i) in source.positions and i != len(expanded):
-                    _move_positions(source, ("feeds", i), ("feeds", len(expanded)))
-                expanded.append(item)
-        data["feeds"] = expanded
-        _template_feed_urls(expanded)
+    if not isinstance(feeds, list):
+        return
+    expanded: list[Any] = []
+    for i, item in enumerate(feeds):
+        if isinstance(item, dict) and set(item) == {"opml"} and isinstance(item["opml"], str):
+            fpos = source.positions.get(("feeds", i), Pos(str(root), 1, 1))
+            for f in _opml_feeds(root, data, item["opml"], fpos, problems):
+                source.positions[("feeds", len(expanded))] = fpos
+                expanded.append(f)
+        else:
+            if ("feeds", i) in source.positions and i != len(expanded):
+                _move_positions(source, ("feeds", i), ("feeds", len(expanded)))
+            expanded.append(item)
+    data["feeds"] = expanded
+    _template_feed_urls(expanded)
 
-    settings: Settings | None = None
+
+def _opml_feeds(
+    root: Path, data: dict[str, Any], name: str, pos: Pos, problems: list[str]
+) -> list[dict[str, Any]]:
+    opml = root.parent / name
+    outside = _outside(opml, root, _opted_in(data))
+    if outside:
+        problems.append(f"{pos}: OPML file {outside}")
+        return []
+    return _expand_opml(opml, pos, problems)
+
+
+def _validate(data: dict[str, Any], source: SourceMap, problems: list[str]) -> Settings | None:
+    """The model of `data` (environment overrides applied), or None with its problems."""
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            where = source.locate(loc)
-            dotted = ".".join(str(p) for p in loc if p not in _UNION_TAGS)
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown key {loc[-1]!r}"
-                where = source.key_positions.get(loc, where)
-            problems.append(f"{where}: {dotted}: {msg}")
-    if settings is not None:
-        source._query_text = {i: r.query for i, r in enumerate(settings.rules)}
-        settings._source = source
-        problems.extend(_reference_problems(settings, source))
-    if problems:
-        raise ConfigError(problems)
-    assert settings is not None
+        problems.extend(_validation_problems(exc, source))
+        return None
+    source._query_text = {i: r.query for i, r in enumerate(settings.rules)}
+    settings._source = source
+    problems.extend(_reference_problems(settings, source))
     return settings
+
+
+def _validation_problems(exc: ValidationError, source: SourceMap) -> Iterator[str]:
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = source.locate(loc)
+        dotted = ".".join(str(p) for p in loc if p not in _UNION_TAGS)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+            where = source.key_positions.get(loc, where)
+        yield f"{where}: {dotted}: {msg}"
 
 
 def _opted_in(data: dict[str, Any]) -> bool:
@@ -775,49 +829,62 @@ def _merge_include(
     for key, value in inc.data.items():
         kpos = inc.positions.get((key,), Pos(str(file), 1, 1))
         if key in ("rules", "feeds"):
-            if not isinstance(value, list):
-                problems.append(f"{kpos}: {key} must be a list")
-                continue
-            target = data.setdefault(key, [])
-            if not isinstance(target, list):
-                continue
-            for i, item in enumerate(value):
-                new_index = len(target)
-                for mine, theirs in (
-                    (source.positions, inc.positions),
-                    (source.key_positions, inc.key_positions),
-                ):
-                    for k, v in theirs.items():
-                        if k[:2] == (key, i):
-                            mine[(key, new_index, *k[2:])] = v
-                target.append(item)
+            _merge_list(data, source, inc, key, value, kpos)
         elif key in ("entities", "channels"):
-            if not isinstance(value, dict):
-                problems.append(f"{kpos}: {key} must be a mapping")
-                continue
-            target_map = data.setdefault(key, {})
-            if not isinstance(target_map, dict):
-                continue
-            for name, item in value.items():
-                if name in target_map:
-                    problems.append(
-                        f"{inc.positions.get((key, name), kpos)}: {key[:-1]} "
-                        f"{name!r} is already defined"
-                    )
-                    continue
-                for mine, theirs in (
-                    (source.positions, inc.positions),
-                    (source.key_positions, inc.key_positions),
-                ):
-                    for k, v in theirs.items():
-                        if k[:2] == (key, name):
-                            mine[k] = v
-                target_map[name] = item
+            _merge_map(data, source, inc, key, value, kpos)
         else:
             problems.append(
                 f"{kpos}: unknown key {key!r} in an included file "
                 "(allowed: rules, entities, feeds, channels)"
             )
+
+
+def _merge_list(
+    data: dict[str, Any], source: SourceMap, inc: _Loaded, key: str, value: Any, kpos: Pos
+) -> None:
+    """Append an included file's `rules:` or `feeds:` items, moving their positions along."""
+    if not isinstance(value, list):
+        inc.problems.append(f"{kpos}: {key} must be a list")
+        return
+    target = data.setdefault(key, [])
+    if not isinstance(target, list):
+        return
+    for i, item in enumerate(value):
+        new_index = len(target)
+        for mine, theirs in (
+            (source.positions, inc.positions),
+            (source.key_positions, inc.key_positions),
+        ):
+            for k, v in theirs.items():
+                if k[:2] == (key, i):
+                    mine[(key, new_index, *k[2:])] = v
+        target.append(item)
+
+
+def _merge_map(
+    data: dict[str, Any], source: SourceMap, inc: _Loaded, key: str, value: Any, kpos: Pos
+) -> None:
+    """Add an included file's `entities:` or `channels:`; a name defined twice is an error."""
+    if not isinstance(value, dict):
+        inc.problems.append(f"{kpos}: {key} must be a mapping")
+        return
+    target_map = data.setdefault(key, {})
+    if not isinstance(target_map, dict):
+        return
+    for name, item in value.items():
+        if name in target_map:
+            inc.problems.append(
+                f"{inc.positions.get((key, name), kpos)}: {key[:-1]} {name!r} is already defined"
+            )
+            continue
+        for mine, theirs in (
+            (source.positions, inc.positions),
+            (source.key_positions, inc.key_positions),
+        ):
+            for k, v in theirs.items():
+                if k[:2] == (key, name):
+                    mine[k] = v
+        target_map[name] = item
 
 
 def _reference_problems(settings: Settings, source: SourceMap) -> Iterator[str]:

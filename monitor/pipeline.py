@@ -428,7 +428,7 @@ class Pipeline:
     # ------------------------------------------------------------------ bookkeeping
 
     def _adaptive(self, cfg: FeedConfig) -> bool:
-        return self.settings.defaults.adaptive and cfg.interval is None
+        return cfg.adaptive  # resolved at load: defaults.adaptive unless the feed says
 
     async def _plan(
         self,
