@@ -5,13 +5,19 @@ that fails here keeps the running config).
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
-from monitor.config import Settings
+from monitor import secrets
+from monitor.config import Settings, SlackChannel, WebhookChannel
 from monitor.errors import ConfigError
+from monitor.fetch import blocked_reason
 from monitor.notify import check_templates
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
 from monitor.rules.examples import check_examples
@@ -82,3 +88,59 @@ def _channel_problems(settings: Settings) -> Iterator[str]:
                     f"{src.locate(('channels', name, 'digest'))}: channel {name!r}: "
                     f"invalid digest schedule {channel.digest!r}: {exc}"
                 )
+
+
+# --------------------------------------------------------------------------- warnings
+
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.I)
+
+
+def private_host_reason(host: str) -> str | None:
+    """Why `host` is not a public address, judged from its spelling alone: `localhost` (and
+    `*.localhost`), literal IPv4/IPv6 addresses and legacy numeric IPv4 forms (`127.1`,
+    `2130706433`). Other names are not resolved here (no DNS in `check`); the fetcher and the
+    deliverer check the resolved address at run time."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return "loopback name"
+    try:
+        ip = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        if not _NUMERIC_HOST.fullmatch(name):
+            return None
+        try:
+            ip = ipaddress.ip_address(socket.inet_ntoa(socket.inet_aton(name)))
+        except OSError:
+            return None
+    return blocked_reason(ip)
+
+
+def network_warnings(settings: Settings) -> list[str]:
+    """Feeds and channels whose URL names a loopback or private address but that do not set
+    `allow_private: true`: they pass the schema, then fail at run time. Warnings, not errors
+    (`monitor check` still succeeds); secrets are redacted from the text."""
+    src = settings.source
+    out: list[str] = []
+    for i, feed in enumerate(settings.feeds):
+        if not feed.enabled or feed.allow_private:
+            continue
+        host = urlsplit(secrets.expand(feed.url)).hostname or ""
+        reason = private_host_reason(host)
+        if reason is not None:
+            out.append(
+                f"{src.locate(('feeds', i, 'url'))}: warning: feed {feed.display_name!r} is on "
+                f"a {reason} ({host}); it will be refused unless the feed sets "
+                "allow_private: true"
+            )
+    for name, channel in settings.channels.items():
+        if not isinstance(channel, WebhookChannel | SlackChannel) or channel.allow_private:
+            continue
+        url = channel.url if isinstance(channel, WebhookChannel) else channel.webhook_url
+        host = urlsplit(url.get_secret_value()).hostname or ""
+        reason = private_host_reason(host)
+        if reason is not None and channel.enabled:
+            out.append(
+                f"{src.locate(('channels', name))}: warning: channel {name!r} sends to a "
+                f"{reason}; it will be refused unless the channel sets allow_private: true"
+            )
+    return [secrets.redact(w) for w in out]

@@ -9,15 +9,17 @@ checks that need other stages (queries parse, examples behave, templates compile
 
 from __future__ import annotations
 
+import difflib
 import glob
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -33,7 +35,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from monitor import secrets
 from monitor.errors import ConfigError
@@ -731,6 +738,10 @@ def _validate(data: dict[str, Any], source: SourceMap, problems: list[str]) -> S
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, source))
         return None
+    except SettingsError as exc:  # an environment value that is not valid JSON
+        names = sorted(_env_paths().values())
+        problems.append(f"environment ({', '.join(names)}): {exc}; use JSON for a section")
+        return None
     source._query_text = {i: r.query for i, r in enumerate(settings.rules)}
     settings._source = source
     problems.extend(_reference_problems(settings, source))
@@ -738,15 +749,98 @@ def _validate(data: dict[str, Any], source: SourceMap, problems: list[str]) -> S
 
 
 def _validation_problems(exc: ValidationError, source: SourceMap) -> Iterator[str]:
+    env = _env_paths()
     for err in exc.errors():
         loc = tuple(err["loc"])
-        where = source.locate(loc)
-        dotted = ".".join(str(p) for p in loc if p not in _UNION_TAGS)
+        where: object = source.locate(loc)
+        path = tuple(p for p in loc if p not in _UNION_TAGS)
+        dotted = ".".join(str(p) for p in path)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key {loc[-1]!r}"
+            msg = f"unknown key {loc[-1]!r}" + _did_you_mean(str(loc[-1]), _keys_at(loc[:-1]))
             where = source.key_positions.get(loc, where)
+        variable = _env_variable(path, env)
+        if variable is not None:  # the value came from the environment, not from a file
+            where = f"environment variable {variable}"
         yield f"{where}: {dotted}: {msg}"
+
+
+def _env_paths() -> dict[tuple[str, ...], str]:
+    """`MONITOR_A__B` variables as the setting paths they override (`("a", "b")`)."""
+    prefix = Settings.model_config.get("env_prefix", "").upper()
+    delimiter = Settings.model_config.get("env_nested_delimiter") or "__"
+    paths: dict[tuple[str, ...], str] = {}
+    for name in os.environ:
+        if prefix and name.upper().startswith(prefix):
+            paths[tuple(p.lower() for p in name[len(prefix) :].split(delimiter))] = name
+    return paths
+
+
+def _env_variable(path: tuple[Any, ...], env: dict[tuple[str, ...], str]) -> str | None:
+    """The environment variable that set the value at `path` (or one of its parents)."""
+    lowered = tuple(str(p).lower() for p in path)
+    for n in range(len(lowered), 0, -1):
+        if lowered[:n] in env:
+            return env[lowered[:n]]
+    return None
+
+
+def _did_you_mean(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _keys_at(loc: tuple[Any, ...]) -> set[str]:
+    """The keys the model accepts at `loc` (a pydantic error location), for "did you mean"."""
+    types: list[Any] = [Settings]
+    for elem in loc:
+        types = _step(_unwrap(types), elem)
+    keys: set[str] = set()
+    for t in _unwrap(types):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            for name, f in t.model_fields.items():
+                keys.add(f.alias or name)
+    return keys
+
+
+def _unwrap(types: list[Any]) -> list[Any]:
+    """Annotated/Optional/Union annotations as the plain types they allow."""
+    out: list[Any] = []
+    pending = list(types)
+    while pending:
+        t = pending.pop()
+        origin = get_origin(t)
+        if origin is Annotated:
+            pending.append(get_args(t)[0])
+        elif origin in (Union, UnionType):
+            pending.extend(get_args(t))
+        else:
+            out.append(t)
+    return out
+
+
+def _step(types: list[Any], elem: Any) -> list[Any]:
+    """The types one location element further down (a field, a list item, a dict value, or
+    the member of a tagged union named by its tag)."""
+    out: list[Any] = []
+    for t in types:
+        origin = get_origin(t)
+        if origin is list and isinstance(elem, int):
+            out.append(get_args(t)[0])
+        elif origin is dict:
+            out.append(get_args(t)[1])
+        elif isinstance(t, type) and issubclass(t, BaseModel):
+            if elem in t.model_fields:
+                out.append(t.model_fields[elem].annotation)
+            elif elem == t.__name__ or _tag_of(t) == elem:
+                out.append(t)
+    return out
+
+
+def _tag_of(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("type")
+    args = get_args(field.annotation) if field is not None else ()
+    return args[0] if args else None
 
 
 def _opted_in(data: dict[str, Any]) -> bool:
@@ -834,8 +928,9 @@ def _merge_include(
             _merge_map(data, source, inc, key, value, kpos)
         else:
             problems.append(
-                f"{kpos}: unknown key {key!r} in an included file "
-                "(allowed: rules, entities, feeds, channels)"
+                f"{inc.key_positions.get((key,), kpos)}: unknown key {key!r} in an included file"
+                + _did_you_mean(str(key), ("rules", "entities", "feeds", "channels"))
+                + " (allowed: rules, entities, feeds, channels)"
             )
 
 

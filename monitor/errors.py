@@ -7,6 +7,8 @@ health and shown by `monitor status`.
 
 from __future__ import annotations
 
+import re
+
 from monitor.secrets import redact
 
 
@@ -26,8 +28,20 @@ class ConfigError(MonitorError):
     kind = "config"
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = [redact(p) for p in problems]
+        self.problems = sorted((redact(p) for p in problems), key=_problem_order)
         super().__init__("\n".join(self.problems))
+
+
+_POSITION = re.compile(r"^(.*?):(\d+):(\d+): ")
+
+
+def _problem_order(problem: str) -> tuple[int, str, int, int]:
+    """Problems without a file position (environment variables) first, then by file, line
+    and column; the sort is stable, so problems at one position keep their order."""
+    m = _POSITION.match(problem)
+    if m is None:
+        return (0, "", 0, 0)
+    return (1, m.group(1), int(m.group(2)), int(m.group(3)))
 
 
 class FetchError(MonitorError):

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from monitor.checks import compile_settings
+from monitor.checks import compile_settings, network_warnings
 from monitor.config import load_config, parse_duration
 from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
 from monitor.store import Store
@@ -25,6 +25,8 @@ log = logging.getLogger("monitor.cli")
 def check(path: str) -> int:
     checked = compile_settings(load_config(path))
     st = checked.settings
+    for warning in network_warnings(st):
+        print(warning, file=sys.stderr)
     n_examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in st.active_rules)
     print(
         f"{path}: ok ({len(st.feed_list)} feeds, {len(st.active_rules)} rules, "
