@@ -119,28 +119,35 @@ def network_warnings(settings: Settings) -> list[str]:
     """Feeds and channels whose URL names a loopback or private address but that do not set
     `allow_private: true`: they pass the schema, then fail at run time. Warnings, not errors
     (`monitor check` still succeeds); secrets are redacted from the text."""
-    src = settings.source
-    out: list[str] = []
+    out = [*_feed_warnings(settings), *_channel_warnings(settings)]
+    return [secrets.redact(w) for w in out]
+
+
+def _feed_warnings(settings: Settings) -> Iterator[str]:
     for i, feed in enumerate(settings.feeds):
         if not feed.enabled or feed.allow_private:
             continue
         host = urlsplit(secrets.expand(feed.url)).hostname or ""
         reason = private_host_reason(host)
         if reason is not None:
-            out.append(
-                f"{src.locate(('feeds', i, 'url'))}: warning: feed {feed.display_name!r} is on "
-                f"a {reason} ({host}); it will be refused unless the feed sets "
-                "allow_private: true"
+            yield (
+                f"{settings.source.locate(('feeds', i, 'url'))}: warning: feed "
+                f"{feed.display_name!r} is on a {reason} ({host}); it will be refused unless "
+                "the feed sets allow_private: true"
             )
+
+
+def _channel_warnings(settings: Settings) -> Iterator[str]:
     for name, channel in settings.channels.items():
-        if not isinstance(channel, WebhookChannel | SlackChannel) or channel.allow_private:
+        if not isinstance(channel, WebhookChannel | SlackChannel):
+            continue
+        if channel.allow_private or not channel.enabled:
             continue
         url = channel.url if isinstance(channel, WebhookChannel) else channel.webhook_url
-        host = urlsplit(url.get_secret_value()).hostname or ""
-        reason = private_host_reason(host)
-        if reason is not None and channel.enabled:
-            out.append(
-                f"{src.locate(('channels', name))}: warning: channel {name!r} sends to a "
-                f"{reason}; it will be refused unless the channel sets allow_private: true"
+        reason = private_host_reason(urlsplit(url.get_secret_value()).hostname or "")
+        if reason is not None:
+            yield (
+                f"{settings.source.locate(('channels', name))}: warning: channel {name!r} "
+                f"sends to a {reason}; it will be refused unless the channel sets "
+                "allow_private: true"
             )
-    return [secrets.redact(w) for w in out]
