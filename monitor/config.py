@@ -333,7 +333,15 @@ class Settings(BaseSettings):
     )
 
     database: str = "sqlite:///monitor.db"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe log messages written (to standard error)."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text`: one readable line per message. `json`: one JSON object per line "
+        "with `ts` (ISO 8601, UTC), `level`, `logger`, `message`, and `feed`, `rule` or "
+        "`delivery` when the message is about one; for log collectors (journald, Loki, ELK).",
+    )
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     defaults: Defaults = Field(default_factory=Defaults)
     feeds: list[FeedConfig] = Field(default_factory=list)  # `{opml: file}` expands at load

@@ -159,7 +159,9 @@ class Deliverer:
             self.outbox.mark_sent, d.id, self.owner, receipt=receipt.detail, now=self.clock()
         )
         self.counts["sent"] += 1
-        log.info("sent %s %s via %s", d.kind, d.idempotency_key, channel.name)
+        log.info(
+            "sent %s %s via %s", d.kind, d.idempotency_key, channel.name, extra={"delivery": d.id}
+        )
 
     async def _failed(
         self, d: Delivery, error: str, retry_after: float | None, permanent: bool
@@ -184,7 +186,14 @@ class Deliverer:
                 if attempts >= s.max_attempts
                 else f"gave up after {s.give_up_after}"
             )
-            log.error("delivery %d to %s is dead (%s): %s", d.id, d.channel, why, error)
+            log.error(
+                "delivery %d to %s is dead (%s): %s",
+                d.id,
+                d.channel,
+                why,
+                error,
+                extra={"delivery": d.id},
+            )
             self.counts["dead"] += 1
             await asyncio.to_thread(
                 self.outbox.mark_failed,
@@ -203,6 +212,7 @@ class Deliverer:
             attempts,
             retry_at - now,
             error,
+            extra={"delivery": d.id},
         )
         await asyncio.to_thread(
             self.outbox.mark_failed, d.id, self.owner, error=error, now=now, retry_at=retry_at

@@ -587,7 +587,12 @@ class Pipeline:
             retry_after=retry_after,
         )
         log.warning(
-            "feed %s failed [%s]: %s (next try in %.0f s)", feed.url, kind, error, next_at - now
+            "feed %s failed [%s]: %s (next try in %.0f s)",
+            feed.url,
+            kind,
+            error,
+            next_at - now,
+            extra={"feed": feed.url},
         )
         await asyncio.to_thread(
             self.store.feeds.record_failure,
@@ -649,7 +654,8 @@ class _Recorder:
 
 def _log_alerts(article: Article, result: CommitResult) -> int:
     if result.alerts:
-        log.info("alert %s: %s (%s)", ",".join(result.alerts), article.title, article.url)
+        rules = ",".join(result.alerts)
+        log.info("alert %s: %s (%s)", rules, article.title, article.url, extra={"rule": rules})
     return len(result.alerts)
 
 

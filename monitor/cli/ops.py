@@ -37,7 +37,7 @@ def check(path: str) -> int:
 
 async def once(path: str) -> int:
     checked = load_checked(path)
-    setup_logging(checked.settings.log_level)
+    setup_logging(checked.settings.log_level, checked.settings.log_format)
     rt = Runtime(checked, config_path=path)
     try:
         report = await rt.run_cycle()
@@ -55,7 +55,7 @@ async def once(path: str) -> int:
 
 async def run(path: str) -> int:
     checked = load_checked(path)
-    setup_logging(checked.settings.log_level)
+    setup_logging(checked.settings.log_level, checked.settings.log_format)
     rt = Runtime(checked, config_path=path)
     await Daemon(rt).run()
     return 0
