@@ -22,6 +22,7 @@ from monitor.errors import DeliveryError
 from monitor.notify.base import Channel
 from monitor.notify.message import AlertMessage
 from monitor.schedule import next_poll_after_failure
+from monitor.secrets import redact
 from monitor.store import Delivery, Outbox
 
 log = logging.getLogger("monitor.delivery")
@@ -153,7 +154,8 @@ class Deliverer:
             return
         except Exception as exc:  # a channel bug must not stop the worker or lose the row
             log.exception("channel %s crashed sending delivery %d", channel.name, d.id)
-            await self._failed(d, f"internal error: {type(exc).__name__}: {exc}", None, False)
+            error = redact(f"internal error: {type(exc).__name__}: {exc}")
+            await self._failed(d, error, None, False)
             return
         await asyncio.to_thread(
             self.outbox.mark_sent, d.id, self.owner, receipt=receipt.detail, now=self.clock()

@@ -217,7 +217,8 @@ class Pipeline:
             )
         except Exception as exc:  # a bug must not kill the daemon; record it on the feed
             log.exception("unexpected error polling %s", feed.url)
-            return await self._failed(feed, owner, "internal", f"{type(exc).__name__}: {exc}", None)
+            error = secrets.redact(f"{type(exc).__name__}: {exc}")
+            return await self._failed(feed, owner, "internal", error, None)
 
     async def _poll(self, feed: FeedState, cfg: FeedConfig, owner: str) -> PollOutcome:
         fs = self.settings.fetch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -154,3 +155,58 @@ def test_the_log_filter_redacts_records_of_child_loggers_and_tracebacks() -> Non
     text = out.getvalue()
     assert "?token=${FEED_TOKEN}" in text and "ValueError" in text
     assert TOKEN not in text
+
+
+def test_unexpected_errors_are_stored_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug's exception text (not a MonitorError) is redacted before it is stored."""
+    from monitor.daemon import Runtime, load_checked
+
+    monkeypatch.setenv("FEED_TOKEN", TOKEN)
+    title, body = seed_article()
+    with NewsSite() as site, WebhookReceiver() as hook:
+        site.page("/a/seed.html", news_page(title, body))
+        site.feed(f"/feed.xml?token={TOKEN}", [Item(title, "/a/seed.html", "seed")])
+        cfg = tmp_path / "monitor.yaml"
+        cfg.write_text(f"""
+database: sqlite:///{tmp_path}/monitor.db
+defaults: {{channels: [hook]}}
+feeds:
+  - {{url: "{site.url}/feed.xml?token=${{FEED_TOKEN}}", allow_private: true}}
+  - {{url: "{site.url}/other.xml?token=${{FEED_TOKEN}}", allow_private: true}}
+rules:
+  - {{name: troops, query: troops}}
+channels:
+  hook: {{type: webhook, url: "{hook.url}?key=${{FEED_TOKEN}}", allow_private: true}}
+""")
+
+        async def cycle() -> None:
+            rt = Runtime(load_checked(cfg), config_path=str(cfg))
+            real_fetch = rt.fetcher.fetch
+
+            async def fetch(url: str, **kw: object) -> object:
+                if "other.xml" in url:
+                    raise RuntimeError(f"bug while fetching {url}")
+                return await real_fetch(url, **kw)  # type: ignore[arg-type]
+
+            async def send(msg: object) -> object:
+                raise RuntimeError(f"bug in the channel, url={hook.url}?key={TOKEN}")
+
+            monkeypatch.setattr(rt.fetcher, "fetch", fetch)
+            monkeypatch.setattr(rt.channels["hook"], "send", send)
+            try:
+                await rt.run_cycle()
+            finally:
+                await rt.aclose()
+
+        asyncio.run(cycle())
+    db = sqlite3.connect(tmp_path / "monitor.db")
+    feed_errors = [r[0] for r in db.execute("select last_error from feeds") if r[0]]
+    delivery_errors = [r[0] for r in db.execute("select last_error from deliveries") if r[0]]
+    db.close()
+    assert feed_errors == [
+        f"RuntimeError: bug while fetching {site.url}/other.xml?token=${{FEED_TOKEN}}"
+    ]
+    assert delivery_errors and all("internal error: RuntimeError" in e for e in delivery_errors)
+    assert _leaks("\n".join(feed_errors + delivery_errors)) == []
