@@ -101,7 +101,8 @@ SEVERITY_ORDER: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 
 
 
 def _http_url(value: str) -> str:
-    parts = urlsplit(value)
+    # A feed URL is kept in its `${VAR}` form; what must be an http(s) URL is what is fetched.
+    parts = urlsplit(secrets.expand(value))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an http(s) URL")
     return value

@@ -19,7 +19,8 @@ from receivers import WebhookReceiver
 
 from monitor import secrets
 from monitor.cli import main
-from monitor.errors import DeliveryError, FetchError
+from monitor.config import load_config
+from monitor.errors import ConfigError, DeliveryError, FetchError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "tok-7f3a9c2e51b84d06"
@@ -210,3 +211,18 @@ channels:
     ]
     assert delivery_errors and all("internal error: RuntimeError" in e for e in delivery_errors)
     assert _leaks("\n".join(feed_errors + delivery_errors)) == []
+
+
+def test_the_expanded_feed_url_is_what_must_be_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEED_HOST", "file:///etc")
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text('feeds:\n  - url: "${FEED_HOST}/passwd"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert "'${FEED_HOST}/passwd' is not an http(s) URL" in str(info.value)
+    monkeypatch.setenv("FEED_HOST", "https://news.example.org")
+    [feed] = load_config(cfg).feed_list
+    assert feed.url == "${FEED_HOST}/passwd"
+    assert secrets.expand(feed.url) == "https://news.example.org/passwd"
