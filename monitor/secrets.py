@@ -47,7 +47,8 @@ class SecretRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: dict[str, str] = {}  # value -> variable name
+        self._values: dict[str, str] = {}  # value -> variable name (the first to have it)
+        self._latest: dict[str, str] = {}  # variable name -> its latest value (for expand)
         self._spelled: list[tuple[str, str]] = []  # (spelling, placeholder), longest first
 
     def register(self, var: str, value: str) -> None:
@@ -55,6 +56,7 @@ class SecretRegistry:
         if len(value) < MIN_LENGTH:
             return
         with self._lock:
+            self._latest[var] = value  # a reload with a rotated token fetches with the new one
             if value in self._values:
                 return
             self._values[value] = var
@@ -75,10 +77,10 @@ class SecretRegistry:
         """`text` with each `${VAR}` placeholder of a known secret replaced by its value."""
         if "${" not in text:
             return text
-        by_var = {var: value for value, var in self._values.items()}
+        latest = self._latest
 
         def value_of(m: re.Match[str]) -> str:
-            return by_var.get(m.group(1), m.group(0))
+            return latest.get(m.group(1), m.group(0))
 
         return _PLACEHOLDER_RE.sub(value_of, text)
 
@@ -89,6 +91,7 @@ class SecretRegistry:
         """Forget every value (tests only)."""
         with self._lock:
             self._values.clear()
+            self._latest.clear()
             self._spelled = []
 
 

@@ -226,3 +226,25 @@ def test_the_expanded_feed_url_is_what_must_be_http(
     [feed] = load_config(cfg).feed_list
     assert feed.url == "${FEED_HOST}/passwd"
     assert secrets.expand(feed.url) == "https://news.example.org/passwd"
+
+
+def test_a_rotated_secret_is_fetched_with_its_new_value_and_both_stay_masked() -> None:
+    secrets.register("FEED_TOKEN", "old-token-value")
+    secrets.register("FEED_TOKEN", "new-token-value")  # a SIGHUP reload after rotation
+    secrets.register("OTHER", "new-token-value")  # the same value under a second name
+    assert secrets.expand("https://h/?t=${FEED_TOKEN}") == "https://h/?t=new-token-value"
+    assert secrets.expand("${OTHER}") == "new-token-value"
+    assert secrets.redact("old-token-value new-token-value") == "${FEED_TOKEN} ${FEED_TOKEN}"
+
+
+def test_log_format_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_LOG_FORMAT", "json")
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text("log_format: text\n")
+    assert load_config(cfg).log_format == "json"
+    monkeypatch.setenv("MONITOR_LOG_FORMAT", "xml")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert str(info.value).startswith("environment variable MONITOR_LOG_FORMAT: log_format: ")
