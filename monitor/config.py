@@ -581,7 +581,9 @@ class _Loaded:
         return value
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
-        if node.style is not None:  # quoted or block: always a string
+        if not node.style and node.tag == "tag:yaml.org,2002:null":
+            return None  # `key: null`, `key: ~`, `key:` mean "not set", with either parser
+        if node.style is not None:  # quoted or block (libyaml: also plain): the text
             return node.value
         loader = yaml.SafeLoader("")
         try:

@@ -62,3 +62,14 @@ def test_the_accessors_return_the_resolved_values(tmp_path: Path) -> None:
     [feed] = settings.feed_list
     assert settings.feed_interval(feed) == feed.interval == timedelta(minutes=7)
     assert settings.feed_extract(feed) is feed.extract is True
+
+
+def test_an_explicit_null_means_not_set(tmp_path: Path) -> None:
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        "defaults: {channels: [console]}\n"
+        "rules:\n"
+        "  - name: r\n    query: troops\n    channels: null\n    cooldown: ~\n    within:\n"
+    )
+    [rule] = load_config(cfg).rules
+    assert rule.channels is None and rule.cooldown is None and rule.within is None
