@@ -531,7 +531,8 @@ class _Loaded:
         if node is None:
             self.data = {}
             return
-        bomb = _alias_problem(node, name)
+        # Aliases need an anchor (`&name`): a text without `&` has none to check.
+        bomb = _alias_problem(node, name) if "&" in text else None
         if bomb is not None:
             self.problems.append(bomb)
             return
