@@ -5,19 +5,18 @@ checked by its language, or by a marker comment on the line just before its fenc
 
     <!-- example: KIND [id=NAME] [file=NAME] [under=KEY] [cwd=repo] -->
 
-| block | checked by |
-|---|---|
-| ```yaml, unmarked or `config` | loaded with `load_config` and checked with `compile_settings` |
-| `fragment under=KEY` (yaml) | the same, after wrapping the block under `KEY:` |
-| `rule-example` (yaml) | `query` (and `entities`) compiled; every `match` must match, every `no_match` not |
-| `rule-error` (yaml) | `query` must fail to compile with exactly `error` (and `hint`) |
-| `yaml` | parsed only (YAML that is not a monitor config, e.g. a compose file) |
-| ```json | parsed |
-| ```python | executed |
-| `run` (console) | each `$ command` is run (`monitor` is this checkout's `python -m monitor`) and its |
-|  | output compared with the lines below it: `...` alone matches any lines, inside a line any text |
-| `skip REASON` | not run; the reason is shown as the skip reason |
-| other languages | not run |
+- ```yaml, unmarked or `config`: loaded with `load_config`, checked with `compile_settings`;
+- `fragment under=KEY` (yaml): the same, after wrapping the block under `KEY:`;
+- `rule-example` (yaml): `query` (and `entities`) compiled; each `match` text must match and
+  each `no_match` text must not;
+- `rule-error` (yaml): `query` must fail to compile with exactly `error` (and `hint`);
+- `yaml`: parsed only (YAML that is not a monitor config, e.g. a compose file);
+- ```json: parsed; ```python: executed;
+- `run` (console): each `$ command` is run (`monitor` is this checkout's `python -m monitor`)
+  and its output compared with the lines below it: `...` alone matches any lines, and inside
+  a line any text;
+- `skip REASON`: not run, and the reason is shown as the skip reason;
+- other languages: not run.
 
 `file=NAME` also writes the block to NAME in the page's scratch folder, where its `run` blocks
 run (`cwd=repo` runs them from the repository root). `id=NAME` gives a block the extra checks
@@ -51,7 +50,17 @@ from monitor.rules.examples import check_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]
-KINDS = {"config", "fragment", "rule-example", "rule-error", "yaml", "json", "python", "run", "skip"}
+KINDS = {
+    "config",
+    "fragment",
+    "rule-example",
+    "rule-error",
+    "yaml",
+    "json",
+    "python",
+    "run",
+    "skip",
+}
 DEFAULT_KIND = {"yaml": "config", "yml": "config", "json": "json", "python": "python"}
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
@@ -283,8 +292,10 @@ def output_matches(expected: list[str], actual: list[str]) -> bool:
     if head == "...":
         return any(output_matches(rest, actual[i:]) for i in range(len(actual) + 1))
     pattern = ".*".join(re.escape(part) for part in head.split("..."))
-    return bool(actual) and re.fullmatch(pattern, actual[0]) is not None and (
-        output_matches(rest, actual[1:])
+    return (
+        bool(actual)
+        and re.fullmatch(pattern, actual[0]) is not None
+        and (output_matches(rest, actual[1:]))
     )
 
 
@@ -336,7 +347,9 @@ def test_runnable_session_prints_what_the_page_shows(block: Block, tmp_path: Pat
 # --------------------------------------------------------------------------- named blocks
 
 
-def test_the_config_guide_has_every_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_config_guide_has_every_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     checked = load_block_config(by_id("guide"), tmp_path, monkeypatch)
     settings = checked.settings
     assert {"attacks-on-us-troops", "extra"} <= set(checked.ruleset.rule_names)

@@ -1,4 +1,4 @@
-"""The deployment files hold what docs/operations.md says: the systemd unit, compose.yaml, Dockerfile.
+"""The deployment files hold what docs/operations.md says: systemd unit, compose.yaml, Dockerfile.
 
 There is no Docker engine on the test machines, so compose.yaml is parsed (`docker compose
 config` is not run) and the Dockerfile's layers are checked by reading it; the systemd unit is

@@ -24,7 +24,6 @@ from typing import Any
 import annotated_types
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
@@ -33,7 +32,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from monitor import config  # noqa: E402
 
 PAGE = ROOT / "docs" / "reference" / "configuration.md"
-CHANNEL_TYPES: tuple[type[BaseModel], ...] = typing.get_args(typing.get_args(config.ChannelConfig)[0])
+CHANNEL_TYPES: tuple[type[BaseModel], ...] = typing.get_args(
+    typing.get_args(config.ChannelConfig)[0]
+)
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,11 @@ def channel_keys() -> Iterator[tuple[str, list[Key]]]:
     base = config._ChannelBase
     yield "every channel", list(walk(base, "channels.NAME."))
     for channel in CHANNEL_TYPES:
-        keys = [k for k in walk(channel, "channels.NAME.") if k.path.split(".")[-1] not in
-                base.model_fields]
+        keys = [
+            k
+            for k in walk(channel, "channels.NAME.")
+            if k.path.split(".")[-1] not in base.model_fields
+        ]
         literal = typing.get_args(channel.model_fields["type"].annotation)[0]
         yield f"`type: {literal}`", keys
 
