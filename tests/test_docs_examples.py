@@ -39,10 +39,9 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import TypeAdapter
 
 from monitor.checks import compile_settings
-from monitor.config import ChannelConfig, ExampleDoc, Examples, RuleConfig, load_config
+from monitor.config import ExampleDoc, Examples, RuleConfig, load_config
 from monitor.notify import check_templates, sign, webhook_payload
 from monitor.notify.templates import render, sample_message
 from monitor.rules import RuleCompileError, RuleSpec, compile_rules
@@ -369,11 +368,8 @@ def test_the_channel_examples_cover_every_channel_type(
         "email",
         "apprise",
     }
-    adapter: TypeAdapter[Any] = TypeAdapter(ChannelConfig)
     for name, channel in settings.channels.items():
-        assert check_templates(adapter.validate_python(channel.model_dump(by_alias=True))) == [], (
-            name
-        )
+        assert check_templates(channel) == [], name
 
 
 def test_the_json_template_example_renders_json() -> None:
