@@ -41,11 +41,12 @@ import pytest
 import yaml
 
 from monitor.checks import compile_settings
-from monitor.config import ExampleDoc, Examples, RuleConfig, load_config
+from monitor.config import ExampleDoc, Examples, RuleConfig, StorySettings, load_config
 from monitor.notify import check_templates, sign, webhook_payload
 from monitor.notify.templates import render, sample_message
 from monitor.rules import RuleCompileError, RuleSpec, compile_rules
 from monitor.rules.examples import check_examples
+from monitor.stories import normalise_title
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -398,3 +399,59 @@ def test_the_verify_snippet_accepts_our_signature() -> None:
 def test_the_pages_hold_examples_of_every_kind() -> None:
     kinds = {b.kind for b in CHECKED}
     assert {"config", "fragment", "rule-example", "rule-error", "json", "python", "run"} <= kinds
+
+
+def test_the_delivery_example_sets_volume_per_rule_and_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_block_config(by_id("delivery-practice"), tmp_path, monkeypatch).settings
+    assert settings.channels["mail"].digest == "0 8 * * *"
+    assert settings.channels["hook"].rate_limit == "30/min"
+    assert settings.channels["desk"].min_severity == "high"
+    [rule] = settings.active_rules
+    assert rule.cooldown is not None and rule.cooldown.total_seconds() == 600
+
+
+def test_the_delivery_session_shows_lines_as_the_cli_prints_them() -> None:
+    body = by_id("delivery-session").body
+    queue = re.findall(r"^Deliveries: .*$", body, flags=re.MULTILINE)
+    assert len(queue) == 2
+    for line in queue:
+        assert re.fullmatch(
+            r"Deliveries: \d+ pending \(oldest (-|\d+[smhd])\), \d+ dead, \d+ sent, "
+            r"\d+ held for digests",
+            line,
+        ), line
+    listed = re.findall(r"^#\d+ .*$", body, flags=re.MULTILINE)
+    assert listed
+    for line in listed:
+        assert re.fullmatch(
+            r"#\d+ +(dead|failed|pending|sent) +\S+ +\S+ +attempts \d+ +.+", line
+        ), line
+
+
+def test_the_health_example_reports_broken_feeds_to_one_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_block_config(by_id("health-channel"), tmp_path, monkeypatch).settings
+    assert settings.fetch.broken_after.total_seconds() == 7200
+    assert [n for n, c in settings.channels.items() if c.health] == ["ops"]
+
+
+def test_the_stories_example_shows_the_defaults() -> None:
+    documented = StorySettings.model_validate(
+        yaml.safe_load(by_id("stories-defaults").body)["stories"]
+    )
+    assert documented == StorySettings()
+
+
+def test_the_title_examples_of_the_stories_page_behave_as_described() -> None:
+    page = (ROOT / "docs" / "stories.md").read_text(encoding="utf-8")
+    title = "Blast kills three US soldiers at a base in northern Iraq"
+    for suffix in ("- Reuters", "| AP News", "— The Associated Press"):
+        assert suffix in page
+        assert normalise_title(f"{title} {suffix}") == normalise_title(title)
+    assert "`Rocket attack on base - 3 wounded` and `... - no casualties`" in page
+    assert normalise_title("Rocket attack on base - 3 wounded") != normalise_title(
+        "Rocket attack on base - no casualties"
+    )
