@@ -1,5 +1,7 @@
 # news-monitor: slim image, non-root, runs the daemon on the example config by default.
-FROM python:3.11-slim
+# The base image is pinned to a full version tag; pin its digest too when you build for
+# production (`docker buildx imagetools inspect python:3.11.11-slim-bookworm`).
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -9,9 +11,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MONITOR_DAEMON__HEALTH_LISTEN=0.0.0.0:8080
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+
+# The dependency layer: built from pyproject.toml alone, so a change to the source does not
+# rebuild it (only a change to the dependencies does).
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The source layer: the project itself, without touching the dependencies again.
+COPY README.md ./
 COPY monitor ./monitor
-RUN pip install '.[postgres]' \
+RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /data --create-home monitor
 
 COPY config /config

@@ -121,24 +121,72 @@ class _Model(BaseModel):
 class FetchSettings(_Model):
     """How the one HTTP client behaves (see `monitor.fetch`)."""
 
-    user_agent: str = "news-monitor/0.1 (+{contact})"
-    contact: str = "https://github.com/news-monitor/news-monitor"
-    connect_timeout: Duration = timedelta(seconds=10)
-    read_timeout: Duration = timedelta(seconds=20)
-    deadline: Duration = timedelta(seconds=60)
-    max_feed_bytes: ByteSize = 10 * 1024 * 1024
-    max_page_bytes: ByteSize = 5 * 1024 * 1024
-    max_redirects: int = Field(5, ge=0, le=20)
-    concurrency: int = Field(32, ge=1)
-    per_host: int = Field(2, ge=1)
-    per_host_delay: Duration = timedelta(0)
-    parse_timeout: Duration = timedelta(seconds=30)
-    extract_timeout: Duration = timedelta(seconds=30)
-    workers: int = Field(2, ge=1, le=64)
-    backoff_base: Duration = timedelta(minutes=1)
-    backoff_max: Duration = timedelta(hours=6)
-    broken_after: Duration = timedelta(hours=1)
-    retry_after_scope: Literal["feed", "host"] = "feed"
+    user_agent: str = Field(
+        "news-monitor/0.1 (+{contact})",
+        description="The User-Agent header of every request; `{contact}` is replaced by `contact`.",
+    )
+    contact: str = Field(
+        "https://github.com/news-monitor/news-monitor",
+        description="Where site owners can reach you (URL or e-mail), put into the User-Agent.",
+    )
+    connect_timeout: Duration = Field(
+        timedelta(seconds=10), description="Time allowed to open a connection."
+    )
+    read_timeout: Duration = Field(
+        timedelta(seconds=20), description="Time allowed between two reads of a response."
+    )
+    deadline: Duration = Field(
+        timedelta(seconds=60),
+        description="Whole-request deadline (a server that trickles bytes cannot hold a worker).",
+    )
+    max_feed_bytes: ByteSize = Field(
+        10 * 1024 * 1024,
+        description="Largest feed body accepted, counted on the raw and on the decoded stream.",
+    )
+    max_page_bytes: ByteSize = Field(
+        5 * 1024 * 1024,
+        description="Largest article page accepted, counted on the raw and on the decoded stream.",
+    )
+    max_redirects: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description="Redirect hops followed per request (http/https only, each hop checked).",
+    )
+    concurrency: int = Field(
+        32,
+        ge=1,
+        description="Requests in flight at once (also the number of polls fetching or parsing).",
+    )
+    per_host: int = Field(2, ge=1, description="Requests in flight at once to one host.")
+    per_host_delay: Duration = Field(
+        timedelta(0), description="Pause between two requests to one host."
+    )
+    parse_timeout: Duration = Field(
+        timedelta(seconds=30), description="Time limit for parsing one feed in a worker process."
+    )
+    extract_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="Time limit for extracting one article page in a worker process.",
+    )
+    workers: int = Field(
+        2, ge=1, le=64, description="Worker processes for feed parsing and article extraction."
+    )
+    backoff_base: Duration = Field(
+        timedelta(minutes=1),
+        description="First retry delay of a failing feed; doubled per failure, with jitter.",
+    )
+    backoff_max: Duration = Field(
+        timedelta(hours=6), description="Longest retry delay of a failing feed."
+    )
+    broken_after: Duration = Field(
+        timedelta(hours=1),
+        description="A feed failing for this long is reported once as `source.broken`.",
+    )
+    retry_after_scope: Literal["feed", "host"] = Field(
+        "feed",
+        description="What a Retry-After holds: the feed that got it, or every feed of its host.",
+    )
 
     @property
     def user_agent_string(self) -> str:
@@ -146,20 +194,33 @@ class FetchSettings(_Model):
 
 
 class Defaults(_Model):
-    interval: Duration = timedelta(minutes=10)
-    min_interval: Duration = timedelta(minutes=1)
-    max_interval: Duration = timedelta(hours=6)
-    adaptive: bool = False
-    extract: bool = True
-    channels: list[str] = Field(default_factory=lambda: ["console"])
+    interval: Duration = Field(
+        timedelta(minutes=10), description="Poll interval of a feed that sets none."
+    )
+    min_interval: Duration = Field(
+        timedelta(minutes=1),
+        description="Shortest poll interval (also a floor for ttl and Cache-Control hints).",
+    )
+    max_interval: Duration = Field(
+        timedelta(hours=6),
+        description="Longest poll interval (a ceiling for ttl, Cache-Control, adaptive).",
+    )
+    adaptive: bool = Field(
+        False, description="Poll a feed without an interval once per entry it published last week."
+    )
+    extract: bool = Field(True, description="Fetch each new article's page and extract its text.")
+    channels: list[str] = Field(
+        default_factory=lambda: ["console"],
+        description="Channels a rule without `channels:` alerts.",
+    )
 
 
 class FeedConfig(_Model):
     """One feed. Settings it leaves out are filled from `defaults:` when the config is loaded,
     so a loaded feed carries its resolved values (`Settings.resolve_feed`)."""
 
-    url: HttpUrlStr
-    name: str | None = None
+    url: HttpUrlStr = Field(description="The feed's http(s) URL.")
+    name: str | None = Field(None, description="Display name (default: the URL's host).")
     interval: Duration = Field(
         timedelta(minutes=10),
         description="How often to poll the feed. Default: `defaults.interval`.",
@@ -175,9 +236,13 @@ class FeedConfig(_Model):
         "`defaults.min_interval` and `defaults.max_interval`, instead of every `interval`. "
         "Default: `defaults.adaptive` for a feed without its own `interval`, else false.",
     )
-    tags: list[str] = Field(default_factory=list)
-    allow_private: bool = False
-    enabled: bool = True
+    tags: list[str] = Field(
+        default_factory=list, description="Tags of the feed, searchable with `tags:` in queries."
+    )
+    allow_private: bool = Field(
+        False, description="Allow a private address for this feed and its same-host article links."
+    )
+    enabled: bool = Field(True, description="`false` keeps the feed listed but never polled.")
 
     @property
     def display_name(self) -> str:
@@ -185,44 +250,82 @@ class FeedConfig(_Model):
 
 
 class ExampleDoc(_Model):
-    title: str = ""
-    summary: str = ""
-    body: str = ""
-    url: str = ""
-    feed: str = ""
-    author: str = ""
-    tags: list[str] = Field(default_factory=list)
+    title: str = Field("", description="The example article's title.")
+    summary: str = Field("", description="The example article's summary.")
+    body: str = Field("", description="The example article's body text.")
+    url: str = Field("", description="The example article's URL.")
+    feed: str = Field("", description="The name of the feed the example article came from.")
+    author: str = Field("", description="The example article's author.")
+    tags: list[str] = Field(default_factory=list, description="The example article's tags.")
 
 
 Example = str | ExampleDoc
 
 
 class Examples(_Model):
-    match: list[Example] = Field(default_factory=list)
-    no_match: list[Example] = Field(default_factory=list)
+    match: list[Example] = Field(
+        default_factory=list, description="Texts (bodies) or articles the rule must match."
+    )
+    no_match: list[Example] = Field(
+        default_factory=list, description="Texts (bodies) or articles the rule must not match."
+    )
 
 
 class RuleConfig(_Model):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)]
-    query: Annotated[str, Field(min_length=1)]
-    description: str = ""
-    severity: Severity = "medium"
-    channels: list[str] | None = None
-    enabled: bool = True
-    cooldown: Duration | None = None
-    updates: bool = False
-    min_sources: int | None = Field(None, ge=1)
-    within: Duration | None = None
-    examples: Examples = Field(default_factory=Examples)
+    name: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+            max_length=100,
+            description="Unique rule name: letters, digits, `_`, `.`, `-`.",
+        ),
+    ]
+    query: Annotated[str, Field(min_length=1, description="The query in the rule language.")]
+    description: str = Field("", description="Free text describing what the rule is for.")
+    severity: Severity = Field(
+        "medium", description="Severity of the rule's alerts: low, medium, high or critical."
+    )
+    channels: list[str] | None = Field(
+        None, description="Channels this rule alerts (default: `defaults.channels`)."
+    )
+    enabled: bool = Field(True, description="`false` keeps the rule defined but never matched.")
+    cooldown: Duration | None = Field(
+        None,
+        description="At most one alert of this rule per period; the others are kept as suppressed.",
+    )
+    updates: bool = Field(
+        False, description="Send a `story.updated` message when an alerted story gains sources."
+    )
+    min_sources: int | None = Field(
+        None,
+        ge=1,
+        description="Alert only once this many outlets carry the story (needs `within`).",
+    )
+    within: Duration | None = Field(
+        None, description="The period in which `min_sources` outlets must carry the story."
+    )
+    examples: Examples = Field(
+        default_factory=Examples,
+        description="Texts the rule must and must not match, run by `monitor check`.",
+    )
 
 
 class _ChannelBase(_Model):
-    min_severity: Severity = "low"
-    health: bool = False
-    rate_limit: str | None = None  # e.g. "1/s", "30/min", "500/h"
-    digest: str | None = None  # a cron expression: one message per period
-    template: str | None = None  # Jinja2, sandboxed; the body of the message
-    enabled: bool = True
+    min_severity: Severity = Field("low", description="Skip alerts of lower severity.")
+    health: bool = Field(
+        False, description="Also send `source.broken` and `source.recovered` messages."
+    )
+    rate_limit: str | None = Field(
+        None,
+        description="At most N messages per period: `1/s`, `30/min`, `500/h` (bursts up to N).",
+    )
+    digest: str | None = Field(
+        None, description="A cron expression: hold alerts and send one message per period."
+    )
+    template: str | None = Field(
+        None, description="A Jinja2 template (sandboxed) of the message body."
+    )
+    enabled: bool = Field(True, description="`false` keeps the channel defined but silent.")
 
     @field_validator("rate_limit")
     @classmethod
@@ -256,44 +359,71 @@ def parse_rate(value: str) -> tuple[float, float]:
 
 
 class ConsoleChannel(_ChannelBase):
-    type: Literal["console"]
-    stream: Literal["stdout", "stderr"] = "stdout"
+    type: Literal["console"] = Field(description="`console`: prints each message.")
+    stream: Literal["stdout", "stderr"] = Field("stdout", description="Where to print.")
 
 
 class WebhookChannel(_ChannelBase):
-    type: Literal["webhook"]
-    url: SecretStr
-    secret: SecretStr | None = None
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    timeout: Duration = timedelta(seconds=15)
-    allow_private: bool = False
+    type: Literal["webhook"] = Field(description="`webhook`: a JSON POST per message.")
+    url: SecretStr = Field(description="The receiver's URL (a secret: write it as `${VAR}`).")
+    secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key: requests carry X-Monitor-Timestamp and -Signature."
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra request headers (secrets)."
+    )
+    timeout: Duration = Field(timedelta(seconds=15), description="Time allowed for one request.")
+    allow_private: bool = Field(
+        False, description="Allow a loopback or private address for the URL."
+    )
 
 
 class SlackChannel(_ChannelBase):
-    type: Literal["slack"]
-    webhook_url: SecretStr
-    timeout: Duration = timedelta(seconds=15)
-    allow_private: bool = False
+    type: Literal["slack"] = Field(
+        description="`slack`: a Block Kit message to an incoming webhook."
+    )
+    webhook_url: SecretStr = Field(description="The Slack incoming-webhook URL (a secret).")
+    timeout: Duration = Field(timedelta(seconds=15), description="Time allowed for one request.")
+    allow_private: bool = Field(
+        False, description="Allow a loopback or private address for the URL."
+    )
 
 
 class EmailChannel(_ChannelBase):
-    type: Literal["email"]
-    host: str = "localhost"
-    port: int | None = None
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    password: SecretStr | None = None
-    sender: str = Field("news-monitor@localhost", alias="from")
-    to: list[str] = Field(min_length=1)
-    subject: str | None = None  # Jinja2 template of the subject line
-    timeout: Duration = timedelta(seconds=30)
-    validate_certs: bool = True
+    type: Literal["email"] = Field(
+        description="`email`: a multipart text + HTML message over SMTP."
+    )
+    host: str = Field("localhost", description="SMTP server host.")
+    port: int | None = Field(
+        None, description="SMTP port (default: 587 for starttls, 465 for tls, 25 for none)."
+    )
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="`starttls` requires STARTTLS, `tls` is TLS from the start, `none` is clear.",
+    )
+    username: str | None = Field(None, description="SMTP login name.")
+    password: SecretStr | None = Field(None, description="SMTP password (a secret).")
+    sender: str = Field(
+        "news-monitor@localhost", alias="from", description="The From address (written `from:`)."
+    )
+    to: list[str] = Field(
+        min_length=1, description="Recipients (the only recipients a message ever has)."
+    )
+    subject: str | None = Field(None, description="A Jinja2 template of the subject line.")
+    timeout: Duration = Field(
+        timedelta(seconds=30), description="Time allowed for one SMTP session."
+    )
+    validate_certs: bool = Field(True, description="Verify the server's TLS certificate.")
 
 
 class AppriseChannel(_ChannelBase):
-    type: Literal["apprise"]
-    urls: list[SecretStr] = Field(min_length=1)
-    timeout: Duration = timedelta(seconds=30)
+    type: Literal["apprise"] = Field(description="`apprise`: any service Apprise supports.")
+    urls: list[SecretStr] = Field(
+        min_length=1, description="Apprise URLs (secrets); every one must succeed."
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=30), description="Time allowed for sending to all URLs."
+    )
 
 
 ChannelConfig = Annotated[
@@ -303,27 +433,58 @@ ChannelConfig = Annotated[
 
 
 class DeliverySettings(_Model):
-    max_attempts: int = Field(20, ge=1)
-    give_up_after: Duration = timedelta(hours=24)
-    backoff_base: Duration = timedelta(seconds=5)
-    backoff_max: Duration = timedelta(minutes=30)
-    lease: Duration = timedelta(seconds=120)
-    batch: int = Field(50, ge=1)
+    max_attempts: int = Field(
+        20, ge=1, description="Attempts before a delivery is dead (still listed and replayable)."
+    )
+    give_up_after: Duration = Field(
+        timedelta(hours=24), description="Age after which a failing delivery is dead."
+    )
+    backoff_base: Duration = Field(
+        timedelta(seconds=5),
+        description="First retry delay of a failed delivery; doubled per attempt, with jitter.",
+    )
+    backoff_max: Duration = Field(
+        timedelta(minutes=30), description="Longest retry delay of a failed delivery."
+    )
+    lease: Duration = Field(
+        timedelta(seconds=120),
+        description="How long a worker holds the deliveries it claimed before others take them.",
+    )
+    batch: int = Field(50, ge=1, description="Deliveries claimed at once.")
 
 
 class StorySettings(_Model):
-    window: Duration = timedelta(hours=72)
-    near_duplicate_threshold: float = Field(0.5, gt=0, le=1)
-    num_perm: int = Field(128, ge=16, le=512)
-    shingle_size: int = Field(3, ge=1, le=8)
+    window: Duration = Field(
+        timedelta(hours=72), description="How long a story stays open after its last article."
+    )
+    near_duplicate_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Estimated Jaccard similarity of word shingles to join a story on text.",
+    )
+    num_perm: int = Field(
+        128, ge=16, le=512, description="MinHash permutations: more is more exact, and slower."
+    )
+    shingle_size: int = Field(3, ge=1, le=8, description="Words per shingle.")
 
 
 class DaemonSettings(_Model):
-    tick: Duration = timedelta(seconds=2)
-    deliver_every: Duration = timedelta(seconds=1)
-    feed_batch: int = Field(20, ge=1)
-    feed_lease: Duration = timedelta(minutes=5)
-    health_listen: str | None = None  # "127.0.0.1:8080" serves /healthz and /metrics
+    tick: Duration = Field(
+        timedelta(seconds=2),
+        description="How often due feeds are looked for while polls are in flight.",
+    )
+    deliver_every: Duration = Field(
+        timedelta(seconds=1), description="How often due deliveries are looked for."
+    )
+    feed_batch: int = Field(20, ge=1, description="Due feeds leased at once.")
+    feed_lease: Duration = Field(
+        timedelta(minutes=5),
+        description="How long a node holds the feeds it leased before others may take them.",
+    )
+    health_listen: str | None = Field(
+        None, description="`host:port` serving GET /healthz and /metrics (default: no server)."
+    )
 
 
 class Settings(BaseSettings):
@@ -333,7 +494,10 @@ class Settings(BaseSettings):
         env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", populate_by_name=True
     )
 
-    database: str = "sqlite:///monitor.db"
+    database: str = Field(
+        "sqlite:///monitor.db",
+        description="SQLAlchemy URL of the store: SQLite, or PostgreSQL for several nodes.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="The least severe log messages written (to standard error)."
     )
@@ -343,9 +507,17 @@ class Settings(BaseSettings):
         "with `ts` (ISO 8601, UTC), `level`, `logger`, `message`, and `feed`, `rule` or "
         "`delivery` when the message is about one; for log collectors (journald, Loki, ELK).",
     )
-    fetch: FetchSettings = Field(default_factory=FetchSettings)
-    defaults: Defaults = Field(default_factory=Defaults)
-    feeds: list[FeedConfig] = Field(default_factory=list)  # `{opml: file}` expands at load
+    fetch: FetchSettings = Field(
+        default_factory=FetchSettings, description="How the HTTP client fetches feeds and pages."
+    )
+    defaults: Defaults = Field(
+        default_factory=Defaults,
+        description="Defaults for feeds and rules that do not set their own.",
+    )
+    feeds: list[FeedConfig] = Field(
+        default_factory=list,
+        description="The feeds to poll; an item `{opml: FILE}` imports an OPML file's feeds.",
+    )
     include: list[str] = Field(
         default_factory=list,
         description="Rule, entity, feed and channel files to merge, as paths or globs "
@@ -358,12 +530,24 @@ class Settings(BaseSettings):
         "file's folder (absolute paths, `..`, symbolic links). Read from the config file "
         "itself; the environment cannot turn it on.",
     )
-    entities: dict[str, list[str]] = Field(default_factory=dict)
-    rules: list[RuleConfig] = Field(default_factory=list)
-    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    stories: StorySettings = Field(default_factory=StorySettings)
-    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    entities: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Named lists of alias phrases for `entity:NAME` in queries.",
+    )
+    rules: list[RuleConfig] = Field(default_factory=list, description="The rules.")
+    channels: dict[str, ChannelConfig] = Field(
+        default_factory=dict,
+        description="Named alert destinations; a `console` channel always exists.",
+    )
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings, description="Retries and leases of alert deliveries."
+    )
+    stories: StorySettings = Field(
+        default_factory=StorySettings, description="How articles are grouped into stories."
+    )
+    daemon: DaemonSettings = Field(
+        default_factory=DaemonSettings, description="The daemon's loops and health server."
+    )
 
     _source: SourceMap | None = PrivateAttr(default=None)
 

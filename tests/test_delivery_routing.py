@@ -7,7 +7,6 @@ check`), run in-process or as a subprocess on the same config and database.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -20,9 +19,7 @@ from sqlalchemy import select
 from test_delivery import deliver_until, hook_channel, news_items, poll, runtime, statuses
 from test_delivery import write_config as base_config
 
-from monitor.checks import compile_settings
 from monitor.cli import main
-from monitor.config import load_config
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
 
@@ -180,41 +177,3 @@ def test_a_broken_template_is_a_config_error_that_check_reports(tmp_path: Path) 
     assert any(ln.startswith(f"{cfg}:{line_of['typo']}:") and "titel" in ln for ln in lines), (
         checked.stderr
     )
-
-
-def readme_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return text.split("### Delivery in practice")[1].split("\n## ")[0]
-
-
-def test_the_readme_delivery_config_is_valid(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    [block] = re.findall(r"```yaml\n(.*?)```", readme_section(), flags=re.DOTALL)
-    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
-    cfg = tmp_path / "monitor.yaml"
-    cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\n{block}")
-    settings = compile_settings(load_config(cfg)).settings
-    assert settings.channels["mail"].digest == "0 8 * * *"
-    assert settings.channels["hook"].rate_limit == "30/min"
-    assert settings.channels["desk"].min_severity == "high"
-    [rule] = settings.active_rules
-    assert rule.cooldown is not None and rule.cooldown.total_seconds() == 600
-
-
-def test_the_readme_shows_status_and_list_lines_as_the_cli_prints_them() -> None:
-    section = readme_section()
-    queue = re.findall(r"^Deliveries: .*$", section, flags=re.MULTILINE)
-    assert len(queue) == 2
-    for line in queue:
-        assert re.fullmatch(
-            r"Deliveries: \d+ pending \(oldest (-|\d+[smhd])\), \d+ dead, \d+ sent, "
-            r"\d+ held for digests",
-            line,
-        ), line
-    listed = re.findall(r"^#\d+ .*$", section, flags=re.MULTILINE)
-    assert listed
-    for line in listed:
-        assert re.fullmatch(
-            r"#\d+ +(dead|failed|pending|sent) +\S+ +\S+ +attempts \d+ +.+", line
-        ), line

@@ -8,7 +8,6 @@ the events are read from the outbox (the daemon test sees them reach a webhook r
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,16 +149,3 @@ def test_a_second_outage_is_reported_again(clocked: Clocked, switch: Switch) -> 
         clocked.poll_at(minutes)
     kinds = [kind for kind, channel in clocked.events() if channel == "ops"]
     assert kinds == ["source.broken", "source.broken", "source.recovered"]
-
-
-def test_readme_health_example_is_a_valid_config(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("<!-- fetching:start -->")[1].split("<!-- fetching:end -->")[0]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
-    health = [b for b in blocks if "health: true" in b]
-    assert health, "the README's fetching section shows no health channel"
-    cfg = tmp_path / "monitor.yaml"
-    cfg.write_text(health[0].replace("${OPS_HOOK}", "https://hooks.example.org/ops"))
-    settings = load_checked(cfg).settings
-    assert settings.fetch.broken_after.total_seconds() == 7200
-    assert [n for n, c in settings.channels.items() if c.health] == ["ops"]

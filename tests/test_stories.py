@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import func, insert, select
 
-from monitor.config import StorySettings
 from monitor.models import Article
 from monitor.store import FeedSpec, Store
 from monitor.store import schema as s
@@ -676,27 +673,6 @@ def test_items_that_all_link_to_the_home_page_are_different_stories(store: Store
         body=_aeb("my6sense.com/2018/02/15"),
     )
     assert a != b and reason == "new"
-
-
-def _readme_section() -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    return text.split("<!-- stories:start -->")[1].split("<!-- stories:end -->")[0]
-
-
-def test_readme_stories_config_is_valid_and_shows_the_defaults() -> None:
-    [block] = re.findall(r"```yaml\n(.*?)```", _readme_section(), flags=re.S)
-    documented = StorySettings.model_validate(yaml.safe_load(block)["stories"])
-    assert documented == StorySettings()
-
-
-def test_readme_title_examples_behave_as_described() -> None:
-    section = _readme_section()
-    for suffix in ("- Reuters", "| AP News", "— The Associated Press"):
-        assert suffix in section
-        assert normalise_title(f"{SEED_TITLE} {suffix}") == normalise_title(SEED_TITLE)
-    assert normalise_title("Rocket attack on base - 3 wounded") != normalise_title(
-        "Rocket attack on base - no casualties"
-    )
 
 
 def test_monitor_once_prunes_the_story_index_past_the_window(tmp_path: Path) -> None:
