@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.dml import ReturningInsert
     from sqlalchemy.sql.elements import BindParameter
 
+    from monitor.config import StorySettings
+
 _TRACKING = re.compile(
     r"^(utm_\w*|fbclid|gclid|gclsrc|dclid|wbraid|gbraid|msclkid|mc_cid|mc_eid|igshid|yclid|"
     r"_ga|_gl|_hsenc|_hsmi|mkt_tok|ref|ref_src|ref_url|referrer|cmpid|cmp|ocid|taid|smid|"
@@ -300,6 +302,16 @@ class StoryIndex:
         """What `StoryIndex.of` needs to rebuild an index that fingerprints the same way."""
         return StoryParams(
             self.window, self.threshold, self.num_perm, self.shingle_size, self.min_words
+        )
+
+    @staticmethod
+    def configured(settings: StorySettings) -> StoryIndex:
+        """The index the config's `stories:` section describes."""
+        return StoryIndex(
+            window=settings.window.total_seconds(),
+            threshold=settings.near_duplicate_threshold,
+            num_perm=settings.num_perm,
+            shingle_size=settings.shingle_size,
         )
 
     @staticmethod

@@ -36,10 +36,14 @@ def test_entries_and_the_poll_record_commit_together(
     rt = runtime(tmp_path, server, ["/f"])
     try:
         # Recording the poll fails inside the commit: its entries must roll back with it.
-        def boom(*_: Any, **__: Any) -> bool:
-            raise RuntimeError("disk full")
+        apply = rt.store.feeds.apply
 
-        monkeypatch.setattr(rt.store.feeds, "record_success_in", boom)
+        def boom(conn: Connection, feed: Any, owner: str, change: Any, stored: int) -> bool:
+            if change.ok:
+                raise RuntimeError("disk full")
+            return apply(conn, feed, owner, change, stored)  # the failure is recorded
+
+        monkeypatch.setattr(rt.store.feeds, "apply", boom)
         rt.store.feeds.poll_now(time.time())
         [outcome] = asyncio.run(rt.poll_due())
         assert outcome.status == "failed"
@@ -99,9 +103,7 @@ def test_a_first_poll_after_a_crash_stores_each_entry_once_and_counts_only_new_o
                 e.article(feed.name) for e in parse_feed(body, url=feed.url).entries[:2]
             )
         ]
-        rt.store.articles.commit_articles(
-            feed_id=feed.id, items=earlier, stories=index, now=time.time()
-        )
+        rt.store.articles.commit(earlier, feed_id=feed.id, stories=index, now=time.time())
         assert _articles(rt) == 2 and feed.entries_total == 0
 
         rt.store.feeds.poll_now(time.time())

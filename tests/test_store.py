@@ -15,9 +15,19 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 
 from monitor.models import Article
-from monitor.store import FeedSpec, Route, RuleHit, Store, enqueue
+from monitor.polling import (
+    Failure,
+    FeedHints,
+    FeedUpdate,
+    FetchSummary,
+    PollPolicy,
+    plan_after_failure,
+    plan_next_poll,
+)
+from monitor.store import Enqueue, FeedSpec, NewArticle, PollResult, Route, RuleHit, Store
 from monitor.store import schema as s
 from monitor.store.engine import write_tx
+from monitor.store.polls import Notice, commit_poll
 from monitor.stories import StoryIndex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,14 +83,12 @@ def commit(
 ) -> Any:
     art = Article(feed="News", guid=guid, url=url, title=title, body="")
     idx = stories()
-    return st.articles.commit_article(
+    return st.articles.commit(
+        [NewArticle(art, idx.fingerprint(art), list(hits))],
         feed_id=feed_id,
-        article=art,
-        fingerprint=idx.fingerprint(art),
-        hits=list(hits),
         stories=idx,
         now=now,
-    )
+    )[0]
 
 
 def _alembic_config() -> Any:
@@ -188,14 +196,12 @@ def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:
         body="",
     )
     idx = stories()
-    res = st.articles.commit_article(
+    res = st.articles.commit(
+        [NewArticle(art, idx.fingerprint(art), [hit(updates=True)])],
         feed_id=other.id,
-        article=art,
-        fingerprint=idx.fingerprint(art),
-        hits=[hit(updates=True)],
         stories=idx,
         now=NOW + 60,
-    )
+    )[0]
     assert res.updates == ["r"]
     kinds = sorted(d.kind for d in st.outbox.list_deliveries())
     assert kinds == ["alert", "story.updated"]
@@ -259,83 +265,58 @@ def test_a_late_finisher_cannot_overwrite_a_newer_lease(store_url: str) -> None:
     [old] = st.feeds.lease_due("old", limit=1, lease=10, now=NOW)
     [new] = st.feeds.lease_due("new", limit=1, lease=10, now=NOW + 11)  # old lease expired
     assert old.id == new.id
-    assert not st.feeds.record_success(
-        old,
-        "old",
-        now=NOW + 12,
-        next_poll_at=NOW + 600,
-        etag="x",
-        last_modified=None,
-        content_hash="h",
-        new_entries=0,
-    )
-    assert st.feeds.record_success(
-        new,
-        "new",
-        now=NOW + 12,
-        next_poll_at=NOW + 600,
-        etag="y",
-        last_modified=None,
-        content_hash="h",
-        new_entries=0,
-    )
+
+    def good(etag: str) -> FeedUpdate:
+        return FeedUpdate(now=NOW + 12, next_poll_at=NOW + 600, min_interval=None, etag=etag)
+
+    with write_tx(st.engine) as conn:
+        assert not st.feeds.apply(conn, old, "old", good("x"), 0)
+        assert st.feeds.apply(conn, new, "new", good("y"), 0)
     feed = st.feeds.get(old.url)
     assert feed is not None and feed.etag == "y"
 
 
 def test_broken_and_recovered_are_reported_once(store_url: str) -> None:
     st, _ = open_store(store_url)
+    policy = PollPolicy(
+        interval=600,
+        min_interval=60,
+        max_interval=3600,
+        adaptive=False,
+        backoff_base=60,
+        backoff_max=1800,
+        broken_after=3600,
+    )
     events: list[str] = []
 
-    def hook(conn: Any, feed: Any, event: str) -> None:
-        events.append(event)
-        enqueue(
-            conn,
-            channel="ops",
-            kind=event,
-            key=f"h:{feed.id}:{event}",
-            payload=message(event),
-            now=NOW,
-        )
+    def commit(feed: Any, update: FeedUpdate) -> None:
+        notices = []
+        if update.health:
+            events.append(update.health)
+            to = Enqueue(channel="ops", kind=update.health, key=f"h:{feed.id}:{update.health}")
+            notices.append(Notice(to, message(update.health)))
+        with write_tx(st.engine) as conn:
+            commit_poll(
+                PollResult(feed, "me", update, notices=notices), st.feeds, st.articles, conn
+            )
+
+    def lease(at: float) -> Any:
+        due = st.feeds.lease_due("me", limit=5, lease=60, now=at)
+        return next((x for x in due if x.url == "http://news.example/feed"), None)
 
     t = NOW
     for _ in range(4):  # failing for 3 x 30 min: broken after 1 h
-        [f] = [
-            x
-            for x in st.feeds.lease_due("me", limit=5, lease=60, now=t)
-            if x.url == "http://news.example/feed"
-        ] or [None]
-        if f is None:
-            break
-        st.feeds.record_failure(
-            f,
-            "me",
-            now=t,
-            next_poll_at=t + 1800,
-            kind="http_status",
-            error="HTTP 500",
-            broken_after=3600,
-            on_health=hook,
-        )
-        st.feeds.release(f, "me")
+        with write_tx(st.engine) as conn:  # due again, whatever the backoff said
+            conn.execute(s.feeds.update().values(next_poll_at=t))
+        f = lease(t)
+        assert f is not None
+        commit(f, plan_after_failure(f, Failure("http_status", "HTTP 500"), policy, t))
         t += 1800
     assert events == ["source.broken"]
-    [f] = [
-        x
-        for x in st.feeds.lease_due("me", limit=5, lease=60, now=t + 1)
-        if x.url == "http://news.example/feed"
-    ]
-    st.feeds.record_success(
-        f,
-        "me",
-        now=t + 1,
-        next_poll_at=t + 600,
-        etag=None,
-        last_modified=None,
-        content_hash="h",
-        new_entries=1,
-        on_health=hook,
-    )
+    with write_tx(st.engine) as conn:
+        conn.execute(s.feeds.update().values(next_poll_at=t))
+    f = lease(t + 1)
+    commit(f, plan_next_poll(f, FetchSummary(changed=True), FeedHints(), policy, t + 1))
     assert events == ["source.broken", "source.recovered"]
     assert [d.kind for d in st.outbox.list_deliveries()] == ["source.recovered", "source.broken"]
 
@@ -462,15 +443,13 @@ def test_min_sources_alerts_once_the_story_has_enough_outlets(store_url: str) ->
         body="",
     )
     idx = stories()
-    res = st.articles.commit_article(
+    res = st.articles.commit(
+        [NewArticle(art, idx.fingerprint(art), [])],
         feed_id=other.id,
-        article=art,
-        fingerprint=idx.fingerprint(art),
-        hits=[],
         stories=idx,
         now=NOW + 60,
         routes={"r": route},
-    )
+    )[0]
     assert res.story_id == first.story_id and res.alerts == ["r"]
     [d] = st.outbox.list_deliveries()
     assert [src["feed"] for src in d.payload["sources"]] == ["News", "Other"]

@@ -225,11 +225,9 @@ class Desk:
         article = Article(
             feed=f"feed{feed}", guid=guid, url=url, title=title, body=body, canonical_url=canonical
         )
-        result = self.st.articles.commit_article(
+        [result] = self.st.articles.commit(
+            [(article, self.idx.fingerprint(article), [], None)],
             feed_id=_feed_id(self.st, FEEDS[feed]),
-            article=article,
-            fingerprint=self.idx.fingerprint(article),
-            hits=[],
             stories=self.idx,
             now=now,
         )

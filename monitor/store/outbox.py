@@ -57,30 +57,31 @@ def _row(r: Any) -> Delivery:
     )
 
 
-def enqueue(
-    conn: Connection,
-    *,
-    channel: str,
-    kind: str,
-    key: str,
-    payload: dict[str, Any],
-    now: float,
-    alert_id: int | None = None,
-    held: bool = False,
-) -> bool:
-    """Add a delivery inside the caller's transaction. False if `key` was already queued."""
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Where one delivery goes: its channel, kind and idempotency key (unique)."""
+
+    channel: str
+    kind: str
+    key: str
+    alert_id: int | None = None
+    held: bool = False  # kept for the channel's digest
+
+
+def enqueue(conn: Connection, item: Enqueue, *, payload: dict[str, Any], now: float) -> bool:
+    """Add a delivery inside the caller's transaction. False if its key was already queued."""
     exists = conn.execute(
-        select(s.deliveries.c.id).where(s.deliveries.c.idempotency_key == key)
+        select(s.deliveries.c.id).where(s.deliveries.c.idempotency_key == item.key)
     ).first()
     if exists:
         return False
     conn.execute(
         insert(s.deliveries).values(
-            alert_id=alert_id,
-            channel=channel,
-            kind=kind,
-            idempotency_key=key,
-            status="held" if held else "pending",
+            alert_id=item.alert_id,
+            channel=item.channel,
+            kind=item.kind,
+            idempotency_key=item.key,
+            status="held" if item.held else "pending",
             attempts=0,
             next_attempt_at=now,
             payload=json.dumps(payload),
