@@ -55,7 +55,8 @@ from monitor.models import Article
 from monitor.store import FeedSpec, Store
 from monitor.store import schema as s
 from monitor.store.engine import write_tx
-from monitor.stories import Fingerprint, StoryBatch, StoryIndex
+from monitor.store.stories import StoryBatch, StoryRepo
+from monitor.stories import Fingerprint, StoryIndex
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 NOW = 1_700_000_000.0
@@ -274,9 +275,9 @@ def furniture(directory: str) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-class TimedIndex(StoryIndex):
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
+class TimedRepo(StoryRepo):
+    def __init__(self, index: StoryIndex) -> None:
+        super().__init__(index)
         self.times: dict[str, list[float]] = defaultdict(list)
 
     def assign(
@@ -298,18 +299,18 @@ class TimedBatch(StoryBatch):
     """The commit's story writes, timed: `remember` per article, plus the `flush` of its keys
     (one article per commit here, so the flush belongs to that article's remember)."""
 
-    index: TimedIndex
+    repo: TimedRepo
 
     def remember(self, fp: Fingerprint, *, story_id: int, article_id: int) -> None:
         t = time.perf_counter()
         super().remember(fp, story_id=story_id, article_id=article_id)
-        self.index.times["remember"].append(time.perf_counter() - t)
+        self.repo.times["remember"].append(time.perf_counter() - t)
 
     def flush(self) -> None:
         t = time.perf_counter()
         super().flush()
-        if self.index.times["remember"]:
-            self.index.times["remember"][-1] += time.perf_counter() - t
+        if self.repo.times["remember"]:
+            self.repo.times["remember"][-1] += time.perf_counter() - t
 
 
 def populate(st: Store, feed_id: int, n: int, idx: StoryIndex) -> None:
@@ -370,7 +371,8 @@ def populate(st: Store, feed_id: int, n: int, idx: StoryIndex) -> None:
 
 def cost(directory: str, n_stories: int) -> list[tuple[str, str, str, str]]:
     st, feed_id = _store(directory, "cost")
-    idx = TimedIndex(window=72 * 3600)
+    idx = StoryIndex(window=72 * 3600)
+    repo = TimedRepo(idx)
     t = time.perf_counter()
     populate(st, feed_id, n_stories, idx)
     fill = time.perf_counter() - t
@@ -383,7 +385,7 @@ def cost(directory: str, n_stories: int) -> list[tuple[str, str, str, str]]:
         fp = idx.fingerprint(article)
         fp_times.append(time.perf_counter() - t)
         t = time.perf_counter()
-        st.articles.commit([(article, fp, [], None)], feed_id=feed_id, stories=idx, now=NOW)
+        st.articles.commit([(article, fp, [], None)], feed_id=feed_id, stories=repo, now=NOW)
         commit_times.append(time.perf_counter() - t)
     st.close()
 
@@ -392,7 +394,7 @@ def cost(directory: str, n_stories: int) -> list[tuple[str, str, str, str]]:
 
     story = [
         a + b + c
-        for a, b, c in zip(fp_times, idx.times["assign"], idx.times["remember"], strict=True)
+        for a, b, c in zip(fp_times, repo.times["assign"], repo.times["remember"], strict=True)
     ]
     return [
         (
@@ -402,8 +404,8 @@ def cost(directory: str, n_stories: int) -> list[tuple[str, str, str, str]]:
             f"filled in {fill:.0f} s",
         ),
         ("cost per article", "fingerprint", ms(fp_times), ""),
-        ("cost per article", "assign (keys + LSH + verify)", ms(idx.times["assign"]), ""),
-        ("cost per article", "remember (keys + 42 bands)", ms(idx.times["remember"]), ""),
+        ("cost per article", "assign (keys + LSH + verify)", ms(repo.times["assign"]), ""),
+        ("cost per article", "remember (keys + 42 bands)", ms(repo.times["remember"]), ""),
         ("cost per article", "fingerprint + assign + remember", ms(story), "target < 3 ms"),
         ("for reference", "whole ArticleRepo.commit (fsync)", ms(commit_times), ""),
     ]

@@ -42,6 +42,7 @@ from monitor.pipeline import Pipeline, PollOutcome
 from monitor.poll_loop import LoopConfig, PollLoop
 from monitor.store import FeedSpec, Store
 from monitor.store.engine import write_tx
+from monitor.store.stories import StoryRepo
 from monitor.workers import WorkerPool
 
 log = logging.getLogger("monitor.daemon")
@@ -155,7 +156,7 @@ class Runtime:
 
         def prune() -> int:
             with write_tx(self.store.engine) as conn:
-                return self.pipeline.stories.prune(conn, time.time())
+                return StoryRepo(self.pipeline.stories).prune(conn, time.time())
 
         try:
             return await asyncio.to_thread(prune)

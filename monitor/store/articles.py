@@ -22,7 +22,8 @@ from monitor.models import Article
 from monitor.store import schema as s
 from monitor.store.engine import new_id, read_tx, serialise, write_tx
 from monitor.store.outbox import Enqueue, enqueue
-from monitor.stories import Fingerprint, StoryBatch, StoryIndex
+from monitor.store.stories import StoryBatch, StoryRepo
+from monitor.stories import Fingerprint, StoryIndex
 
 # Statements built once: building and compiling them per article cost more than running them.
 _SEEN = select(s.articles.c.guid).where(
@@ -98,7 +99,7 @@ class ArticleRepo:
         | Sequence[tuple[Article, Fingerprint, Sequence[RuleHit], str | None]],
         *,
         feed_id: int,
-        stories: StoryIndex,
+        stories: StoryIndex | StoryRepo,
         now: float,
         routes: Mapping[str, Route] | None = None,
         conn: Connection | None = None,
@@ -108,6 +109,7 @@ class ArticleRepo:
         transaction of their own. Entries are taken in order, each seeing the ones before it;
         one already stored (or repeated) is skipped with `article_id=None`.
 
+        `stories` is the story index (or its `StoryRepo`) that decides each article's story.
         `routes` (every rule's route) lets an article that joins a story release alerts
         waiting for `min_sources`, even when this article does not match the rule itself.
         """
@@ -120,7 +122,8 @@ class ArticleRepo:
         serialise(conn, "stories")
         news = [NewArticle(*item) for item in items]
         seen = self._seen(conn, feed_id, [n.article.guid for n in news])
-        batch = stories.batch(conn, [n.fingerprint for n in news], now)
+        repo = stories if isinstance(stories, StoryRepo) else StoryRepo(stories)
+        batch = repo.batch(conn, [n.fingerprint for n in news], now)
         results: list[CommitResult] = []
         for new in news:
             if new.article.guid in seen:  # stored before, or repeated within this poll
