@@ -11,7 +11,9 @@ what the daemon would do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from monitor.config import SEVERITY_ORDER, Settings
 
@@ -27,6 +29,65 @@ class Route:
     updates: bool = False
     min_sources: int | None = None
     within: float | None = None
+
+
+#: The version of `Alert.to_dict`'s shape, stored with each alert ("v").
+ALERT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A rule's alert on an article, built once by the pipeline and stored once (alerts.message).
+
+    Deliveries point to it (deliveries.alert_id) and keep only what differs per channel and
+    send (kind, idempotency key, the story's sources at that moment); the outbox puts the two
+    together into the `AlertMessage` a channel renders.
+    """
+
+    rule: str
+    severity: str
+    title: str
+    url: str | None
+    source: str  # the feed's name
+    published: datetime | None
+    snippet: str
+    highlights: list[tuple[int, int]]
+    why: list[dict[str, Any]]  # the hits: field, leaf, text, start, end
+    created_at: datetime
+    version: int = ALERT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.version,
+            "rule": self.rule,
+            "severity": self.severity,
+            "title": self.title,
+            "url": self.url,
+            "source": self.source,
+            "published": self.published.isoformat() if self.published else None,
+            "snippet": self.snippet,
+            "highlights": [[s, e] for s, e in self.highlights],
+            "why": [dict(w) for w in self.why],
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Alert:
+        """Inverse of `to_dict`; also reads the full messages stored before version 1."""
+        published = d.get("published")
+        return Alert(
+            rule=str(d.get("rule") or ""),
+            severity=str(d.get("severity", "medium")),
+            title=str(d.get("title", "")),
+            url=d.get("url"),
+            source=str(d.get("source") or ""),
+            published=datetime.fromisoformat(published) if published else None,
+            snippet=str(d.get("snippet", "")),
+            highlights=[(int(s), int(e)) for s, e in d.get("highlights", [])],
+            why=[dict(w) for w in d.get("why", [])],
+            created_at=datetime.fromisoformat(str(d["created_at"])),
+            version=int(d.get("v", ALERT_VERSION)),
+        )
 
 
 class Action(StrEnum):

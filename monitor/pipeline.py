@@ -1,12 +1,13 @@
-"""One feed, end to end: fetch, parse, drop seen entries, extract, match, commit to the outbox.
+"""One feed, end to end: fetch, parse, drop seen entries, extract, match, then commit.
 
 `Pipeline.poll(feed)` tells the whole story on one page (as Miniflux's RefreshFeed does): build
 the request from the stored validators, fetch, stop if not modified or unchanged, parse in a
 worker process, keep only entries this feed has not stored, extract each article page in a
-worker process, group it into a story, match the rules, and commit the article with its
-matches, alerts and deliveries in one transaction. Stages raise typed errors; this is the one
-place that records a feed's failure. No scheduling here: the daemon and `monitor once` decide
-when to call it.
+worker process, match the rules (each match one `Alert`), fingerprint the story, and decide the
+feed's update (`monitor.polling`). It writes nothing: `Pipeline.commit` hands the `PollResult`
+to the store's one commit path (`monitor.store.polls`). Stages raise typed errors; this is the
+one place that turns them into a feed's failure. No scheduling here: the poll loop decides when
+to call it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from monitor.alerting import build_routes
+from monitor.alerting import Alert, Route, build_routes
 from monitor.config import FeedConfig, Settings
 from monitor.errors import MonitorError
 from monitor.extract import Extracted
@@ -46,6 +47,9 @@ log = logging.getLogger("monitor.pipeline")
 
 #: How many article pages of one feed are fetched and extracted at once.
 ARTICLE_CONCURRENCY = 4
+#: Share of the feed's lease, from the poll's start, until which its pages are extracted (the
+#: whole poll may take 0.8 of it).
+EXTRACT_BUDGET = 0.6
 
 
 @dataclass(slots=True)
@@ -59,8 +63,8 @@ class PollOutcome:
     kinds: list[str] = field(default_factory=list)
 
 
-def alert_message(article: Article, match: Match, *, now: float) -> AlertMessage:
-    """The alert as channels will show it (the outbox fills in ids, sources and keys)."""
+def alert_of(article: Article, match: Match, route: Route, *, now: float) -> Alert:
+    """The alert a rule's match on an article makes: built once, stored once."""
     fields = article.fields()
     snip = match.snippet(fields)
     why = [
@@ -73,20 +77,15 @@ def alert_message(article: Article, match: Match, *, now: float) -> AlertMessage
         }
         for h in match.hits[:50]
     ]
-    return AlertMessage(
-        kind="alert",
-        idempotency_key="",
-        alert_id=None,
+    return Alert(
         rule=match.rule,
-        severity="medium",
+        severity=route.severity,
         title=article.title or article.url,
         url=article.url or None,
         source=article.feed,
         published=article.published,
         snippet=snip.text,
         highlights=list(snip.highlights),
-        story_id=None,
-        sources=[],
         why=why,
         created_at=datetime.fromtimestamp(now, UTC),
     )
@@ -214,6 +213,8 @@ class Pipeline:
         return self._failed(feed, conf, owner, failure)
 
     async def _poll(self, feed: FeedState, conf: _Feed, owner: str) -> Polled:
+        lease = self.settings.daemon.feed_lease.total_seconds()
+        deadline = asyncio.get_running_loop().time() + lease * EXTRACT_BUDGET
         res = await self.fetcher.fetch(
             feed.fetch_url,
             etag=feed.etag,
@@ -236,7 +237,9 @@ class Pipeline:
         entries = _unique(parsed.entries)
         new = await self._unseen(feed, conf, entries)
         outcome = PollOutcome(feed.url, "new", entries=len(entries), new=len(new))
-        articles = await self._articles(feed, conf, new, res.final_url, prints)
+        articles = await self._articles(feed, conf, new, res.final_url, prints, deadline)
+        if len(articles) < len(new):  # pages left for the next poll: it must fetch the feed again
+            fetched = FetchSummary(changed=True, permanent_redirect=res.permanent_redirect)
         hints = FeedHints.of(parsed, res.cache_max_age)
         update = await self._plan(feed, conf, fetched, hints, new)
         return self._done(feed, owner, update, outcome, articles)
@@ -322,8 +325,10 @@ class Pipeline:
         new: list[Entry],
         feed_url: str,
         prints: dict[int, Fingerprint],
+        deadline: float,
     ) -> list[NewArticle]:
-        """Each new entry as an article (its page extracted when configured), matched."""
+        """Each new entry as an article (its page extracted when configured), matched;
+        extraction stops at `deadline` (event-loop time)."""
         if not conf.extract:
             now = self.clock()
             return [self._prepare(e.article(feed.name), None, now, prints.get(id(e))) for e in new]
@@ -334,7 +339,18 @@ class Pipeline:
                 article, error = await self._extracted(feed, conf, entry, feed_url)
                 return self._prepare(article, error, self.clock())
 
-        return list(await asyncio.gather(*(one(e) for e in new)))
+        tasks = [asyncio.create_task(one(e)) for e in new]
+        # The poll commits once, at its end: pages still being extracted when the budget is
+        # spent are left for the next poll (they are not stored, so they stay new), and what
+        # was extracted is committed now, so a feed of slow pages still makes progress.
+        budget = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, pending = await asyncio.wait(tasks, timeout=budget) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            log.info("feed %s: %d pages left for the next poll", feed.url, len(pending))
+        return [task.result() for task in tasks if task in done]
 
     async def _extracted(
         self, feed: FeedState, conf: _Feed, entry: Entry, feed_url: str
@@ -377,8 +393,7 @@ class Pipeline:
             route = self.routes.get(match.rule)
             if route is None:
                 continue
-            msg = alert_message(article, match, now=now).to_dict()
-            hits.append(RuleHit(route=route, explanation=msg["why"], message=msg))
+            hits.append(RuleHit(route, alert_of(article, match, route, now=now)))
         if fingerprint is None:
             fingerprint = self.stories.fingerprint(article)
         return NewArticle(article, fingerprint, hits, extract_error)

@@ -3,6 +3,8 @@ one alert per (rule, story), the outbox's claim/record cycle, digests and health
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -14,7 +16,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
+from monitor.alerting import Alert
 from monitor.models import Article
+from monitor.notify.message import AlertMessage
 from monitor.polling import (
     Failure,
     FeedHints,
@@ -61,7 +65,7 @@ def message(title: str) -> dict[str, Any]:
 
 def hit(rule: str = "r", channels: list[tuple[str, bool]] | None = None, **kw: Any) -> RuleHit:
     route = Route(rule=rule, severity="high", channels=channels or [("hook", False)], **kw)
-    return RuleHit(route=route, explanation=[], message=message("t"))
+    return RuleHit(route, Alert.from_dict(message("t")))
 
 
 def open_store(url: str) -> tuple[Store, int]:
@@ -174,6 +178,27 @@ def test_one_alert_per_rule_and_story_with_its_deliveries(store_url: str) -> Non
     assert sorted(d.channel for d in rows) == ["hook", "mail"]
     assert all(d.payload["story_id"] == a.story_id for d in rows)
     assert len({d.idempotency_key for d in rows}) == 2
+
+
+def test_an_alert_is_stored_once_and_its_deliveries_keep_only_their_own_fields(
+    store_url: str,
+) -> None:
+    st, fid = open_store(store_url)
+    why = [{"field": "title", "leaf": "drone", "text": "Drone", "start": 0, "end": 5}]
+    alert = dataclasses.replace(Alert.from_dict(message("Drone strike")), rule="r", why=why)
+    route = Route(rule="r", severity="high", channels=[("hook", False), ("mail", False)])
+    a = commit(st, fid, "g1", "Drone strike", "http://news.example/a", RuleHit(route, alert))
+    assert a.alerts == ["r"]
+    with st.engine.connect() as conn:
+        [stored] = conn.execute(select(s.alerts.c.message)).scalars().all()
+        payloads = conn.execute(select(s.deliveries.c.payload)).scalars().all()
+    assert json.loads(stored)["v"] == 1 and json.loads(stored)["why"] == why
+    for raw in payloads:  # no copy of the alert (title, snippet, explanation) per channel
+        assert set(json.loads(raw)) == {"kind", "idempotency_key", "story_id", "sources"}
+    for d in st.outbox.list_deliveries():  # what a channel gets: the alert and its own fields
+        msg = AlertMessage.from_dict(d.payload)
+        assert (msg.title, msg.why, msg.alert_id) == ("Drone strike", why, d.alert_id)
+        assert msg.idempotency_key == d.idempotency_key and msg.story_id == a.story_id
 
 
 def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:
@@ -431,7 +456,7 @@ def test_min_sources_alerts_once_the_story_has_enough_outlets(store_url: str) ->
         "g1",
         "Explosion near US base in Syria, several hurt",
         "http://news.example/a",
-        RuleHit(route=route, explanation=[], message=message("t")),
+        RuleHit(route, Alert.from_dict(message("t"))),
     )
     assert first.suppressed == ["r"] and st.outbox.list_deliveries() == []
     # The second outlet's article joins the story without matching the rule itself.

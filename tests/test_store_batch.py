@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from monitor.alerting import Alert
 from monitor.models import Article
 from monitor.store import FeedSpec, Route, RuleHit, Store
 from monitor.store import schema as s
@@ -53,8 +54,8 @@ def _articles(feed: str) -> list[Article]:
 
 def _hits(i: int) -> list[RuleHit]:
     route = Route(rule="r", severity="high", channels=[("hook", False)])
-    msg: dict[str, Any] = {"title": "t", "sources": []}
-    return [RuleHit(route=route, explanation=[], message=msg)] if i % 3 == 0 else []
+    alert = Alert.from_dict({"rule": "r", "title": "t", "created_at": "2026-11-25T10:30:00+00:00"})
+    return [RuleHit(route, alert)] if i % 3 == 0 else []
 
 
 def _decisions(st: Store) -> list[tuple[Any, ...]]:

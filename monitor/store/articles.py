@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, distinct, func, insert, select, update
 
-from monitor.alerting import Action, AlertDecision, Route, StoryState, decide
+from monitor.alerting import Action, Alert, AlertDecision, Route, StoryState, decide
 from monitor.models import Article
 from monitor.store import schema as s
 from monitor.store.engine import new_id, read_tx, serialise, write_tx
@@ -55,11 +55,16 @@ def _json_list(values: Sequence[str]) -> str:
     return json.dumps(values) if values else "[]"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RuleHit:
+    """A rule's match on an article: where it alerts, and the alert it makes."""
+
     route: Route
-    explanation: list[dict[str, Any]]  # the hits: field, leaf, text, start, end
-    message: dict[str, Any]  # AlertMessage fields except the per-alert / per-channel ones
+    alert: Alert
+
+    @property
+    def explanation(self) -> list[dict[str, Any]]:
+        return self.alert.why
 
 
 class NewArticle(NamedTuple):
@@ -249,7 +254,7 @@ class ArticleRepo:
             )
         ).all()
         return [
-            RuleHit(route=routes[w.rule], explanation=[], message=json.loads(w.message))
+            RuleHit(routes[w.rule], Alert.from_dict(json.loads(w.message)))
             for w in waiting
             if w.rule not in matched and w.rule in routes
         ]
@@ -267,7 +272,7 @@ class ArticleRepo:
         if decision.action is Action.UPDATE:
             assert existing is not None
             result.deliveries += _fan_out(
-                conn, hit, decision, story, f"{existing.key}:update:{story.article_id}", existing.id
+                conn, decision, story, f"{existing.key}:update:{story.article_id}", existing.id
             )
             result.updates.append(route.rule)
             return
@@ -292,7 +297,7 @@ class ArticleRepo:
                         article_id=story.article_id,
                         severity=route.severity,
                         status=status,
-                        message=json.dumps(hit.message),
+                        message=json.dumps(hit.alert.to_dict()),
                         created_at=now,
                     )
                 )
@@ -300,7 +305,7 @@ class ArticleRepo:
         if decision.action is not Action.ALERT:
             result.suppressed.append(route.rule)
             return
-        result.deliveries += _fan_out(conn, hit, decision, story, alert_key, alert_id)
+        result.deliveries += _fan_out(conn, decision, story, alert_key, alert_id)
         result.alerts.append(route.rule)
 
     def recent(self, since: float, limit: int | None = None) -> list[dict[str, Any]]:
@@ -377,7 +382,6 @@ def stored_article(row: Mapping[str, Any]) -> Article:
 
 def _fan_out(
     conn: Connection,
-    hit: RuleHit,
     decision: AlertDecision,
     story: _StoryView,
     key_base: str,
@@ -385,24 +389,16 @@ def _fan_out(
 ) -> int:
     """One delivery per channel of the decision (keyed `<key_base>:<channel>`), in the
     caller's transaction. Returns how many were queued."""
-    route = hit.route
     kind = "story.updated" if decision.action is Action.UPDATE else "alert"
-    msg = dict(
-        hit.message,
-        kind=kind,
-        alert_id=alert_id,
-        story_id=story.story_id,
-        sources=story.sources,
-        rule=route.rule,
-        severity=route.severity,
-    )
+    # Only what differs per delivery: the alert itself is the alert row (see `Alert`).
+    per_send = {"kind": kind, "story_id": story.story_id, "sources": story.sources}
     queued = 0
     for channel, held in decision.channels:
         key = f"{key_base}:{channel}"
         queued += enqueue(
             conn,
             Enqueue(channel=channel, kind=kind, key=key, held=held, alert_id=alert_id),
-            payload=dict(msg, idempotency_key=key),
+            payload=dict(per_send, idempotency_key=key),
             now=story.now,
         )
     return queued

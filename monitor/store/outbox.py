@@ -40,6 +40,24 @@ class Delivery:
     sent_at: float | None = None
 
 
+#: Deliveries with their alert's message (None for a health notice or a digest).
+_DELIVERIES = select(s.deliveries, s.alerts.c.message.label("alert_message")).outerjoin(
+    s.alerts, s.alerts.c.id == s.deliveries.c.alert_id
+)
+
+
+def message_of(r: Any) -> dict[str, Any]:
+    """The message a delivery sends: its alert (stored once, see `alerting.Alert`) with the
+    delivery's own fields (kind, idempotency key, the story's sources at the time). A delivery
+    without an alert (health, digest), or one queued before alerts were stored once, carries
+    its whole message."""
+    payload: dict[str, Any] = json.loads(r.payload)
+    if r.alert_message is None:
+        return payload
+    alert: dict[str, Any] = json.loads(r.alert_message)
+    return {**alert, "alert_id": r.alert_id, **payload}
+
+
 def _row(r: Any) -> Delivery:
     return Delivery(
         id=r.id,
@@ -51,7 +69,7 @@ def _row(r: Any) -> Delivery:
         attempts=r.attempts,
         next_attempt_at=r.next_attempt_at,
         last_error=r.last_error,
-        payload=json.loads(r.payload),
+        payload=message_of(r),
         created_at=r.created_at,
         sent_at=r.sent_at,
     )
@@ -124,9 +142,9 @@ class Outbox:
                 .values(lease_owner=owner, lease_until=now + lease)
             )
             rows = conn.execute(
-                select(s.deliveries)
-                .where(s.deliveries.c.id.in_(ids))
-                .order_by(s.deliveries.c.next_attempt_at, s.deliveries.c.id)
+                _DELIVERIES.where(s.deliveries.c.id.in_(ids)).order_by(
+                    s.deliveries.c.next_attempt_at, s.deliveries.c.id
+                )
             )
             return [_row(r) for r in rows]
 
@@ -177,7 +195,7 @@ class Outbox:
 
     def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[Delivery]:
         with read_tx(self.engine) as conn:
-            q = select(s.deliveries).order_by(s.deliveries.c.id.desc()).limit(limit)
+            q = _DELIVERIES.order_by(s.deliveries.c.id.desc()).limit(limit)
             if status:
                 q = q.where(s.deliveries.c.status == status)
             return [_row(r) for r in conn.execute(q)]
@@ -241,17 +259,15 @@ class Outbox:
             ).first():
                 return None
             held = conn.execute(
-                select(s.deliveries)
-                .where(
+                _DELIVERIES.where(
                     s.deliveries.c.channel == channel,
                     s.deliveries.c.status == "held",
                     s.deliveries.c.created_at <= cutoff,
-                )
-                .order_by(s.deliveries.c.id)
+                ).order_by(s.deliveries.c.id)
             ).all()
             if not held:
                 return None
-            payload = build([json.loads(r.payload) for r in held])
+            payload = build([message_of(r) for r in held])
             try:
                 # A savepoint: on PostgreSQL a failed statement aborts the whole transaction,
                 # and another node inserting the same period's digest first is not an error.
