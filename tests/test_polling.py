@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from monitor.models import FeedState
+from monitor.config import load_config
+from monitor.models import FeedState, ParsedFeed
+from monitor.pipeline import poll_policy
 from monitor.polling import (
     MOVE_AFTER_REDIRECTS,
     Failure,
@@ -239,3 +242,32 @@ def test_skip_hints_round_trip_and_garbage_reads_as_none() -> None:
     skip = Skip(frozenset({0, 23}), frozenset({"Sunday"}))
     assert decode_skip(encode_skip(skip)) == Skip(frozenset({0, 23}), frozenset({"sunday"}))
     assert decode_skip("h:99,x;d:") == Skip() and encode_skip(Skip()) is None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_hints_of_a_parsed_feed_carry_its_ttl_in_seconds_and_its_skip_hints() -> None:
+    parsed = ParsedFeed(title="t", link=None, ttl_minutes=120, skip_hours=frozenset({3}))
+    hints = FeedHints.of(parsed, cache_max_age=30.0)
+    assert hints == FeedHints(
+        ttl=7200.0, skip=Skip(frozenset({3}), frozenset()), cache_max_age=30.0
+    )
+    assert FeedHints.of(None, None) == FeedHints()  # a 304: no new hints
+
+
+def test_the_policy_is_resolved_from_the_feed_and_the_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"""
+database: sqlite:///{tmp_path}/monitor.db
+fetch: {{backoff_base: 30s, backoff_max: 2h, broken_after: 3h, retry_after_scope: host}}
+defaults: {{interval: 1m, min_interval: 10s, max_interval: 6h, adaptive: true}}
+feeds:
+  - {{url: "https://a.example/feed"}}
+  - {{url: "https://b.example/feed", interval: 5m}}
+""")
+    settings = load_config(cfg)
+    shared, own = (poll_policy(settings, f) for f in settings.feed_list)
+    assert shared == PollPolicy(60.0, 10.0, 6 * HOUR, True, 30.0, 2 * HOUR, 3 * HOUR, True)
+    # A feed with its own interval is left alone by adaptive polling.
+    assert own.interval == 300.0 and not own.adaptive
