@@ -48,7 +48,7 @@ from receivers import WebhookReceiver  # noqa: E402
 from monitor.config import DeliverySettings, WebhookChannel  # noqa: E402
 from monitor.delivery import Deliverer  # noqa: E402
 from monitor.notify import AlertMessage, build_channel  # noqa: E402
-from monitor.store import Store, enqueue  # noqa: E402
+from monitor.store import Enqueue, Store, enqueue  # noqa: E402
 from monitor.store.engine import write_tx  # noqa: E402
 
 AG_NEWS = ROOT.parent / "shared" / "corpora" / "news" / "ag_news" / "train_subset.csv"
@@ -118,9 +118,7 @@ async def drain(url: str, n: int, channels: int, batch: int) -> tuple[float, int
                 ch = names[i % channels]
                 enqueue(
                     conn,
-                    channel=ch,
-                    kind="alert",
-                    key=f"bench-{i}:{ch}",
+                    Enqueue(channel=ch, kind="alert", key=f"bench-{i}:{ch}"),
                     payload=alert(i, ch),
                     now=time.time(),
                 )

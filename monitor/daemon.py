@@ -40,20 +40,16 @@ from monitor.logs import setup_logging as setup_logging  # re-exported; lives in
 from monitor.notify import build_channel
 from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
+from monitor.poll_loop import LoopConfig, PollLoop
 from monitor.store import FeedSpec, Store
 from monitor.store.engine import write_tx
-from monitor.store.feedstate import QuietSuccess
+from monitor.store.stories import StoryRepo
 from monitor.workers import WorkerPool
 
 log = logging.getLogger("monitor.daemon")
 
 #: How long in-flight polls may finish after a stop signal before they are cancelled.
 STOP_GRACE = 10.0
-# Quiet polls (see poll_due) recorded per transaction: big enough that fsyncs stop mattering,
-# small enough that the leases they hold are released within a fraction of a second.
-QUIET_BATCH = 200
-#: ... and at most this many seconds after the first of a batch (a long-running poll loop).
-QUIET_MAX_AGE = 1.0
 #: Seconds after a digest period's end before it is collected (commits in flight finish).
 DIGEST_GRACE = 2.0
 
@@ -132,146 +128,19 @@ class Runtime:
         on_outcome: Callable[[PollOutcome], object] | None = None,
         recheck: float | None = None,
     ) -> list[PollOutcome]:
-        """Poll every due feed, at most `fetch.concurrency` at once, until none is due.
-
-        A sliding window rather than batch after batch: a slow feed holds one slot, not a whole
-        batch, and no more feeds are leased than are being polled (a lease never expires while
-        its feed waits in a queue). A poll that has only its commit left (queued for the
-        writer thread, see `GroupWriter`) gives its slot to the next feed, up to twice the
-        window in all: otherwise the window fills with polls waiting for one commit while the
-        parse workers idle.
-
-        `monitor once` calls it bare and gets the outcomes. The daemon keeps one call running
-        while feeds come due: `recheck` seconds after the last lease that found nothing it
-        looks again (even with polls in flight), `on_outcome` takes each outcome (nothing is
-        kept), a lease that fails is retried after `recheck` seconds instead of raised, and
-        setting `stop` ends the leasing (the polls in flight finish; cancelling the call
-        cancels them).
-        """
+        """Poll every due feed, at most `fetch.concurrency` at once, until none is due (see
+        `monitor.poll_loop` for `stop`, `on_outcome` and `recheck`)."""
         d = self.settings.daemon
-        window = self.settings.fetch.concurrency
-        refill = max(1, min(window, d.feed_batch) // 2)
-        outcomes: list[PollOutcome] = []
-        inflight: set[asyncio.Task[PollOutcome]] = set()
-        finished: list[asyncio.Task[PollOutcome]] = []
-        wake = asyncio.Event()
-
-        def done(task: asyncio.Task[PollOutcome]) -> None:
-            inflight.discard(task)
-            finished.append(task)
-            wake.set()
-
-        # Polls that stored nothing (mostly 304s) are recorded in batches: one piece of a
-        # group commit per batch instead of a transaction per feed. Until then their leases
-        # stay held, so they are not polled twice; a crash loses only validators and next-poll
-        # times (harmless, see QuietSuccess). Flushed by size or age, and before returning.
-        quiet: list[QuietSuccess] = []
-        quiet_since = 0.0
-        self.pipeline.quiet_successes = quiet
-        self.pipeline.on_committing = wake.set
-        next_lease = 0.0  # monotonic time before which leasing waits (nothing was due)
-        lease_error: Exception | None = None
-        try:
-            while True:
-                for task in finished:
-                    if task.cancelled():
-                        continue
-                    if (exc := task.exception()) is not None:  # Pipeline.poll catches errors
-                        log.error("a poll failed unexpectedly", exc_info=exc)
-                    elif on_outcome is not None:
-                        on_outcome(task.result())
-                    else:
-                        outcomes.append(task.result())
-                finished.clear()
-                now = time.monotonic()
-                if quiet and not quiet_since:
-                    quiet_since = now
-                if len(quiet) >= QUIET_BATCH or (quiet and now - quiet_since >= QUIET_MAX_AGE):
-                    await self._flush_quiet(quiet)
-                    quiet_since = 0.0
-                stopping = stop is not None and stop.is_set()
-                fetching = len(inflight) - self.pipeline.committing
-                room = min(window - fetching, 2 * window - len(inflight))
-                # Leased in batches of at least `refill` (each lease is a write with its fsync):
-                # one per finished poll cost more than the polls of 304s.
-                if (
-                    not stopping
-                    and lease_error is None
-                    and now >= next_lease
-                    and room > 0
-                    and (room >= refill or not inflight)
-                ):
-                    limit = min(room, d.feed_batch)
-                    try:
-                        feeds = await self.store.writer.run(
-                            functools.partial(
-                                self.store.feeds.lease_due_in,
-                                owner=self.owner,
-                                limit=limit,
-                                lease=d.feed_lease.total_seconds(),
-                                now=time.time(),
-                            )
-                        )
-                    except Exception as exc:
-                        if recheck is None:
-                            lease_error = exc  # raised once the polls in flight are done
-                        else:
-                            log.exception("could not lease due feeds (retrying in %g s)", recheck)
-                            next_lease = time.monotonic() + recheck
-                        feeds = []
-                    else:
-                        if len(feeds) < limit:  # nothing more is due now
-                            next_lease = (
-                                float("inf") if recheck is None else time.monotonic() + recheck
-                            )
-                    for feed in feeds:
-                        task = asyncio.create_task(self.pipeline.poll(feed, self.owner))
-                        inflight.add(task)
-                        task.add_done_callback(done)
-                    if feeds:
-                        continue  # more may be due: fill the window first
-                if not inflight and not finished:  # nothing due, nothing left (quiet: finally)
-                    if lease_error is not None:
-                        raise lease_error
-                    return outcomes  # the daemon's next tick calls again
-                wake.clear()
-                if finished:
-                    continue
-                now = time.monotonic()
-                deadlines = []
-                if recheck is not None and not stopping and next_lease > now:
-                    deadlines.append(next_lease - now)  # leasing waits for time, not for room
-                if quiet:
-                    quiet_since = quiet_since or now
-                    deadlines.append(quiet_since + QUIET_MAX_AGE - now)
-                timeout = max(0.0, min(deadlines)) if deadlines else None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout)
-        finally:
-            self.pipeline.quiet_successes = None
-            self.pipeline.on_committing = None
-            for task in inflight:
-                task.cancel()
-            if inflight:
-                await asyncio.gather(*inflight, return_exceptions=True)
-            await self._flush_quiet(quiet)
-
-    async def _flush_quiet(self, quiet: list[QuietSuccess]) -> None:
-        batch = quiet[:]
-        quiet.clear()
-        if not batch:
-            return
-        try:
-            recorded = await self.store.writer.run(
-                functools.partial(self.store.feeds.record_successes_in, polls=batch)
-            )
-        except Exception:
-            # Harmless to lose (see QuietSuccess): the leases expire and the feeds are polled
-            # again. Not worth stopping the poll loop for.
-            log.exception("recording %d polls failed; their feeds will be polled again", len(batch))
-            return
-        if recorded < len(batch):
-            log.warning("%d leases were lost before their polls finished", len(batch) - recorded)
+        config = LoopConfig(
+            owner=self.owner,
+            window=self.settings.fetch.concurrency,
+            batch=d.feed_batch,
+            lease=d.feed_lease.total_seconds(),
+            recheck=recheck,
+        )
+        return await PollLoop(self.pipeline, self.store, config).run(
+            stop=stop, on_outcome=on_outcome
+        )
 
     async def run_cycle(self) -> CycleReport:
         """`monitor once`: poll every feed, process, deliver everything due, return."""
@@ -288,7 +157,7 @@ class Runtime:
 
         def prune() -> int:
             with write_tx(self.store.engine) as conn:
-                return self.pipeline.stories.prune(conn, time.time())
+                return StoryRepo(self.pipeline.stories).prune(conn, time.time())
 
         try:
             return await asyncio.to_thread(prune)
@@ -446,16 +315,7 @@ class Daemon:
     async def snapshot(self) -> dict[str, Any]:
         """What /healthz and /metrics report."""
         feeds = await asyncio.to_thread(self.rt.store.feeds.all)
-        states: Counter[str] = Counter()
-        for f in feeds:
-            if f.active:
-                states[
-                    "ok"
-                    if f.consecutive_failures == 0
-                    else "broken"
-                    if f.broken_reported
-                    else "failing"
-                ] += 1
+        states = Counter(f.health for f in feeds if f.active)
         deliveries = await asyncio.to_thread(self.rt.store.outbox.stats, time.time())
         return {
             "feeds": dict(states),

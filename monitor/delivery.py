@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.config import DeliverySettings
+from monitor.config import SEVERITY_ORDER, DeliverySettings
 from monitor.errors import DeliveryError
 from monitor.notify.base import Channel
 from monitor.notify.message import AlertMessage
@@ -56,7 +56,8 @@ def digest_payload(
 
 
 def _severity_rank(sev: str) -> int:
-    return {"low": 0, "medium": 1, "high": 2, "critical": 3}.get(sev, 1)
+    # An unknown severity (a payload written by another version) ranks as medium.
+    return SEVERITY_ORDER.get(sev, SEVERITY_ORDER["medium"])
 
 
 class Deliverer:

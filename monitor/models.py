@@ -91,3 +91,40 @@ class Article:
             "url": self.url,
             "feed": self.feed,
         }
+
+
+@dataclass(slots=True)
+class FeedState:
+    """A feed as the store last recorded it: a snapshot the pollers decide from."""
+
+    id: int
+    url: str
+    fetch_url: str
+    name: str
+    allow_private: bool
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    next_poll_at: float
+    consecutive_failures: int
+    failing_since: float | None
+    last_error: str | None
+    last_error_kind: str | None
+    last_success_at: float | None
+    last_attempt_at: float | None
+    broken_reported: bool
+    redirect_target: str | None
+    redirect_count: int
+    min_interval: float | None
+    polls: int
+    entries_total: int
+    last_new_entry_at: float | None
+    active: bool
+    skip: str | None = None  # the feed's skipHours/skipDays, see `encode_skip`
+
+    @property
+    def health(self) -> str:
+        """ok | failing | broken (reported broken after `fetch.broken_after` of failures)."""
+        if self.consecutive_failures == 0:
+            return "ok"
+        return "broken" if self.broken_reported else "failing"

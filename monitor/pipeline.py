@@ -1,45 +1,46 @@
-"""One feed, end to end: fetch, parse, drop seen entries, extract, match, commit to the outbox.
+"""One feed, end to end: fetch, parse, drop seen entries, extract, match, then commit.
 
 `Pipeline.poll(feed)` tells the whole story on one page (as Miniflux's RefreshFeed does): build
 the request from the stored validators, fetch, stop if not modified or unchanged, parse in a
 worker process, keep only entries this feed has not stored, extract each article page in a
-worker process, group it into a story, match the rules, and commit the article with its
-matches, alerts and deliveries in one transaction. Stages raise typed errors; this is the one
-place that records a feed's failure. No scheduling here: the daemon and `monitor once` decide
-when to call it.
+worker process, match the rules (each match one `Alert`), fingerprint the story, and decide the
+feed's update (`monitor.polling`). It writes nothing: `Pipeline.commit` hands the `PollResult`
+to the store's one commit path (`monitor.store.polls`). Stages raise typed errors; this is the
+one place that turns them into a feed's failure. No scheduling here: the poll loop decides when
+to call it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection
-
 from monitor import secrets
-from monitor.config import SEVERITY_ORDER, FeedConfig, Settings
+from monitor.alerting import Alert, Route, build_routes
+from monitor.config import FeedConfig, Settings
 from monitor.errors import MonitorError
 from monitor.extract import Extracted
-from monitor.fetch import Fetcher
-from monitor.models import Article, Entry, ParsedFeed
+from monitor.fetch import HTML_ACCEPT, Fetcher, FetchResult
+from monitor.models import Article, Entry, FeedState, ParsedFeed
 from monitor.notify.message import AlertMessage
-from monitor.rules import Match, RuleSet
-from monitor.schedule import (
-    ADAPTIVE_WINDOW,
-    adaptive_interval,
-    next_poll_after_failure,
-    next_poll_after_success,
+from monitor.polling import (
+    Failure,
+    FeedHints,
+    FeedUpdate,
+    FetchSummary,
+    PollPolicy,
+    plan_after_failure,
+    plan_next_poll,
 )
-from monitor.store import FeedState, Route, RuleHit, Store, enqueue
-from monitor.store.articles import CommitResult
-from monitor.store.feedstate import QuietSuccess, decode_skip, encode_skip
+from monitor.rules import Match, RuleSet
+from monitor.schedule import ADAPTIVE_WINDOW
+from monitor.store import CommitResult, Enqueue, NewArticle, PollResult, RuleHit, Store
+from monitor.store.polls import Notice
 from monitor.stories import Fingerprint, StoryIndex
 from monitor.workers import WorkerPool
 
@@ -47,6 +48,9 @@ log = logging.getLogger("monitor.pipeline")
 
 #: How many article pages of one feed are fetched and extracted at once.
 ARTICLE_CONCURRENCY = 4
+#: Share of the feed's lease, from the poll's start, until which its pages are extracted (the
+#: whole poll may take 0.8 of it).
+EXTRACT_BUDGET = 0.6
 
 
 @dataclass(slots=True)
@@ -60,32 +64,8 @@ class PollOutcome:
     kinds: list[str] = field(default_factory=list)
 
 
-def build_routes(settings: Settings) -> dict[str, Route]:
-    """Per rule: which channels get its alerts (severity filter, digest or immediate)."""
-    routes: dict[str, Route] = {}
-    for rule in settings.active_rules:
-        channels: list[tuple[str, bool]] = []
-        for name in settings.rule_channels(rule):
-            ch = settings.channels[name]
-            if not ch.enabled:
-                continue
-            if SEVERITY_ORDER[rule.severity] < SEVERITY_ORDER[ch.min_severity]:
-                continue
-            channels.append((name, ch.digest is not None))
-        routes[rule.name] = Route(
-            rule=rule.name,
-            severity=rule.severity,
-            channels=channels,
-            cooldown=rule.cooldown.total_seconds() if rule.cooldown else None,
-            updates=rule.updates,
-            min_sources=rule.min_sources,
-            within=rule.within.total_seconds() if rule.within else None,
-        )
-    return routes
-
-
-def alert_message(article: Article, match: Match, *, now: float) -> AlertMessage:
-    """The alert as channels will show it (the outbox fills in ids, sources and keys)."""
+def alert_of(article: Article, match: Match, route: Route, *, now: float) -> Alert:
+    """The alert a rule's match on an article makes: built once, stored once."""
     fields = article.fields()
     snip = match.snippet(fields)
     why = [
@@ -98,36 +78,34 @@ def alert_message(article: Article, match: Match, *, now: float) -> AlertMessage
         }
         for h in match.hits[:50]
     ]
-    return AlertMessage(
-        kind="alert",
-        idempotency_key="",
-        alert_id=None,
+    return Alert(
         rule=match.rule,
-        severity="medium",
+        severity=route.severity,
         title=article.title or article.url,
         url=article.url or None,
         source=article.feed,
         published=article.published,
         snippet=snip.text,
         highlights=list(snip.highlights),
-        story_id=None,
-        sources=[],
         why=why,
         created_at=datetime.fromtimestamp(now, UTC),
     )
 
 
-def health_message(feed: FeedState, event: str, now: float) -> AlertMessage:
-    broken = event == "source.broken"
+def health_message(feed: FeedState, update: FeedUpdate) -> AlertMessage:
+    """The alert a feed's health event sends to the health channels."""
+    broken = update.health == "source.broken"
+    failing_since = update.failing_since if update.failure else feed.failing_since
     since = (
-        datetime.fromtimestamp(feed.failing_since, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        if feed.failing_since
+        datetime.fromtimestamp(failing_since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if failing_since
         else ""
     )
     title = f"Feed broken: {feed.name}" if broken else f"Feed recovered: {feed.name}"
+    failure = update.failure
     detail = (
-        f"{feed.url} has failed since {since}: [{feed.last_error_kind}] {feed.last_error}"
-        if broken
+        f"{feed.url} has failed since {since}: [{failure.kind}] {failure.error}"
+        if broken and failure is not None
         else f"{feed.url} is being polled successfully again."
     )
     return AlertMessage(
@@ -145,9 +123,41 @@ def health_message(feed: FeedState, event: str, now: float) -> AlertMessage:
         story_id=None,
         sources=[],
         why=[],
-        created_at=datetime.fromtimestamp(now, UTC),
+        created_at=datetime.fromtimestamp(update.now, UTC),
         detail=detail,
     )
+
+
+@dataclass(slots=True)
+class Polled:
+    """A poll done but for its commit: what to write, and the outcome so far."""
+
+    result: PollResult
+    outcome: PollOutcome
+
+
+def poll_policy(settings: Settings, cfg: FeedConfig) -> PollPolicy:
+    """A feed's polling policy, resolved from its config and the defaults."""
+    d, fs = settings.defaults, settings.fetch
+    return PollPolicy(
+        interval=settings.feed_interval(cfg).total_seconds(),
+        min_interval=d.min_interval.total_seconds(),
+        max_interval=d.max_interval.total_seconds(),
+        adaptive=cfg.adaptive,  # resolved at load: defaults.adaptive unless the feed says
+        backoff_base=fs.backoff_base.total_seconds(),
+        backoff_max=fs.backoff_max.total_seconds(),
+        broken_after=fs.broken_after.total_seconds(),
+        host_wide_retry_after=fs.retry_after_scope == "host",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """A configured feed, resolved once per configuration (not on every poll)."""
+
+    cfg: FeedConfig
+    extract: bool
+    policy: PollPolicy
 
 
 class Pipeline:
@@ -162,14 +172,6 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        # When a list (the daemon sets one while it polls), good polls that stored nothing are
-        # queued here for `FeedRepo.record_successes` instead of one transaction each.
-        self.quiet_successes: list[QuietSuccess] | None = None
-        # Polls whose work is done but for their commit, which only waits for the writer
-        # thread; `on_committing` (set by the daemon's poll loop) is told when one gets there,
-        # so the loop can start another feed instead of idling the parse workers meanwhile.
-        self.committing = 0
-        self.on_committing: Callable[[], None] | None = None
         self.fetcher = fetcher
         self.workers = workers
         self.clock = clock
@@ -182,174 +184,200 @@ class Pipeline:
         self.routes = build_routes(settings)
         # Routes of rules whose alerts can wait for more outlets (min_sources).
         self.waiting_routes = {n: r for n, r in self.routes.items() if r.min_sources}
-        self.feed_configs: dict[str, FeedConfig] = {f.url: f for f in settings.feed_list}
-        st = settings.stories
-        self.stories = StoryIndex(
-            window=st.window.total_seconds(),
-            threshold=st.near_duplicate_threshold,
-            num_perm=st.num_perm,
-            shingle_size=st.shingle_size,
-        )
+        self.feeds = {
+            f.url: _Feed(f, settings.feed_extract(f), poll_policy(settings, f))
+            for f in settings.feed_list
+        }
+        self.stories = StoryIndex.configured(settings.stories)
         self.health_channels = [n for n, c in settings.channels.items() if c.health and c.enabled]
 
     # ------------------------------------------------------------------ one feed
 
-    async def poll(self, feed: FeedState, owner: str) -> PollOutcome:
-        cfg = self.feed_configs.get(feed.url)
-        if cfg is None:  # removed from the config since it was leased
-            await asyncio.to_thread(self.store.feeds.release, feed, owner)
-            return PollOutcome(feed=feed.url, status="removed")
+    async def poll(self, feed: FeedState, owner: str) -> Polled:
+        """Poll one leased feed; errors become its failure. Nothing is written: the caller
+        commits the result (`commit`)."""
+        conf = self.feeds.get(feed.url)
+        if conf is None:  # removed from the config since it was leased
+            return Polled(PollResult(feed, owner, None), PollOutcome(feed.url, "removed"))
         started = self.clock()
         try:
             async with asyncio.timeout(self.settings.daemon.feed_lease.total_seconds() * 0.8):
-                return await self._poll(feed, cfg, owner)
+                return await self._poll(feed, conf, owner)
         except MonitorError as exc:
-            return await self._failed(
-                feed, owner, exc.kind, str(exc), getattr(exc, "retry_after", None)
-            )
+            failure = Failure(exc.kind, str(exc), getattr(exc, "retry_after", None))
         except TimeoutError:
-            return await self._failed(
-                feed,
-                owner,
-                "timeout",
-                f"poll took longer than {self.clock() - started:.0f} s",
-                None,
-            )
+            elapsed = self.clock() - started
+            failure = Failure("timeout", f"poll took longer than {elapsed:.0f} s")
         except Exception as exc:  # a bug must not kill the daemon; record it on the feed
             log.exception("unexpected error polling %s", feed.url)
-            error = secrets.redact(f"{type(exc).__name__}: {exc}")
-            return await self._failed(feed, owner, "internal", error, None)
+            failure = Failure("internal", secrets.redact(f"{type(exc).__name__}: {exc}"))
+        return self._failed(feed, conf, owner, failure)
 
-    async def _poll(self, feed: FeedState, cfg: FeedConfig, owner: str) -> PollOutcome:
-        fs = self.settings.fetch
+    async def _poll(self, feed: FeedState, conf: _Feed, owner: str) -> Polled:
+        lease = self.settings.daemon.feed_lease.total_seconds()
+        deadline = asyncio.get_running_loop().time() + lease * EXTRACT_BUDGET
         res = await self.fetcher.fetch(
             secrets.expand(feed.fetch_url),
             etag=feed.etag,
             last_modified=feed.last_modified,
-            max_bytes=fs.max_feed_bytes,
-            allow_private=cfg.allow_private,
+            max_bytes=self.settings.fetch.max_feed_bytes,
+            allow_private=conf.cfg.allow_private,
         )
-        now = self.clock()
-        if res.not_modified or (res.content_hash and res.content_hash == feed.content_hash):
+        fetched = FetchSummary(
+            changed=not res.not_modified and res.content_hash != feed.content_hash,
+            etag=res.etag,
+            last_modified=res.last_modified,
+            content_hash=res.content_hash,
+            permanent_redirect=_redacted(res.permanent_redirect),
+        )
+        if not fetched.changed:
             status = "not_modified" if res.not_modified else "unchanged"
-            await self._succeeded(
-                feed,
-                owner,
-                cfg,
-                now,
-                res.etag or feed.etag,
-                res.last_modified or feed.last_modified,
-                feed.content_hash,
-                0,
-                res.cache_max_age,
-                None,
-                res,
+            update = await self._plan(feed, conf, fetched, FeedHints.of(None, res.cache_max_age))
+            return self._done(feed, owner, update, PollOutcome(feed.url, status))
+        parsed, prints = await self._parse(feed, conf, res)
+        entries = _unique(parsed.entries)
+        new = await self._unseen(feed, conf, entries)
+        outcome = PollOutcome(feed.url, "new", entries=len(entries), new=len(new))
+        articles = await self._articles(feed, conf, new, res.final_url, prints, deadline)
+        if len(articles) < len(new):  # pages left for the next poll: it must fetch the feed again
+            fetched = FetchSummary(
+                changed=True, permanent_redirect=_redacted(res.permanent_redirect)
             )
-            return PollOutcome(feed=feed.url, status=status)
-        extract = self.settings.feed_extract(cfg)
-        fingerprints: dict[int, Fingerprint] = {}
-        if extract:
+        hints = FeedHints.of(parsed, res.cache_max_age)
+        update = await self._plan(feed, conf, fetched, hints, new)
+        return self._done(feed, owner, update, outcome, articles)
+
+    async def commit(self, polled: Polled) -> PollOutcome:
+        """Write a poll's result (one piece of the group commit) and log what it did."""
+        result, outcome = polled.result, polled.outcome
+        try:
+            committed = await self.store.commit(result)
+        except Exception as exc:  # e.g. the disk is full: nothing of the poll was stored
+            log.exception("committing the poll of %s failed", result.feed.url)
+            return await self._commit_failed(result, exc)
+        if not committed.recorded:
+            log.warning("lease on %s was lost before its poll finished", result.feed.url)
+        elif result.update is not None and result.update.health:
+            log.warning("%s: %s", result.update.health, result.feed.url)
+        if outcome.status == "new":
+            outcome.new = committed.stored
+        for new, res in zip(result.articles, committed.results, strict=True):
+            outcome.alerts += _log_alerts(new.article, res)
+        return outcome
+
+    async def _commit_failed(self, result: PollResult, exc: Exception) -> PollOutcome:
+        """Record the failed commit as the feed's failure (its entries stay new)."""
+        feed, conf = result.feed, self.feeds.get(result.feed.url)
+        error = secrets.redact(f"{type(exc).__name__}: {exc}")
+        if conf is None or result.update is None or not result.update.ok:
+            return PollOutcome(feed.url, "failed", error=error, kinds=["internal"])
+        failed = self._failed(feed, conf, result.owner, Failure("internal", error))
+        try:
+            await self.store.commit(failed.result)
+        except Exception:  # the lease expires and the feed is polled again
+            log.exception("recording the failure of %s failed too", feed.url)
+        return failed.outcome
+
+    # ------------------------------------------------------------------ stages
+
+    async def _parse(
+        self, feed: FeedState, conf: _Feed, res: FetchResult
+    ) -> tuple[ParsedFeed, dict[int, Fingerprint]]:
+        """Parse in a worker process; without extraction the worker fingerprints the stories
+        too (their text is all there is)."""
+        timeout = self.settings.fetch.parse_timeout.total_seconds()
+        prints: dict[int, Fingerprint] = {}
+        if conf.extract:
             parsed = await self.workers.parse_feed(
-                res.body,
-                url=res.final_url,
-                content_type=res.content_type,
-                timeout=fs.parse_timeout.total_seconds(),
+                res.body, url=res.final_url, content_type=res.content_type, timeout=timeout
             )
         else:
-            parsed, prints = await self.workers.parse_feed_fingerprinted(
+            parsed, fps = await self.workers.parse_feed_fingerprinted(
                 res.body,
                 url=res.final_url,
                 content_type=res.content_type,
-                timeout=fs.parse_timeout.total_seconds(),
+                timeout=timeout,
                 feed=feed.name,
                 stories=self.stories.params,
             )
-            fingerprints = {id(e): fp for e, fp in zip(parsed.entries, prints, strict=True)}
+            prints = {id(e): fp for e, fp in zip(parsed.entries, fps, strict=True)}
         if parsed.warning:
             log.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
-        entries = _unique(parsed.entries)
+        return parsed, prints
+
+    async def _unseen(self, feed: FeedState, conf: _Feed, entries: list[Entry]) -> list[Entry]:
+        """The entries this feed has not stored, oldest first (alerts arrive in the order the
+        stories broke)."""
         seen: set[str] = set()
-        if extract or feed.entries_total:
+        if conf.extract or feed.entries_total:
             seen = await asyncio.to_thread(
                 self.store.articles.seen_guids, feed.id, [e.key for e in entries]
             )
         # else nothing was stored from this feed yet (its first poll with entries, e.g. every
         # feed of a cold start): no seen-list to read. The commit checks again in its own
         # transaction, so an entry stored by a poll that crashed before it was recorded is
-        # still stored once, and the counts below are what the commit stored.
+        # still stored once, and the counts are what the commit stored.
         new = [e for e in entries if e.key not in seen]
-        # Oldest first, so alerts arrive in the order the stories broke.
         new.sort(key=lambda e: e.published.timestamp() if e.published else float("inf"))
-        outcome = PollOutcome(feed=feed.url, status="new", entries=len(entries), new=len(new))
-        if extract:
-            sem = asyncio.Semaphore(ARTICLE_CONCURRENCY)
+        return new
 
-            async def one(entry: Entry) -> int:
-                async with sem:
-                    return await self._process_entry(feed, cfg, entry, res.final_url)
-
-            for n in await asyncio.gather(*(one(e) for e in new)):
-                outcome.alerts += n
-        elif new:
-            # Nothing to fetch per entry: commit the whole poll in one transaction, one fsync
-            # instead of one per entry (a crash still loses nothing: the entries stay new).
+    async def _articles(
+        self,
+        feed: FeedState,
+        conf: _Feed,
+        new: list[Entry],
+        feed_url: str,
+        prints: dict[int, Fingerprint],
+        deadline: float,
+    ) -> list[NewArticle]:
+        """Each new entry as an article (its page extracted when configured), matched;
+        extraction stops at `deadline` (event-loop time)."""
+        if not conf.extract:
             now = self.clock()
-            items = [
-                self._prepare(self._article(feed, e), None, now, fingerprints.get(id(e)))
-                for e in new
-            ]
-            record = None
-            if not self._adaptive(cfg):
-                # The poll is recorded in the same transaction as its entries: one commit per
-                # cold feed instead of two. (Adaptive polling counts the feed's stored entries
-                # to pick the next poll time, so it must run after the commit: not folded.)
-                plan = await self._plan(feed, cfg, now, res.cache_max_age, parsed, res)
-                record = self._recorder(
-                    feed, owner, plan, now, res.etag, res.last_modified, res.content_hash
-                )
-            # Committed with the other polls' writes queued meanwhile: one fsync for all.
-            self.committing += 1
-            if self.on_committing is not None:
-                self.on_committing()
-            try:
-                results = await self.store.writer.run(
-                    functools.partial(
-                        self.store.articles.commit_articles_in,
-                        feed_id=feed.id,
-                        items=items,
-                        stories=self.stories,
-                        now=now,
-                        routes=self.waiting_routes,
-                        after=record,
-                    )
-                )
-            finally:
-                self.committing -= 1
-            outcome.new = sum(1 for r in results if r.article_id is not None)
-            for (article, *_), result in zip(items, results, strict=True):
-                outcome.alerts += _log_alerts(article, result)
-            if record is not None:
-                if not record.recorded:
-                    log.warning("lease on %s was lost before its poll finished", feed.url)
-                return outcome
-        await self._succeeded(
-            feed,
-            owner,
-            cfg,
-            self.clock(),
-            res.etag,
-            res.last_modified,
-            res.content_hash,
-            outcome.new,
-            res.cache_max_age,
-            parsed,
-            res,
-        )
-        return outcome
+            return [self._prepare(e.article(feed.name), None, now, prints.get(id(e))) for e in new]
+        sem = asyncio.Semaphore(ARTICLE_CONCURRENCY)
 
-    @staticmethod
-    def _article(feed: FeedState, entry: Entry) -> Article:
-        return entry.article(feed.name)
+        async def one(entry: Entry) -> NewArticle:
+            async with sem:
+                article, error = await self._extracted(feed, conf, entry, feed_url)
+                return self._prepare(article, error, self.clock())
+
+        tasks = [asyncio.create_task(one(e)) for e in new]
+        # The poll commits once, at its end: pages still being extracted when the budget is
+        # spent are left for the next poll (they are not stored, so they stay new), and what
+        # was extracted is committed now, so a feed of slow pages still makes progress.
+        budget = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, pending = await asyncio.wait(tasks, timeout=budget) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            log.info("feed %s: %d pages left for the next poll", feed.url, len(pending))
+        return [task.result() for task in tasks if task in done]
+
+    async def _extracted(
+        self, feed: FeedState, conf: _Feed, entry: Entry, feed_url: str
+    ) -> tuple[Article, str | None]:
+        """The entry's article with its page's text; on failure the feed's summary stays the
+        text to match, and the reason is kept."""
+        article = entry.article(feed.name)
+        if not entry.link:
+            return article, None
+        try:
+            extracted = await self._extract(entry.link, conf.cfg, feed_url)
+        except MonitorError as exc:
+            error = f"[{exc.kind}] {exc}"
+            log.info("article %s: %s", entry.link, error)
+            return article, error
+        if extracted is None:
+            return article, "no article text found on the page"
+        article.body = extracted.text
+        article.canonical_url = extracted.canonical_url
+        if not article.title and extracted.title:
+            article.title = extracted.title
+        if not article.authors and extracted.author:
+            article.authors = [extracted.author]
+        return article, None
 
     def _prepare(
         self,
@@ -357,7 +385,7 @@ class Pipeline:
         extract_error: str | None,
         now: float,
         fingerprint: Fingerprint | None = None,
-    ) -> tuple[Article, Fingerprint, list[RuleHit], str | None]:
+    ) -> NewArticle:
         """Match the rules and fingerprint the story (unless a worker did): everything a commit
         needs."""
         if not article.body:
@@ -368,48 +396,10 @@ class Pipeline:
             route = self.routes.get(match.rule)
             if route is None:
                 continue
-            msg = alert_message(article, match, now=now).to_dict()
-            explanation = msg["why"]
-            hits.append(RuleHit(route=route, explanation=explanation, message=msg))
+            hits.append(RuleHit(route, alert_of(article, match, route, now=now)))
         if fingerprint is None:
             fingerprint = self.stories.fingerprint(article)
-        return article, fingerprint, hits, extract_error
-
-    async def _process_entry(
-        self, feed: FeedState, cfg: FeedConfig, entry: Entry, feed_url: str
-    ) -> int:
-        article = self._article(feed, entry)
-        extract_error: str | None = None
-        if self.settings.feed_extract(cfg) and entry.link:
-            try:
-                extracted = await self._extract(entry.link, cfg, feed_url)
-                if extracted is not None:
-                    article.body = extracted.text
-                    article.canonical_url = extracted.canonical_url
-                    if not article.title and extracted.title:
-                        article.title = extracted.title
-                    if not article.authors and extracted.author:
-                        article.authors = [extracted.author]
-                else:
-                    extract_error = "no article text found on the page"
-            except MonitorError as exc:
-                # The entry is still matched on its feed summary; the reason is kept.
-                extract_error = f"[{exc.kind}] {exc}"
-                log.info("article %s: %s", entry.link, extract_error)
-        now = self.clock()
-        article, fingerprint, hits, extract_error = self._prepare(article, extract_error, now)
-        result = await asyncio.to_thread(
-            self.store.articles.commit_article,
-            feed_id=feed.id,
-            article=article,
-            fingerprint=fingerprint,
-            hits=hits,
-            stories=self.stories,
-            now=now,
-            extract_error=extract_error,
-            routes=self.waiting_routes,
-        )
-        return _log_alerts(article, result)
+        return NewArticle(article, fingerprint, hits, extract_error)
 
     async def _extract(self, link: str, cfg: FeedConfig, feed_url: str) -> Extracted | None:
         fs = self.settings.fetch
@@ -420,237 +410,83 @@ class Pipeline:
             link,
             max_bytes=fs.max_page_bytes,
             allow_private=cfg.allow_private and same_host,
-            accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+            accept=HTML_ACCEPT,
         )
         return await self.workers.extract(
             page.body, url=page.final_url, timeout=fs.extract_timeout.total_seconds()
         )
 
-    # ------------------------------------------------------------------ bookkeeping
-
-    def _adaptive(self, cfg: FeedConfig) -> bool:
-        return cfg.adaptive  # resolved at load: defaults.adaptive unless the feed says
+    # ------------------------------------------------------------------ the feed's update
 
     async def _plan(
         self,
         feed: FeedState,
-        cfg: FeedConfig,
-        now: float,
-        max_age: float | None,
-        parsed: ParsedFeed | None,
-        res: Any,
-    ) -> _SuccessPlan:
-        """When to poll next, the server's lower bound and any feed move, after a good poll."""
-        d = self.settings.defaults
-        ttl = parsed.ttl_minutes * 60.0 if parsed and parsed.ttl_minutes else None
-        server_min = max([x for x in (ttl, max_age) if x] or [0.0]) or None
-        if parsed is None:
-            # Unchanged body (304 or same hash): its ttl still holds, so keep the stored bound.
-            server_min = max(server_min or 0.0, feed.min_interval or 0.0) or None
-        if parsed is not None:
-            skip_hours, skip_days = parsed.skip_hours, parsed.skip_days
-            skip = encode_skip(skip_hours, skip_days)
-            if skip != feed.skip:  # rare: the first parse, or the feed changed its hints
-                await asyncio.to_thread(self.store.feeds.set_skip, feed.id, skip)
-        else:
-            # 304 or the same body: the hints of the last full body still hold.
-            skip_hours, skip_days = decode_skip(feed.skip)
-        interval = self.settings.feed_interval(cfg).total_seconds()
-        if self._adaptive(cfg):
-            # Busier feeds more often: one poll per entry the feed published in the window.
-            recent = await asyncio.to_thread(
-                self.store.feeds.recent_entries, feed.id, now - ADAPTIVE_WINDOW
+        conf: _Feed,
+        fetched: FetchSummary,
+        hints: FeedHints,
+        new: Sequence[Entry] = (),
+    ) -> FeedUpdate:
+        """The feed's update after a good poll (decided by `plan_next_poll`)."""
+        now = self.clock()
+        recent = 0
+        if conf.policy.adaptive:
+            since = now - ADAPTIVE_WINDOW
+            stored = await asyncio.to_thread(self.store.feeds.recent_entries, feed.id, since)
+            recent = stored + sum(
+                1 for e in new if e.published is None or e.published.timestamp() >= since
             )
-            interval = adaptive_interval(
-                recent,
-                window=ADAPTIVE_WINDOW,
-                min_interval=d.min_interval.total_seconds(),
-                max_interval=d.max_interval.total_seconds(),
-            )
-        next_at = next_poll_after_success(
-            now,
-            interval=interval,
-            min_interval=d.min_interval.total_seconds(),
-            max_interval=d.max_interval.total_seconds(),
-            server_min=(server_min,),
-            skip_hours=skip_hours,
-            skip_days=skip_days,
-        )
-        redirect = secrets.redact(getattr(res, "permanent_redirect", None) or "") or None
-        fetch_url = None
-        if redirect and redirect == feed.redirect_target and feed.redirect_count + 1 >= 3:
-            # A permanent redirect seen repeatedly: poll the new address from now on.
-            fetch_url = redirect
-            log.info("feed %s moved permanently to %s", feed.url, redirect)
-        redirect_target = None if fetch_url else redirect
-        return _SuccessPlan(next_at, server_min, fetch_url, redirect_target)
+        update = plan_next_poll(feed, fetched, hints, conf.policy, now, recent_entries=recent)
+        if update.fetch_url:
+            log.info("feed %s moved permanently to %s", feed.url, update.fetch_url)
+        return update
 
-    def _recorder(
+    def _done(
         self,
         feed: FeedState,
         owner: str,
-        plan: _SuccessPlan,
-        now: float,
-        etag: str | None,
-        last_modified: str | None,
-        content_hash: str | None,
-    ) -> _Recorder:
-        hook = self._health_hook(now)
-
-        def record(conn: Connection, new_entries: int) -> bool:
-            return self.store.feeds.record_success_in(
-                conn,
-                feed,
-                owner,
-                now=now,
-                next_poll_at=plan.next_at,
-                etag=etag,
-                last_modified=last_modified,
-                content_hash=content_hash,
-                new_entries=new_entries,
-                fetch_url=plan.fetch_url,
-                redirect_target=plan.redirect_target,
-                min_interval=plan.server_min,
-                on_health=hook,
-            )
-
-        return _Recorder(record)
-
-    async def _succeeded(
-        self,
-        feed: FeedState,
-        owner: str,
-        cfg: FeedConfig,
-        now: float,
-        etag: str | None,
-        last_modified: str | None,
-        content_hash: str | None,
-        new_entries: int,
-        max_age: float | None,
-        parsed: ParsedFeed | None,
-        res: Any,
-    ) -> None:
-        plan = await self._plan(feed, cfg, now, max_age, parsed, res)
-        next_at, server_min = plan.next_at, plan.server_min
-        fetch_url, redirect_target = plan.fetch_url, plan.redirect_target
-        if (
-            self.quiet_successes is not None
-            and new_entries == 0
-            and fetch_url is None
-            and not feed.broken_reported
-        ):
-            # Nothing stored and no health change: the daemon writes this with other such
-            # polls in one transaction (see QuietSuccess for why losing it is harmless).
-            self.quiet_successes.append(
-                QuietSuccess(
-                    feed_id=feed.id,
-                    owner=owner,
-                    now=now,
-                    next_poll_at=next_at,
-                    etag=etag,
-                    last_modified=last_modified,
-                    content_hash=content_hash,
-                    min_interval=server_min,
-                    redirect_target=redirect_target,
-                    redirect_same=redirect_target is not None
-                    and redirect_target == feed.redirect_target,
-                )
-            )
-            return
-        ok = await asyncio.to_thread(
-            self.store.feeds.record_success,
+        update: FeedUpdate,
+        outcome: PollOutcome,
+        articles: Sequence[NewArticle] = (),
+    ) -> Polled:
+        result = PollResult(
             feed,
             owner,
-            now=now,
-            next_poll_at=next_at,
-            etag=etag,
-            last_modified=last_modified,
-            content_hash=content_hash,
-            new_entries=new_entries,
-            fetch_url=fetch_url,
-            redirect_target=redirect_target,
-            min_interval=server_min,
-            on_health=self._health_hook(now),
+            update,
+            articles=articles,
+            stories=self.stories,
+            routes=self.waiting_routes,
+            notices=self._notices(feed, update),
         )
-        if not ok:
-            log.warning("lease on %s was lost before its poll finished", feed.url)
+        return Polled(result, outcome)
 
-    async def _failed(
-        self, feed: FeedState, owner: str, kind: str, error: str, retry_after: float | None
-    ) -> PollOutcome:
+    def _failed(self, feed: FeedState, conf: _Feed, owner: str, failure: Failure) -> Polled:
         now = self.clock()
-        fs = self.settings.fetch
-        next_at = next_poll_after_failure(
-            now,
-            failures=feed.consecutive_failures + 1,
-            base=fs.backoff_base.total_seconds(),
-            cap=fs.backoff_max.total_seconds(),
-            retry_after=retry_after,
-        )
+        host = urlsplit(feed.fetch_url).hostname or ""
+        update = plan_after_failure(feed, failure, conf.policy, now, host=host)
         log.warning(
             "feed %s failed [%s]: %s (next try in %.0f s)",
             feed.url,
-            kind,
-            error,
-            next_at - now,
+            failure.kind,
+            failure.error,
+            update.next_poll_at - now,
             extra={"feed": feed.url},
         )
-        await asyncio.to_thread(
-            self.store.feeds.record_failure,
-            feed,
-            owner,
-            now=now,
-            next_poll_at=next_at,
-            kind=kind,
-            error=error,
-            broken_after=fs.broken_after.total_seconds(),
-            on_health=self._health_hook(now),
-        )
-        if retry_after is not None and fs.retry_after_scope == "host":
-            # Configured for services whose limit is per site (one Retry-After for all its
-            # feeds); by default only the feed that was told to wait waits.
-            host = urlsplit(feed.fetch_url).hostname or ""
-            await asyncio.to_thread(self.store.feeds.defer_host, host, until=next_at)
-        return PollOutcome(feed=feed.url, status="failed", error=error, kinds=[kind])
+        outcome = PollOutcome(feed.url, "failed", error=failure.error, kinds=[failure.kind])
+        return self._done(feed, owner, update, outcome)
 
-    def _health_hook(self, now: float) -> Callable[[Connection, FeedState, str], None]:
-        channels = list(self.health_channels)
-
-        def hook(conn: Connection, feed: FeedState, event: str) -> None:
-            msg = health_message(feed, event, now).to_dict()
-            stamp = int(feed.failing_since or now)
-            for ch in channels:
-                key = f"health:{feed.id}:{stamp}:{event}:{ch}"
-                enqueue(
-                    conn,
-                    channel=ch,
-                    kind=event,
-                    key=key,
-                    payload=dict(msg, idempotency_key=key),
-                    now=now,
-                )
-            log.warning("%s: %s", event, feed.url)
-
-        return hook
-
-
-@dataclass(slots=True)
-class _SuccessPlan:
-    next_at: float
-    server_min: float | None
-    fetch_url: str | None  # the feed moved here (a repeated permanent redirect)
-    redirect_target: str | None  # a permanent redirect seen, not yet followed
-
-
-class _Recorder:
-    """Records a poll inside the commit of its entries; remembers whether the lease held."""
-
-    def __init__(self, record: Callable[[Connection, int], bool]) -> None:
-        self._record = record
-        self.recorded = False
-
-    def __call__(self, conn: Connection, stored: int) -> None:
-        self.recorded = self._record(conn, stored)
+    def _notices(self, feed: FeedState, update: FeedUpdate) -> list[Notice]:
+        """The health channels' deliveries of the update's health event, if any."""
+        if update.health is None:
+            return []
+        msg = health_message(feed, update).to_dict()
+        since = update.failing_since if update.failure else feed.failing_since
+        stamp = int(since or update.now)
+        notices = []
+        for ch in self.health_channels:
+            key = f"health:{feed.id}:{stamp}:{update.health}:{ch}"
+            to = Enqueue(channel=ch, kind=update.health, key=key)
+            notices.append(Notice(to, dict(msg, idempotency_key=key)))
+        return notices
 
 
 def _log_alerts(article: Article, result: CommitResult) -> int:
@@ -669,3 +505,8 @@ def _unique(entries: Sequence[Entry]) -> list[Entry]:
             seen.add(e.key)
             out.append(e)
     return out
+
+
+def _redacted(url: str | None) -> str | None:
+    """A redirect target as stored and shown: any `${VAR}` value in it masked."""
+    return secrets.redact(url) if url else None

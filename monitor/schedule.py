@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 #: How far back `adaptive_interval` counts a feed's entries (as Miniflux's entry-frequency
 #: scheduler does: a week smooths out a quiet weekend or one busy news day).
@@ -19,24 +20,33 @@ ADAPTIVE_WINDOW = 7 * 24 * 3600.0
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
+class Skip(NamedTuple):
+    """The hours (UTC) and days a feed said it does not update (RSS skipHours / skipDays)."""
+
+    hours: frozenset[int] = frozenset()
+    days: frozenset[str] = frozenset()
+
+
+NO_SKIP = Skip()
+
+
 def next_poll_after_success(
     now: float,
     *,
     interval: float,
-    min_interval: float,
-    max_interval: float,
+    bounds: tuple[float, float],
     server_min: Iterable[float | None] = (),
-    skip_hours: frozenset[int] = frozenset(),
-    skip_days: frozenset[str] = frozenset(),
+    skip: Skip = NO_SKIP,
     jitter: float = 0.1,
     rng: random.Random | None = None,
 ) -> float:
     """The next poll time: the configured interval, raised to what the server asked for.
 
-    `server_min` are lower bounds from the feed (ttl) and HTTP (max-age); they never push the
-    interval past `max_interval`. A small jitter spreads feeds that share an interval so they
-    do not all fall due on the same tick.
+    `bounds` is (min_interval, max_interval). `server_min` are lower bounds from the feed (ttl)
+    and HTTP (max-age); they never push the interval past `max_interval`. A small jitter
+    spreads feeds that share an interval so they do not all fall due on the same tick.
     """
+    min_interval, max_interval = bounds
     delay = max(interval, min_interval)
     for bound in server_min:
         if bound:
@@ -45,7 +55,7 @@ def next_poll_after_success(
     r = rng or random
     delay *= 1 + r.uniform(-jitter, jitter) if jitter else 1
     when = now + max(delay, 1.0)
-    return _skip(when, skip_hours, skip_days)
+    return _skip(when, skip.hours, skip.days)
 
 
 def adaptive_interval(

@@ -25,7 +25,7 @@ from receivers import HttpReceiver, Request, Respond, SlackReceiver, WebhookRece
 from sqlalchemy import select
 
 from monitor.daemon import Runtime, load_checked, previous_fire_time
-from monitor.store import Store, enqueue
+from monitor.store import Enqueue, Store, enqueue
 from monitor.store import schema as s
 from monitor.store.engine import read_tx, write_tx
 
@@ -292,21 +292,16 @@ def test_a_digest_another_node_collected_first_is_not_an_error_on_postgresql(
             for i in range(3):
                 enqueue(
                     conn,
-                    channel="mail",
-                    kind="alert",
-                    key=f"a{i}:mail",
+                    Enqueue(channel="mail", kind="alert", key=f"a{i}:mail", held=True),
                     payload={"n": i},
                     now=1000.0 + i,
-                    held=True,
                 )
 
         def other_node_wins(items: list[dict[str, Any]]) -> dict[str, Any]:
             with write_tx(store.engine) as other:
                 enqueue(
                     other,
-                    channel="mail",
-                    kind="digest",
-                    key="digest:mail:P",
+                    Enqueue(channel="mail", kind="digest", key="digest:mail:P"),
                     payload={"items": items},
                     now=2000.0,
                 )

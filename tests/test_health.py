@@ -55,7 +55,8 @@ class Clocked:
         async def go() -> None:
             feeds = self.rt.store.feeds.lease_due(self.rt.owner, limit=1, lease=300, now=self.now)
             assert len(feeds) == 1, f"the feed is not due at +{minutes} min"
-            await self.rt.pipeline.poll(feeds[0], self.rt.owner)
+            polled = await self.rt.pipeline.poll(feeds[0], self.rt.owner)
+            await self.rt.pipeline.commit(polled)
 
         asyncio.run(go())
         return self.rt.store.feeds.all()[0]

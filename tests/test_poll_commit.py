@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, event, func, select, update
 
+from monitor.daemon import Runtime, load_checked
 from monitor.store import schema
 from monitor.store.engine import read_tx, write_tx
-from tests.hostile_server import HostileServer
+from tests.hostile_server import HostileServer, fixed
 from tests.test_poll_schedule import close, conditional, rss, runtime, server  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -36,10 +37,14 @@ def test_entries_and_the_poll_record_commit_together(
     rt = runtime(tmp_path, server, ["/f"])
     try:
         # Recording the poll fails inside the commit: its entries must roll back with it.
-        def boom(*_: Any, **__: Any) -> bool:
-            raise RuntimeError("disk full")
+        apply = rt.store.feeds.apply
 
-        monkeypatch.setattr(rt.store.feeds, "record_success_in", boom)
+        def boom(conn: Connection, feed: Any, owner: str, change: Any, stored: int) -> bool:
+            if change.ok:
+                raise RuntimeError("disk full")
+            return apply(conn, feed, owner, change, stored)  # the failure is recorded
+
+        monkeypatch.setattr(rt.store.feeds, "apply", boom)
         rt.store.feeds.poll_now(time.time())
         [outcome] = asyncio.run(rt.poll_due())
         assert outcome.status == "failed"
@@ -99,9 +104,7 @@ def test_a_first_poll_after_a_crash_stores_each_entry_once_and_counts_only_new_o
                 e.article(feed.name) for e in parse_feed(body, url=feed.url).entries[:2]
             )
         ]
-        rt.store.articles.commit_articles(
-            feed_id=feed.id, items=earlier, stories=index, now=time.time()
-        )
+        rt.store.articles.commit(earlier, feed_id=feed.id, stories=index, now=time.time())
         assert _articles(rt) == 2 and feed.entries_total == 0
 
         rt.store.feeds.poll_now(time.time())
@@ -110,5 +113,62 @@ def test_a_first_poll_after_a_crash_stores_each_entry_once_and_counts_only_new_o
         assert _articles(rt) == 3
         [feed] = rt.store.feeds.all()
         assert (feed.polls, feed.entries_total) == (1, 1)
+    finally:
+        close(rt)
+
+
+def test_pages_still_extracting_when_the_budget_is_spent_are_left_for_the_next_poll(
+    tmp_path: Path,
+    server: HostileServer,  # noqa: F811
+) -> None:
+    """A poll commits once, at its end. Pages that take longer than the extraction budget
+    (0.6 of the feed's lease) are not waited for: what was extracted is committed, the feed's
+    validators are not kept (the next poll must read the feed again) and the next poll stores
+    the rest."""
+    import threading
+
+    from tests.hostile_server import send
+
+    release = threading.Event()
+    page = b"<html><body><article><p>" + b"Harbour fire spreads to the old town. " * 40
+    page += b"</p></article></body></html>"
+
+    def slow(h: Any) -> None:
+        release.wait(7.5)  # longer than the budget (6 s of a 10 s lease) unless released
+        send(h, 200, page, {"Content-Type": "text/html"})
+
+    server.routes["/fast"] = fixed(200, page, Content_Type="text/html")
+    server.routes["/slow"] = slow
+    items = "".join(
+        f"<item><title>{p}</title><guid>{p}</guid><link>{server.url('/' + p)}</link></item>"
+        for p in ("fast", "slow")
+    )
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>{server.url('/')}</link><description>d</description>{items}</channel></rss>"
+    ).encode()
+    server.routes["/f"] = conditional(body)
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"""
+database: sqlite:///{tmp_path}/monitor.db
+fetch: {{workers: 1, deadline: 20s}}
+daemon: {{feed_lease: 10s}}
+defaults: {{interval: 1m, min_interval: 10s, extract: true}}
+feeds:
+  - {{url: "{server.url("/f")}", allow_private: true}}
+""")
+    rt = Runtime(load_checked(cfg), config_path=str(cfg))
+    try:
+        rt.store.feeds.poll_now(time.time())
+        [first] = asyncio.run(rt.poll_due())
+        assert (first.status, first.entries, first.new) == ("new", 2, 1)
+        [feed] = rt.store.feeds.all()
+        assert feed.etag is None and feed.content_hash is None and _articles(rt) == 1
+        release.set()
+        rt.store.feeds.poll_now(time.time())
+        [second] = asyncio.run(rt.poll_due())
+        assert (second.status, second.new) == ("new", 1) and _articles(rt) == 2
+        feed_requests = [r for r in server.requests if r.path == "/f"]
+        assert [r.headers.get("if-none-match") for r in feed_requests] == [None, None]
     finally:
         close(rt)

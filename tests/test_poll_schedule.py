@@ -1,9 +1,10 @@
-"""The pipeline schedules each feed's next poll from what the feed and the server said.
+"""End to end: the pipeline schedules each feed's next poll from what the feed and the server said.
 
-Real `Runtime` (store, fetcher, worker processes, pipeline) against feeds on a loopback server:
-RSS `ttl` and Cache-Control max-age raise the interval (up to `defaults.max_interval`), a 304
-keeps the feed's ttl, `defaults.adaptive` polls busier feeds more often, and a permanent redirect
-seen three times moves the feed to its new address.
+The decisions themselves are unit-tested in test_polling.py (and the arithmetic in
+test_schedule.py). These few run a real `Runtime` (store, fetcher, worker processes, pipeline)
+against feeds on a loopback server, for what needs the whole path: a 304 keeps the stored ttl
+and skip hints, `defaults.adaptive` counts the stored entries, a permanent redirect seen three
+times moves the feed (a temporary one never), and Retry-After holds the feed or its host.
 """
 
 from __future__ import annotations
@@ -99,40 +100,6 @@ def close(rt: Runtime) -> None:
     asyncio.run(rt.aclose())
 
 
-def test_rss_ttl_raises_the_interval(tmp_path: Path, server: HostileServer) -> None:
-    server.routes["/ttl"] = fixed(200, rss(3, ttl=120), Content_Type="application/rss+xml")
-    server.routes["/plain"] = fixed(200, rss(3), Content_Type="application/rss+xml")
-    rt = runtime(tmp_path, server, ["/ttl", "/plain"])
-    try:
-        feeds = poll_all(rt)
-    finally:
-        close(rt)
-    assert delay(feeds["ttl"]) == pytest.approx(2 * HOUR, rel=0.11)
-    assert delay(feeds["plain"]) == pytest.approx(60, rel=0.11)
-
-
-def test_cache_control_max_age_raises_the_interval(tmp_path: Path, server: HostileServer) -> None:
-    server.routes["/cached"] = fixed(
-        200, rss(3), Content_Type="application/rss+xml", Cache_Control="public, max-age=1800"
-    )
-    rt = runtime(tmp_path, server, ["/cached"])
-    try:
-        feeds = poll_all(rt)
-    finally:
-        close(rt)
-    assert delay(feeds["cached"]) == pytest.approx(1800, rel=0.11)
-
-
-def test_server_bounds_stop_at_max_interval(tmp_path: Path, server: HostileServer) -> None:
-    server.routes["/daily"] = fixed(200, rss(3, ttl=24 * 60), Content_Type="application/rss+xml")
-    rt = runtime(tmp_path, server, ["/daily"])
-    try:
-        feeds = poll_all(rt)
-    finally:
-        close(rt)
-    assert delay(feeds["daily"]) == pytest.approx(6 * HOUR, rel=0.11)
-
-
 def test_a_304_keeps_the_feeds_ttl(tmp_path: Path, server: HostileServer) -> None:
     server.routes["/ttl"] = conditional(rss(3, ttl=120), Cache_Control="max-age=30")
     rt = runtime(tmp_path, server, ["/ttl"])
@@ -144,23 +111,6 @@ def test_a_304_keeps_the_feeds_ttl(tmp_path: Path, server: HostileServer) -> Non
     assert first.etag == '"v1"' and second.polls == 2
     assert [r.headers.get("if-none-match") for r in server.requests] == [None, '"v1"']
     assert delay(second) == pytest.approx(2 * HOUR, rel=0.11)
-
-
-def test_skip_hours_push_the_next_poll_out_of_the_skipped_hours(
-    tmp_path: Path, server: HostileServer
-) -> None:
-    hour = datetime.now(UTC).hour
-    skipped = [(hour + i) % 24 for i in range(3)]
-    hours = "".join(f"<hour>{h}</hour>" for h in skipped)
-    body = rss(3).replace(b"</channel>", f"<skipHours>{hours}</skipHours></channel>".encode())
-    server.routes["/night"] = fixed(200, body, Content_Type="application/rss+xml")
-    rt = runtime(tmp_path, server, ["/night"])
-    try:
-        feed = poll_all(rt)["night"]
-    finally:
-        close(rt)
-    when = datetime.fromtimestamp(feed.next_poll_at, UTC)
-    assert when.hour == (hour + 3) % 24 and when.minute == 0 and when.second == 0
 
 
 def test_skip_hours_still_hold_when_the_feed_answers_304(
@@ -199,27 +149,6 @@ def test_adaptive_polls_busier_feeds_more_often(tmp_path: Path, server: HostileS
     # One poll per expected entry: a week / 60 entries = 2.8 h; 2 entries: past max (6 h).
     assert delay(feeds["busy"]) == pytest.approx(7 * 24 * HOUR / 60, rel=0.11)
     assert delay(feeds["quiet"]) == pytest.approx(6 * HOUR, rel=0.11)
-
-
-def test_adaptive_leaves_a_feed_with_its_own_interval_alone(
-    tmp_path: Path, server: HostileServer
-) -> None:
-    server.routes["/own"] = fixed(200, rss(2), Content_Type="application/rss+xml")
-    cfg_feed = f'  - {{url: "{server.url("/own")}", interval: 5m, allow_private: true}}'
-    cfg = tmp_path / "monitor.yaml"
-    cfg.write_text(f"""
-database: sqlite:///{tmp_path}/monitor.db
-fetch: {{workers: 1}}
-defaults: {{interval: 1m, min_interval: 10s, max_interval: 6h, extract: false, adaptive: true}}
-feeds:
-{cfg_feed}
-""")
-    rt = Runtime(load_checked(cfg), config_path=str(cfg))
-    try:
-        feeds = poll_all(rt)
-    finally:
-        close(rt)
-    assert delay(feeds["own"]) == pytest.approx(300, rel=0.11)
 
 
 def test_permanent_redirect_seen_three_times_moves_the_feed(

@@ -11,6 +11,7 @@ import pytest
 
 from monitor.schedule import (
     ADAPTIVE_WINDOW,
+    Skip,
     adaptive_interval,
     next_poll_after_failure,
     next_poll_after_success,
@@ -25,12 +26,10 @@ NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC).timestamp()
 
 def after_success(**kw: object) -> float:
     """Seconds from NOW to the next poll, without jitter."""
-    args: dict[str, object] = {
-        "interval": 600.0,
-        "min_interval": MIN,
-        "max_interval": MAX,
-        "jitter": 0.0,
-    }
+    args: dict[str, object] = {"interval": 600.0, "bounds": (MIN, MAX), "jitter": 0.0}
+    skip_hours = kw.pop("skip_hours", frozenset())
+    skip_days = kw.pop("skip_days", frozenset())
+    args["skip"] = Skip(skip_hours, skip_days)  # type: ignore[arg-type]
     args.update(kw)
     return next_poll_after_success(NOW, **args) - NOW  # type: ignore[arg-type]
 
@@ -71,8 +70,7 @@ def test_an_interval_configured_above_max_interval_is_kept() -> None:
 def test_jitter_stays_within_ten_percent() -> None:
     rng = random.Random(7)
     delays = [
-        next_poll_after_success(NOW, interval=600, min_interval=MIN, max_interval=MAX, rng=rng)
-        - NOW
+        next_poll_after_success(NOW, interval=600, bounds=(MIN, MAX), rng=rng) - NOW
         for _ in range(500)
     ]
     assert min(delays) >= 540 and max(delays) <= 660

@@ -3,6 +3,8 @@ one alert per (rule, story), the outbox's claim/record cycle, digests and health
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -14,10 +16,22 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
+from monitor.alerting import Alert
 from monitor.models import Article
-from monitor.store import FeedSpec, Route, RuleHit, Store, enqueue
+from monitor.notify.message import AlertMessage
+from monitor.polling import (
+    Failure,
+    FeedHints,
+    FeedUpdate,
+    FetchSummary,
+    PollPolicy,
+    plan_after_failure,
+    plan_next_poll,
+)
+from monitor.store import Enqueue, FeedSpec, NewArticle, PollResult, Route, RuleHit, Store
 from monitor.store import schema as s
 from monitor.store.engine import write_tx
+from monitor.store.polls import Notice, commit_poll
 from monitor.stories import StoryIndex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +65,7 @@ def message(title: str) -> dict[str, Any]:
 
 def hit(rule: str = "r", channels: list[tuple[str, bool]] | None = None, **kw: Any) -> RuleHit:
     route = Route(rule=rule, severity="high", channels=channels or [("hook", False)], **kw)
-    return RuleHit(route=route, explanation=[], message=message("t"))
+    return RuleHit(route, Alert.from_dict(message("t")))
 
 
 def open_store(url: str) -> tuple[Store, int]:
@@ -73,14 +87,12 @@ def commit(
 ) -> Any:
     art = Article(feed="News", guid=guid, url=url, title=title, body="")
     idx = stories()
-    return st.articles.commit_article(
+    return st.articles.commit(
+        [NewArticle(art, idx.fingerprint(art), list(hits))],
         feed_id=feed_id,
-        article=art,
-        fingerprint=idx.fingerprint(art),
-        hits=list(hits),
         stories=idx,
         now=now,
-    )
+    )[0]
 
 
 def _alembic_config() -> Any:
@@ -168,6 +180,27 @@ def test_one_alert_per_rule_and_story_with_its_deliveries(store_url: str) -> Non
     assert len({d.idempotency_key for d in rows}) == 2
 
 
+def test_an_alert_is_stored_once_and_its_deliveries_keep_only_their_own_fields(
+    store_url: str,
+) -> None:
+    st, fid = open_store(store_url)
+    why = [{"field": "title", "leaf": "drone", "text": "Drone", "start": 0, "end": 5}]
+    alert = dataclasses.replace(Alert.from_dict(message("Drone strike")), rule="r", why=why)
+    route = Route(rule="r", severity="high", channels=[("hook", False), ("mail", False)])
+    a = commit(st, fid, "g1", "Drone strike", "http://news.example/a", RuleHit(route, alert))
+    assert a.alerts == ["r"]
+    with st.engine.connect() as conn:
+        [stored] = conn.execute(select(s.alerts.c.message)).scalars().all()
+        payloads = conn.execute(select(s.deliveries.c.payload)).scalars().all()
+    assert json.loads(stored)["v"] == 1 and json.loads(stored)["why"] == why
+    for raw in payloads:  # no copy of the alert (title, snippet, explanation) per channel
+        assert set(json.loads(raw)) == {"kind", "idempotency_key", "story_id", "sources"}
+    for d in st.outbox.list_deliveries():  # what a channel gets: the alert and its own fields
+        msg = AlertMessage.from_dict(d.payload)
+        assert (msg.title, msg.why, msg.alert_id) == ("Drone strike", why, d.alert_id)
+        assert msg.idempotency_key == d.idempotency_key and msg.story_id == a.story_id
+
+
 def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:
     st, fid = open_store(store_url)
     other = st.feeds.get("http://other.example/feed")
@@ -188,14 +221,12 @@ def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:
         body="",
     )
     idx = stories()
-    res = st.articles.commit_article(
+    res = st.articles.commit(
+        [NewArticle(art, idx.fingerprint(art), [hit(updates=True)])],
         feed_id=other.id,
-        article=art,
-        fingerprint=idx.fingerprint(art),
-        hits=[hit(updates=True)],
         stories=idx,
         now=NOW + 60,
-    )
+    )[0]
     assert res.updates == ["r"]
     kinds = sorted(d.kind for d in st.outbox.list_deliveries())
     assert kinds == ["alert", "story.updated"]
@@ -259,83 +290,58 @@ def test_a_late_finisher_cannot_overwrite_a_newer_lease(store_url: str) -> None:
     [old] = st.feeds.lease_due("old", limit=1, lease=10, now=NOW)
     [new] = st.feeds.lease_due("new", limit=1, lease=10, now=NOW + 11)  # old lease expired
     assert old.id == new.id
-    assert not st.feeds.record_success(
-        old,
-        "old",
-        now=NOW + 12,
-        next_poll_at=NOW + 600,
-        etag="x",
-        last_modified=None,
-        content_hash="h",
-        new_entries=0,
-    )
-    assert st.feeds.record_success(
-        new,
-        "new",
-        now=NOW + 12,
-        next_poll_at=NOW + 600,
-        etag="y",
-        last_modified=None,
-        content_hash="h",
-        new_entries=0,
-    )
+
+    def good(etag: str) -> FeedUpdate:
+        return FeedUpdate(now=NOW + 12, next_poll_at=NOW + 600, min_interval=None, etag=etag)
+
+    with write_tx(st.engine) as conn:
+        assert not st.feeds.apply(conn, old, "old", good("x"), 0)
+        assert st.feeds.apply(conn, new, "new", good("y"), 0)
     feed = st.feeds.get(old.url)
     assert feed is not None and feed.etag == "y"
 
 
 def test_broken_and_recovered_are_reported_once(store_url: str) -> None:
     st, _ = open_store(store_url)
+    policy = PollPolicy(
+        interval=600,
+        min_interval=60,
+        max_interval=3600,
+        adaptive=False,
+        backoff_base=60,
+        backoff_max=1800,
+        broken_after=3600,
+    )
     events: list[str] = []
 
-    def hook(conn: Any, feed: Any, event: str) -> None:
-        events.append(event)
-        enqueue(
-            conn,
-            channel="ops",
-            kind=event,
-            key=f"h:{feed.id}:{event}",
-            payload=message(event),
-            now=NOW,
-        )
+    def commit(feed: Any, update: FeedUpdate) -> None:
+        notices = []
+        if update.health:
+            events.append(update.health)
+            to = Enqueue(channel="ops", kind=update.health, key=f"h:{feed.id}:{update.health}")
+            notices.append(Notice(to, message(update.health)))
+        with write_tx(st.engine) as conn:
+            commit_poll(
+                PollResult(feed, "me", update, notices=notices), st.feeds, st.articles, conn
+            )
+
+    def lease(at: float) -> Any:
+        due = st.feeds.lease_due("me", limit=5, lease=60, now=at)
+        return next((x for x in due if x.url == "http://news.example/feed"), None)
 
     t = NOW
     for _ in range(4):  # failing for 3 x 30 min: broken after 1 h
-        [f] = [
-            x
-            for x in st.feeds.lease_due("me", limit=5, lease=60, now=t)
-            if x.url == "http://news.example/feed"
-        ] or [None]
-        if f is None:
-            break
-        st.feeds.record_failure(
-            f,
-            "me",
-            now=t,
-            next_poll_at=t + 1800,
-            kind="http_status",
-            error="HTTP 500",
-            broken_after=3600,
-            on_health=hook,
-        )
-        st.feeds.release(f, "me")
+        with write_tx(st.engine) as conn:  # due again, whatever the backoff said
+            conn.execute(s.feeds.update().values(next_poll_at=t))
+        f = lease(t)
+        assert f is not None
+        commit(f, plan_after_failure(f, Failure("http_status", "HTTP 500"), policy, t))
         t += 1800
     assert events == ["source.broken"]
-    [f] = [
-        x
-        for x in st.feeds.lease_due("me", limit=5, lease=60, now=t + 1)
-        if x.url == "http://news.example/feed"
-    ]
-    st.feeds.record_success(
-        f,
-        "me",
-        now=t + 1,
-        next_poll_at=t + 600,
-        etag=None,
-        last_modified=None,
-        content_hash="h",
-        new_entries=1,
-        on_health=hook,
-    )
+    with write_tx(st.engine) as conn:
+        conn.execute(s.feeds.update().values(next_poll_at=t))
+    f = lease(t + 1)
+    commit(f, plan_next_poll(f, FetchSummary(changed=True), FeedHints(), policy, t + 1))
     assert events == ["source.broken", "source.recovered"]
     assert [d.kind for d in st.outbox.list_deliveries()] == ["source.recovered", "source.broken"]
 
@@ -450,7 +456,7 @@ def test_min_sources_alerts_once_the_story_has_enough_outlets(store_url: str) ->
         "g1",
         "Explosion near US base in Syria, several hurt",
         "http://news.example/a",
-        RuleHit(route=route, explanation=[], message=message("t")),
+        RuleHit(route, Alert.from_dict(message("t"))),
     )
     assert first.suppressed == ["r"] and st.outbox.list_deliveries() == []
     # The second outlet's article joins the story without matching the rule itself.
@@ -462,15 +468,13 @@ def test_min_sources_alerts_once_the_story_has_enough_outlets(store_url: str) ->
         body="",
     )
     idx = stories()
-    res = st.articles.commit_article(
+    res = st.articles.commit(
+        [NewArticle(art, idx.fingerprint(art), [])],
         feed_id=other.id,
-        article=art,
-        fingerprint=idx.fingerprint(art),
-        hits=[],
         stories=idx,
         now=NOW + 60,
         routes={"r": route},
-    )
+    )[0]
     assert res.story_id == first.story_id and res.alerts == ["r"]
     [d] = st.outbox.list_deliveries()
     assert [src["feed"] for src in d.payload["sources"]] == ["News", "Other"]

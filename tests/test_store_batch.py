@@ -1,5 +1,5 @@
-"""ArticleRepo.commit_articles (one poll in one transaction, batched story keys) decides
-exactly as committing the same entries one by one with commit_article."""
+"""ArticleRepo.commit of a whole poll (one transaction, batched story keys) decides exactly as
+committing the same entries one by one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from monitor.alerting import Alert
 from monitor.models import Article
 from monitor.store import FeedSpec, Route, RuleHit, Store
 from monitor.store import schema as s
@@ -53,8 +54,8 @@ def _articles(feed: str) -> list[Article]:
 
 def _hits(i: int) -> list[RuleHit]:
     route = Route(rule="r", severity="high", channels=[("hook", False)])
-    msg: dict[str, Any] = {"title": "t", "sources": []}
-    return [RuleHit(route=route, explanation=[], message=msg)] if i % 3 == 0 else []
+    alert = Alert.from_dict({"rule": "r", "title": "t", "created_at": "2026-11-25T10:30:00+00:00"})
+    return [RuleHit(route, alert)] if i % 3 == 0 else []
 
 
 def _decisions(st: Store) -> list[tuple[Any, ...]]:
@@ -83,14 +84,10 @@ def test_a_batched_poll_decides_as_entries_committed_one_by_one(tmp_path: Path) 
             (art, idx.fingerprint(art), _hits(i), None) for i, art in enumerate(_articles(name))
         ]
         singles = [
-            one.articles.commit_article(
-                feed_id=feed_one, article=art, fingerprint=fp, hits=hits, stories=idx, now=NOW
-            )
+            one.articles.commit([(art, fp, hits, None)], feed_id=feed_one, stories=idx, now=NOW)[0]
             for art, fp, hits, _ in items
         ]
-        batched = many.articles.commit_articles(
-            feed_id=feed_many, items=items, stories=idx, now=NOW
-        )
+        batched = many.articles.commit(items, feed_id=feed_many, stories=idx, now=NOW)
         assert [(r.article_id, r.story_id, r.story_reason, r.alerts) for r in singles] == [
             (r.article_id, r.story_id, r.story_reason, r.alerts) for r in batched
         ]

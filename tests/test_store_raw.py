@@ -36,7 +36,7 @@ def test_raw_inserts_and_chunked_lookups(tmp_path: Path) -> None:
             for i in range(3)
         ]
         items = [(a, index.fingerprint(a), [], None) for a in articles]
-        results = st.articles.commit_articles(feed_id=feed.id, items=items, stories=index, now=NOW)
+        results = st.articles.commit(items, feed_id=feed.id, stories=index, now=NOW)
         assert [r.story_reason for r in results] == ["new", "new", "new"]
         with st.engine.connect() as conn:
             rows = conn.execute(
@@ -57,14 +57,12 @@ def test_raw_inserts_and_chunked_lookups(tmp_path: Path) -> None:
         guids[0], guids[700] = "g0", "g2"
         assert st.articles.seen_guids(feed.id, guids) == {"g0", "g2"}
         # The same entries again: seen, nothing stored twice; their keys find their stories.
-        again = st.articles.commit_articles(
-            feed_id=feed.id, items=items, stories=index, now=NOW + 1
-        )
+        again = st.articles.commit(items, feed_id=feed.id, stories=index, now=NOW + 1)
         assert [r.article_id for r in again] == [None, None, None]
         other = Article(feed="A", guid="n", url="https://a.example/news/1", title="t")
-        [joined] = st.articles.commit_articles(
+        [joined] = st.articles.commit(
+            [(other, index.fingerprint(other), [], None)],
             feed_id=feed.id,
-            items=[(other, index.fingerprint(other), [], None)],
             stories=index,
             now=NOW + 2,
         )

@@ -44,9 +44,7 @@ def _commit(store: Store, feed_id: int, guids: list[str], conn: Connection) -> l
     for g in guids:
         article = Article(feed="f", guid=g, url=f"https://news.example/{g}", title=f"Story {g}")
         items.append((article, index.fingerprint(article), [], None))
-    results = store.articles.commit_articles_in(
-        conn, feed_id=feed_id, items=items, stories=index, now=NOW
-    )
+    results = store.articles.commit(items, feed_id=feed_id, stories=index, now=NOW, conn=conn)
     return [r.article_id for r in results]
 
 

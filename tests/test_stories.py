@@ -20,6 +20,7 @@ from monitor.models import Article
 from monitor.store import FeedSpec, Store
 from monitor.store import schema as s
 from monitor.store.engine import write_tx
+from monitor.store.stories import StoryRepo
 from monitor.stories import StoryIndex, canonical_url, is_page_url, lsh_params, normalise_title
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -222,11 +223,9 @@ class Desk:
         article = Article(
             feed=f"feed{feed}", guid=guid, url=url, title=title, body=body, canonical_url=canonical
         )
-        result = self.st.articles.commit_article(
+        [result] = self.st.articles.commit(
+            [(article, self.idx.fingerprint(article), [], None)],
             feed_id=_feed_id(self.st, FEEDS[feed]),
-            article=article,
-            fingerprint=self.idx.fingerprint(article),
-            hits=[],
             stories=self.idx,
             now=now,
         )
@@ -509,7 +508,7 @@ def test_prune_removes_only_keys_and_bands_past_the_window(store: Store) -> None
         1, guid="b", url="https://wire.example/b", title=title, body=body, now=T0 + 50 * HOUR
     )
     with write_tx(store.engine) as conn:
-        removed = desk.idx.prune(conn, T0 + 80 * HOUR)
+        removed = StoryRepo(desk.idx).prune(conn, T0 + 80 * HOUR)
         kept_keys = set(conn.execute(select(s.story_keys.c.story_id)).scalars())
         kept_bands = set(conn.execute(select(s.story_bands.c.story_id)).scalars())
         articles = conn.execute(select(func.count()).select_from(s.articles)).scalar_one()

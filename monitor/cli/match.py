@@ -30,7 +30,7 @@ from monitor.extract import extract_article
 from monitor.fetch import HTML_ACCEPT, Fetcher, FetchResult
 from monitor.models import Article
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
-from monitor.store import FeedSpec, Store
+from monitor.store import FeedSpec, NewArticle, Store
 from monitor.stories import StoryIndex
 
 _HTML_SUFFIXES = (".html", ".htm", ".xhtml")
@@ -117,13 +117,7 @@ def group_stories(articles: list[InputArticle], settings: Settings) -> list[tupl
     Runs the daemon's own story index (monitor.stories) on a throwaway store, one feed per
     input, so what `--explain` shows is exactly what `monitor run` would decide.
     """
-    st = settings.stories
-    index = StoryIndex(
-        window=st.window.total_seconds(),
-        threshold=st.near_duplicate_threshold,
-        num_perm=st.num_perm,
-        shingle_size=st.shingle_size,
-    )
+    index = StoryIndex.configured(settings.stories)
     now = time.time()
     out: list[tuple[str, int, str]] = []
     numbers: dict[int, int] = {}
@@ -143,11 +137,9 @@ def group_stories(articles: list[InputArticle], settings: Settings) -> list[tupl
                     summary=f.get("summary", ""),
                     body=f.get("body", ""),
                 )
-                res = store.articles.commit_article(
+                [res] = store.articles.commit(
+                    [NewArticle(article, index.fingerprint(article), [])],
                     feed_id=feed_ids[f"input:{i}"],
-                    article=article,
-                    fingerprint=index.fingerprint(article),
-                    hits=[],
                     stories=index,
                     now=now,
                 )

@@ -12,11 +12,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from monitor.alerting import Action, Replay, Route, build_routes
 from monitor.checks import compile_settings, network_warnings
 from monitor.config import load_config, parse_duration
 from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
+from monitor.models import FeedState
+from monitor.rules import RuleSet
 from monitor.store import Store
 from monitor.store import schema as s
+from monitor.store.articles import stored_article
 from monitor.store.engine import read_tx
 
 log = logging.getLogger("monitor.cli")
@@ -88,100 +92,14 @@ def status(path: str, *, fmt: str = "text") -> int:
     try:
         feeds = store.feeds.all()
         queue = store.outbox.stats(now)
-        with read_tx(store.engine) as conn:
-            alerts = conn.execute(
-                select(
-                    s.alerts.c.id,
-                    s.alerts.c.rule,
-                    s.alerts.c.story_id,
-                    s.alerts.c.created_at,
-                    s.alerts.c.status,
-                    s.articles.c.title,
-                )
-                .join(s.articles, s.articles.c.id == s.alerts.c.article_id)
-                .order_by(s.alerts.c.id.desc())
-                .limit(10)
-            ).all()
-            members: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for row in conn.execute(
-                select(
-                    s.articles.c.story_id,
-                    s.feeds.c.name,
-                    s.articles.c.url,
-                    s.articles.c.story_reason,
-                    s.articles.c.fetched_at,
-                )
-                .join(s.feeds, s.feeds.c.id == s.articles.c.feed_id)
-                .where(s.articles.c.story_id.in_([a.story_id for a in alerts]))
-                .order_by(s.articles.c.id)
-            ):
-                members[int(row.story_id)].append(
-                    {
-                        "feed": row.name,
-                        "url": row.url,
-                        "why_grouped": row.story_reason or "",
-                        "fetched_at": row.fetched_at,
-                    }
-                )
+        alerts, members = _recent_alerts(store)
     finally:
         store.close()
     sources = {k: len({m["feed"] for m in v}) for k, v in members.items()}
     if fmt == "json":
-        print(
-            json.dumps(
-                {
-                    "feeds": [
-                        {
-                            "url": f.url,
-                            "name": f.name,
-                            "active": f.active,
-                            "last_success_at": f.last_success_at,
-                            "next_poll_at": f.next_poll_at,
-                            "consecutive_failures": f.consecutive_failures,
-                            "failing_since": f.failing_since,
-                            "last_error": f.last_error,
-                            "last_error_kind": f.last_error_kind,
-                            "broken": f.broken_reported,
-                            "entries_total": f.entries_total,
-                        }
-                        for f in feeds
-                    ],
-                    "deliveries": queue,
-                    "recent_alerts": [
-                        {
-                            "id": a.id,
-                            "rule": a.rule,
-                            "story_id": a.story_id,
-                            "title": a.title,
-                            "status": a.status,
-                            "sources": int(sources.get(a.story_id, 1)),
-                            "story": members.get(a.story_id, []),
-                            "created_at": a.created_at,
-                        }
-                        for a in alerts
-                    ],
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(_status_json(feeds, queue, alerts, members, sources), indent=2))
         return 0
-    healthy = sum(1 for f in feeds if f.active and f.consecutive_failures == 0)
-    print(f"Feeds: {sum(1 for f in feeds if f.active)} active, {healthy} healthy")
-    for f in feeds:
-        if not f.active:
-            continue
-        state = (
-            "ok"
-            if f.consecutive_failures == 0
-            else ("BROKEN" if f.broken_reported else f"failing x{f.consecutive_failures}")
-        )
-        line = (
-            f"  {state:<12} {f.name[:40]:<40} last ok {_age(f.last_success_at, now):<10}"
-            f" next {_age(f.next_poll_at, now):<10} entries {f.entries_total}"
-        )
-        if f.consecutive_failures:
-            line += f"\n               [{f.last_error_kind}] {(f.last_error or '')[:160]}"
-        print(line)
+    _print_feeds(feeds, now)
     oldest = queue["oldest_pending_age"]
     print(
         f"Deliveries: {queue['pending']} pending (oldest "
@@ -200,6 +118,103 @@ def status(path: str, *, fmt: str = "text") -> int:
             for m in story:
                 print(f"      {m['feed'][:24]:<24} {m['why_grouped'] or 'first':<12} {m['url']}")
     return 0
+
+
+def _recent_alerts(store: Store) -> tuple[list[Any], dict[int, list[dict[str, Any]]]]:
+    """The ten latest alerts with their article's title, and the articles of their stories."""
+    with read_tx(store.engine) as conn:
+        alerts = conn.execute(
+            select(
+                s.alerts.c.id,
+                s.alerts.c.rule,
+                s.alerts.c.story_id,
+                s.alerts.c.created_at,
+                s.alerts.c.status,
+                s.articles.c.title,
+            )
+            .join(s.articles, s.articles.c.id == s.alerts.c.article_id)
+            .order_by(s.alerts.c.id.desc())
+            .limit(10)
+        ).all()
+        members: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for row in conn.execute(
+            select(
+                s.articles.c.story_id,
+                s.feeds.c.name,
+                s.articles.c.url,
+                s.articles.c.story_reason,
+                s.articles.c.fetched_at,
+            )
+            .join(s.feeds, s.feeds.c.id == s.articles.c.feed_id)
+            .where(s.articles.c.story_id.in_([a.story_id for a in alerts]))
+            .order_by(s.articles.c.id)
+        ):
+            members[int(row.story_id)].append(
+                {
+                    "feed": row.name,
+                    "url": row.url,
+                    "why_grouped": row.story_reason or "",
+                    "fetched_at": row.fetched_at,
+                }
+            )
+    return list(alerts), members
+
+
+def _status_json(
+    feeds: list[FeedState],
+    queue: dict[str, Any],
+    alerts: list[Any],
+    members: dict[int, list[dict[str, Any]]],
+    sources: dict[int, int],
+) -> dict[str, Any]:
+    return {
+        "feeds": [
+            {
+                "url": f.url,
+                "name": f.name,
+                "active": f.active,
+                "last_success_at": f.last_success_at,
+                "next_poll_at": f.next_poll_at,
+                "consecutive_failures": f.consecutive_failures,
+                "failing_since": f.failing_since,
+                "last_error": f.last_error,
+                "last_error_kind": f.last_error_kind,
+                "broken": f.broken_reported,
+                "entries_total": f.entries_total,
+            }
+            for f in feeds
+        ],
+        "deliveries": queue,
+        "recent_alerts": [
+            {
+                "id": a.id,
+                "rule": a.rule,
+                "story_id": a.story_id,
+                "title": a.title,
+                "status": a.status,
+                "sources": int(sources.get(a.story_id, 1)),
+                "story": members.get(a.story_id, []),
+                "created_at": a.created_at,
+            }
+            for a in alerts
+        ],
+    }
+
+
+def _print_feeds(feeds: list[FeedState], now: float) -> None:
+    active = [f for f in feeds if f.active]
+    healthy = sum(1 for f in active if f.health == "ok")
+    print(f"Feeds: {len(active)} active, {healthy} healthy")
+    labels = {"ok": "ok", "broken": "BROKEN"}
+    for f in active:
+        state = labels.get(f.health, f"failing x{f.consecutive_failures}")
+        line = (
+            f"  {state:<12} {f.name[:40]:<40} last ok {_age(f.last_success_at, now):<10}"
+            f" next {_age(f.next_poll_at, now):<10} entries {f.entries_total}"
+        )
+        if f.consecutive_failures:
+            line += f"\n               [{f.last_error_kind}] {(f.last_error or '')[:160]}"
+        print(line)
 
 
 def deliveries_list(path: str, *, status: str | None, limit: int, fmt: str) -> int:
@@ -256,8 +271,48 @@ def deliveries_retry(path: str, *, ids: list[int], dead: bool, now: float) -> in
     return 0
 
 
+def _replay(
+    ruleset: RuleSet, routes: dict[str, Route], articles: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The stored articles, oldest first, through the rules and the daemon's own alert
+    decisions (`alerting.decide` via `Replay`): one row per decision."""
+    replay = Replay(routes)
+    out: list[dict[str, Any]] = []
+    for a in reversed(articles):
+        fields = stored_article(a).fields()
+        matches = {m.rule: m for m in ruleset.match(fields) if m.rule in routes}
+        decisions = replay.article(
+            story_id=a["story_id"] or -a["id"],
+            feed_id=a["feed_id"],
+            fetched_at=a["fetched_at"],
+            matched=list(matches),
+        )
+        for rule, decision in decisions:
+            m = matches.get(rule)
+            out.append(
+                {
+                    "rule": rule,
+                    "article_id": a["id"],
+                    "story_id": a["story_id"],
+                    "title": a["title"],
+                    "url": a["url"],
+                    "matched": m is not None,
+                    "decision": str(decision.action),
+                    "why": decision.reason,
+                    "would_alert": decision.action is Action.ALERT,
+                    "fetched_at": datetime.fromtimestamp(a["fetched_at"], UTC).isoformat(),
+                    "hits": [
+                        {"field": h.field, "leaf": h.leaf, "start": h.start, "end": h.end}
+                        for h in (m.hits[:20] if m else [])
+                    ],
+                }
+            )
+    return out
+
+
 def backtest(path: str, *, since: str, rules: list[str] | None, fmt: str) -> int:
-    """What the current rules would have alerted on, over the stored articles."""
+    """What the current rules would have alerted on, over the stored articles: the daemon's
+    own decisions (min_sources, cooldown, updates), replayed in the order they were stored."""
     checked = compile_settings(load_config(path), run_examples=False)
     store = Store(checked.settings.database)
     cutoff = time.time() - parse_duration(since).total_seconds()
@@ -270,54 +325,25 @@ def backtest(path: str, *, since: str, rules: list[str] | None, fmt: str) -> int
     if unknown:
         print(f"unknown rule(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    per_rule: dict[str, set[int]] = defaultdict(set)
-    hits_count: Counter[str] = Counter()
-    out: list[dict[str, Any]] = []
-    for a in reversed(articles):
-        fields = {
-            "title": a["title"],
-            "summary": a["summary"],
-            "body": a["body"],
-            "author": "\n".join(json.loads(a["authors"])),
-            "tags": "\n".join(json.loads(a["tags"])),
-            "url": a["url"],
-            "feed": a["feed_name"],
-        }
-        for m in checked.ruleset.match(fields):
-            if wanted and m.rule not in wanted:
-                continue
-            hits_count[m.rule] += 1
-            story = a["story_id"] or -a["id"]
-            first = story not in per_rule[m.rule]
-            per_rule[m.rule].add(story)
-            out.append(
-                {
-                    "rule": m.rule,
-                    "article_id": a["id"],
-                    "story_id": a["story_id"],
-                    "title": a["title"],
-                    "url": a["url"],
-                    "would_alert": first,
-                    "fetched_at": datetime.fromtimestamp(a["fetched_at"], UTC).isoformat(),
-                    "hits": [
-                        {"field": h.field, "leaf": h.leaf, "start": h.start, "end": h.end}
-                        for h in m.hits[:20]
-                    ],
-                }
-            )
+    routes = {n: r for n, r in build_routes(checked.settings).items() if not wanted or n in wanted}
+    out = _replay(checked.ruleset, routes, articles)
     if fmt == "json":
         for row in out:
             print(json.dumps(row))
         return 0
     print(f"{len(articles)} stored articles since {since}:")
-    for rule in sorted(wanted or set(checked.ruleset.rule_names)):
-        print(
-            f"  {rule:<32} {len(per_rule[rule]):>5} alerts ({hits_count[rule]} matching articles)"
-        )
+    _print_backtest(out, sorted(wanted or set(checked.ruleset.rule_names)))
+    return 0
+
+
+def _print_backtest(out: list[dict[str, Any]], rules: list[str]) -> None:
+    alerts = Counter(row["rule"] for row in out if row["would_alert"])
+    matching = Counter(row["rule"] for row in out if row["matched"])
+    for rule in rules:
+        print(f"  {rule:<32} {alerts[rule]:>5} alerts ({matching[rule]} matching articles)")
     for row in out:
         if row["would_alert"]:
             print(
                 f"  [{row['rule']}] {row['fetched_at'][:16]} {row['title'][:80]}\n"
                 f"      {row['url']}"
             )
-    return 0

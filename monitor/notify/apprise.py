@@ -20,6 +20,8 @@ from monitor.notify.ratelimit import TokenBucket
 class AppriseChannel(Channel):
     """Notifies every configured Apprise URL; all of them must succeed."""
 
+    kind = "apprise"
+
     def __init__(
         self, name: str, config: AppriseConfig, *, limiter: TokenBucket | None = None
     ) -> None:

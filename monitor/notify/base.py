@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,11 +38,26 @@ class SendReceipt:
     thread_ts: str | None = None
 
 
+#: Channel classes by kind (a channel config's `type`), filled as channel modules load: a
+#: new channel is one module with one `Channel` subclass that names its `kind`.
+REGISTRY: dict[str, type[Channel]] = {}
+
+
 class Channel(ABC):
     """One configured destination. Subclasses implement `deliver`; callers use `send`."""
 
+    #: The config `type` this class serves (registered in `REGISTRY` when it is defined).
+    kind: ClassVar[str] = ""
+    #: Whether it sends over HTTP, with the shared client `build_channel` passes as `client`.
+    http: ClassVar[bool] = False
+
     name: str
     limiter: TokenBucket | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            REGISTRY[cls.kind] = cls
 
     def __init__(self, name: str, *, limiter: TokenBucket | None = None) -> None:
         self.name = name

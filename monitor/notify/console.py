@@ -22,6 +22,8 @@ _RULE = "─" * 72
 class ConsoleChannel(Channel):
     """Writes each message as a text block and flushes, so `monitor run | tee` shows it now."""
 
+    kind = "console"
+
     def __init__(
         self,
         name: str,

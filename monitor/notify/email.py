@@ -74,6 +74,8 @@ def build_email(msg: AlertMessage, config: EmailConfig) -> EmailMessage:
 class EmailChannel(Channel):
     """Sends each message as one email to the configured recipients."""
 
+    kind = "email"
+
     def __init__(
         self, name: str, config: EmailConfig, *, limiter: TokenBucket | None = None
     ) -> None:

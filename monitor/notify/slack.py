@@ -252,6 +252,9 @@ def slack_payload(msg: AlertMessage, *, body: str | None = None) -> dict[str, An
 class SlackChannel(Channel):
     """Posts Block Kit messages to an incoming webhook; only `200 ok` counts as delivered."""
 
+    kind = "slack"
+    http = True
+
     def __init__(
         self,
         name: str,

@@ -96,6 +96,9 @@ def verify(
 class WebhookChannel(Channel):
     """POSTs each message to `url`; only a 2xx answer counts as delivered."""
 
+    kind = "webhook"
+    http = True
+
     def __init__(
         self,
         name: str,

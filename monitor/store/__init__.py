@@ -6,26 +6,36 @@ named by what they own. See `schema.py` for the tables.
 
 from __future__ import annotations
 
+import functools
+
+from monitor.alerting import Route
+from monitor.models import FeedState
 from monitor.store import schema
-from monitor.store.articles import ArticleRepo, CommitResult, Route, RuleHit
+from monitor.store.articles import ArticleRepo, CommitResult, NewArticle, RuleHit
 from monitor.store.engine import StoreError, make_engine, migrate, reclaim_dead_leases, write_tx
-from monitor.store.feedstate import FeedRepo, FeedSpec, FeedState
-from monitor.store.outbox import Delivery, Outbox, enqueue
+from monitor.store.feedstate import FeedRepo, FeedSpec
+from monitor.store.outbox import Delivery, Enqueue, Outbox, enqueue
+from monitor.store.polls import PollCommitted, PollResult, commit_poll
 from monitor.store.writer import GroupWriter
 
 __all__ = [
     "ArticleRepo",
     "CommitResult",
     "Delivery",
+    "Enqueue",
     "FeedRepo",
     "FeedSpec",
     "FeedState",
     "GroupWriter",
+    "NewArticle",
     "Outbox",
+    "PollCommitted",
+    "PollResult",
     "Route",
     "RuleHit",
     "Store",
     "StoreError",
+    "commit_poll",
     "enqueue",
 ]
 
@@ -47,6 +57,13 @@ class Store:
                 reclaim_dead_leases(conn, table, host=host, now=now)
                 for table in (schema.feeds, schema.deliveries)
             )
+
+    async def commit(self, poll: PollResult) -> PollCommitted:
+        """Commit one poll (its articles, alerts, deliveries and its feed's update) through the
+        group writer: one transaction shared with the polls committing meanwhile."""
+        return await self.writer.run(
+            functools.partial(commit_poll, poll, self.feeds, self.articles)
+        )
 
     def close(self) -> None:
         self.writer.close()

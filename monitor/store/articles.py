@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, distinct, func, insert, select, update
 
+from monitor.alerting import Action, Alert, AlertDecision, Route, StoryState, decide
 from monitor.models import Article
 from monitor.store import schema as s
 from monitor.store.engine import new_id, read_tx, serialise, write_tx
-from monitor.store.outbox import enqueue
-from monitor.stories import Fingerprint, StoryBatch, StoryIndex
+from monitor.store.outbox import Enqueue, enqueue
+from monitor.store.stories import StoryBatch, StoryRepo
+from monitor.stories import Fingerprint, StoryIndex
 
 # Statements built once: building and compiling them per article cost more than running them.
 _SEEN = select(s.articles.c.guid).where(
@@ -52,24 +55,25 @@ def _json_list(values: Sequence[str]) -> str:
     return json.dumps(values) if values else "[]"
 
 
-@dataclass(slots=True)
-class Route:
-    """Where and how a rule alerts (computed from the config by the pipeline)."""
-
-    rule: str
-    severity: str
-    channels: list[tuple[str, bool]]  # (channel, held for a digest)
-    cooldown: float | None = None
-    updates: bool = False
-    min_sources: int | None = None
-    within: float | None = None
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RuleHit:
+    """A rule's match on an article: where it alerts, and the alert it makes."""
+
     route: Route
-    explanation: list[dict[str, Any]]  # the hits: field, leaf, text, start, end
-    message: dict[str, Any]  # AlertMessage fields except the per-alert / per-channel ones
+    alert: Alert
+
+    @property
+    def explanation(self) -> list[dict[str, Any]]:
+        return self.alert.why
+
+
+class NewArticle(NamedTuple):
+    """An article ready to commit: its story fingerprint, rule hits and extraction error."""
+
+    article: Article
+    fingerprint: Fingerprint
+    hits: Sequence[RuleHit]
+    extract_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -94,107 +98,45 @@ class ArticleRepo:
         with read_tx(self.engine) as conn:
             return self._seen(conn, feed_id, guids)
 
-    def commit_article(
+    def commit(
         self,
+        items: Sequence[NewArticle]
+        | Sequence[tuple[Article, Fingerprint, Sequence[RuleHit], str | None]],
         *,
         feed_id: int,
-        article: Article,
-        fingerprint: Fingerprint,
-        hits: Sequence[RuleHit],
-        stories: StoryIndex,
+        stories: StoryIndex | StoryRepo,
         now: float,
-        extract_error: str | None = None,
         routes: Mapping[str, Route] | None = None,
-    ) -> CommitResult:
-        """Store one new article with its story, matches, alerts and deliveries.
+        conn: Connection | None = None,
+    ) -> list[CommitResult]:
+        """Store new articles of one feed with their stories, matches, alerts and deliveries,
+        in the caller's write transaction `conn` (the poll's commit, see `store.polls`) or in a
+        transaction of their own. Entries are taken in order, each seeing the ones before it;
+        one already stored (or repeated) is skipped with `article_id=None`.
 
+        `stories` is the story index (or its `StoryRepo`) that decides each article's story.
         `routes` (every rule's route) lets an article that joins a story release alerts
         waiting for `min_sources`, even when this article does not match the rule itself.
         """
-        with write_tx(self.engine) as conn:
-            return self._commit(
-                conn,
-                feed_id=feed_id,
-                article=article,
-                fingerprint=fingerprint,
-                hits=hits,
-                stories=stories,
-                now=now,
-                extract_error=extract_error,
-                routes=routes,
-            )
-
-    def commit_articles(
-        self,
-        *,
-        feed_id: int,
-        items: Sequence[tuple[Article, Fingerprint, Sequence[RuleHit], str | None]],
-        stories: StoryIndex,
-        now: float,
-        routes: Mapping[str, Route] | None = None,
-        after: Callable[[Connection, int], object] | None = None,
-    ) -> list[CommitResult]:
-        """`commit_article` for several (article, fingerprint, hits, extract_error) of one feed
-        in ONE transaction: one fsync per poll instead of one per entry, same guarantees and the
-        same story decisions (entries are taken in order, each seeing the ones before it).
-
-        Cheaper per entry than `commit_article`: the story lock is taken once, the already-seen
-        check is one query for the whole poll, and story keys go through a `StoryBatch`.
-
-        `after(conn, stored)` runs last inside the same transaction, with how many entries were
-        stored (the pipeline records the poll there, so a poll with new entries costs one
-        commit and one fsync, not two).
-        """
-        with write_tx(self.engine) as conn:
-            return self.commit_articles_in(
-                conn,
-                feed_id=feed_id,
-                items=items,
-                stories=stories,
-                now=now,
-                routes=routes,
-                after=after,
-            )
-
-    def commit_articles_in(
-        self,
-        conn: Connection,
-        *,
-        feed_id: int,
-        items: Sequence[tuple[Article, Fingerprint, Sequence[RuleHit], str | None]],
-        stories: StoryIndex,
-        now: float,
-        routes: Mapping[str, Route] | None = None,
-        after: Callable[[Connection, int], object] | None = None,
-    ) -> list[CommitResult]:
-        """`commit_articles` inside the caller's write transaction (e.g. `GroupWriter`'s)."""
+        if conn is None:
+            with write_tx(self.engine) as own:
+                return self.commit(
+                    items, feed_id=feed_id, stories=stories, now=now, routes=routes, conn=own
+                )
         # Story identity is decided here; two nodes must not both open the same story.
         serialise(conn, "stories")
-        seen = self._seen(conn, feed_id, [article.guid for article, *_ in items])
-        batch = stories.batch(conn, [fp for _, fp, _, _ in items], now)
+        news = [NewArticle(*item) for item in items]
+        seen = self._seen(conn, feed_id, [n.article.guid for n in news])
+        repo = stories if isinstance(stories, StoryRepo) else StoryRepo(stories)
+        batch = repo.batch(conn, [n.fingerprint for n in news], now)
         results: list[CommitResult] = []
-        for article, fingerprint, hits, extract_error in items:
-            if article.guid in seen:  # stored before, or repeated within this poll
+        for new in news:
+            if new.article.guid in seen:  # stored before, or repeated within this poll
                 results.append(CommitResult(article_id=None))
                 continue
-            seen.add(article.guid)
-            results.append(
-                self._store(
-                    conn,
-                    feed_id=feed_id,
-                    article=article,
-                    fingerprint=fingerprint,
-                    hits=hits,
-                    stories=stories,
-                    batch=batch,
-                    now=now,
-                    extract_error=extract_error,
-                    routes=routes,
-                )
-            )
+            seen.add(new.article.guid)
+            results.append(self._store(conn, feed_id, new, batch, now, routes or {}))
         batch.flush()
-        if after is not None:
-            after(conn, sum(1 for r in results if r.article_id is not None))
         return results
 
     @staticmethod
@@ -211,57 +153,18 @@ class ArticleRepo:
                 found.update(conn.execute(_SEEN, {"feed_id": feed_id, "guids": chunk}).scalars())
         return found
 
-    def _commit(
-        self,
-        conn: Connection,
-        *,
-        feed_id: int,
-        article: Article,
-        fingerprint: Fingerprint,
-        hits: Sequence[RuleHit],
-        stories: StoryIndex,
-        now: float,
-        extract_error: str | None,
-        routes: Mapping[str, Route] | None = None,
-    ) -> CommitResult:
-        # Story identity is decided here; two nodes must not both open the same story.
-        serialise(conn, "stories")
-        if conn.execute(_SEEN, {"feed_id": feed_id, "guids": [article.guid]}).first():
-            return CommitResult(article_id=None)
-        return self._store(
-            conn,
-            feed_id=feed_id,
-            article=article,
-            fingerprint=fingerprint,
-            hits=hits,
-            stories=stories,
-            batch=None,
-            now=now,
-            extract_error=extract_error,
-            routes=routes,
-        )
-
     def _store(
         self,
         conn: Connection,
-        *,
         feed_id: int,
-        article: Article,
-        fingerprint: Fingerprint,
-        hits: Sequence[RuleHit],
-        stories: StoryIndex,
-        batch: StoryBatch | None,
+        new: NewArticle,
+        batch: StoryBatch,
         now: float,
-        extract_error: str | None,
-        routes: Mapping[str, Route] | None,
+        routes: Mapping[str, Route],
     ) -> CommitResult:
         """Store a new article (not seen before; the story lock is held)."""
-        if batch is not None:
-            story_id, reason, _new = batch.assign(fingerprint, title=article.title, url=article.url)
-        else:
-            story_id, reason, _new = stories.assign(
-                conn, fingerprint, title=article.title, url=article.url, now=now
-            )
+        article, fingerprint, hits, extract_error = new
+        story_id, reason, _new = batch.assign(fingerprint, title=article.title, url=article.url)
         published = article.published.timestamp() if article.published else None
         cur = _sqlite_cursor(conn)
         if cur is not None:
@@ -311,13 +214,8 @@ class ArticleRepo:
                     },
                 )
             )
-        if batch is not None:
-            batch.remember(fingerprint, story_id=story_id, article_id=article_id)
-        else:
-            stories.remember(conn, fingerprint, story_id=story_id, article_id=article_id, now=now)
+        batch.remember(fingerprint, story_id=story_id, article_id=article_id)
         result = CommitResult(article_id=article_id, story_id=story_id, story_reason=reason)
-        # Only an alert shows its story's sources: skip the query for the many that match nothing.
-        sources, new_outlet = _story_sources(conn, story_id, article_id) if hits else ([], False)
         for hit in hits:
             explanation = json.dumps(hit.explanation)
             if cur is not None:
@@ -332,116 +230,60 @@ class ArticleRepo:
                         "created_at": now,
                     },
                 )
-            self._alert(
-                conn,
-                hit,
-                article_id=article_id,
-                story_id=story_id,
-                sources=sources,
-                new_outlet=new_outlet,
-                now=now,
-                result=result,
-            )
-        if routes:
-            self._release_waiting(conn, routes, hits, article_id, story_id, now, result)
+        # Alerts of this story waiting for `min_sources` get another look too: the new article
+        # may be the outlet that makes N, whether or not it matches the rule itself.
+        candidates = list(hits) + self._waiting(conn, routes, hits, story_id)
+        if candidates:
+            # Only an alert shows its story's sources: no query for the many that match nothing.
+            story = _StoryView(conn, story_id, article_id, now)
+            for hit in candidates:
+                self._alert(conn, hit, story, result)
         return result
 
-    def _release_waiting(
-        self,
-        conn: Connection,
-        routes: Mapping[str, Route],
-        hits: Sequence[RuleHit],
-        article_id: int,
-        story_id: int,
-        now: float,
-        result: CommitResult,
-    ) -> None:
-        """Alerts of this story waiting for `min_sources` get another look: the new article
-        may be the outlet that makes N, whether or not it matches the rule itself."""
+    @staticmethod
+    def _waiting(
+        conn: Connection, routes: Mapping[str, Route], hits: Sequence[RuleHit], story_id: int
+    ) -> list[RuleHit]:
+        """This story's alerts waiting for more sources, of rules the article did not match."""
+        if not routes:
+            return []
         matched = {h.route.rule for h in hits}
         waiting = conn.execute(
             select(s.alerts.c.rule, s.alerts.c.message).where(
                 s.alerts.c.story_id == story_id, s.alerts.c.status == "waiting"
             )
         ).all()
-        waiting = [w for w in waiting if w.rule not in matched and w.rule in routes]
-        if not waiting:
-            return
-        sources, new_outlet = _story_sources(conn, story_id, article_id)
-        for w in waiting:
-            hit = RuleHit(route=routes[w.rule], explanation=[], message=json.loads(w.message))
-            self._alert(
-                conn,
-                hit,
-                article_id=article_id,
-                story_id=story_id,
-                sources=sources,
-                new_outlet=new_outlet,
-                now=now,
-                result=result,
-            )
+        return [
+            RuleHit(routes[w.rule], Alert.from_dict(json.loads(w.message)))
+            for w in waiting
+            if w.rule not in matched and w.rule in routes
+        ]
 
-    def _alert(
-        self,
-        conn: Connection,
-        hit: RuleHit,
-        *,
-        article_id: int,
-        story_id: int,
-        sources: list[dict[str, str]],
-        new_outlet: bool,
-        now: float,
-        result: CommitResult,
-    ) -> None:
-        route = hit.route
+    @staticmethod
+    def _alert(conn: Connection, hit: RuleHit, story: _StoryView, result: CommitResult) -> None:
+        """Read the story's state for this rule, `decide`, write what the decision says."""
+        route, now = hit.route, story.now
         existing = conn.execute(
             select(s.alerts.c.id, s.alerts.c.key, s.alerts.c.status).where(
-                s.alerts.c.rule == route.rule, s.alerts.c.story_id == story_id
+                s.alerts.c.rule == route.rule, s.alerts.c.story_id == story.story_id
             )
         ).first()
-        if existing is not None and existing.status != "waiting":
-            if route.updates and existing.status == "sent" and new_outlet:
-                result.deliveries += _fan_out(
-                    conn,
-                    hit,
-                    "story.updated",
-                    f"{existing.key}:update:{article_id}",
-                    alert_id=int(existing.id),
-                    story_id=story_id,
-                    sources=sources,
-                    now=now,
-                )
-                result.updates.append(route.rule)
+        decision = decide(route, story.state(route, existing.status if existing else None))
+        if decision.action is Action.UPDATE:
+            assert existing is not None
+            result.deliveries += _fan_out(
+                conn, decision, story, f"{existing.key}:update:{story.article_id}", existing.id
+            )
+            result.updates.append(route.rule)
             return
-        status = "sent"
-        if route.min_sources is not None:
-            window_start = now - (route.within or 0)
-            n = conn.execute(
-                select(func.count(distinct(s.articles.c.feed_id))).where(
-                    s.articles.c.story_id == story_id, s.articles.c.fetched_at >= window_start
-                )
-            ).scalar_one()
-            if n < route.min_sources:
-                status = "waiting"
-        if status == "sent" and route.cooldown:
-            recent = conn.execute(
-                select(s.alerts.c.id)
-                .where(
-                    s.alerts.c.rule == route.rule,
-                    s.alerts.c.status == "sent",
-                    s.alerts.c.created_at > now - route.cooldown,
-                )
-                .limit(1)
-            ).first()
-            if recent is not None:
-                status = "suppressed"
-        if existing is not None:  # a story that was waiting for more sources
-            if status != "sent":
-                return
+        status = decision.stored_status
+        if status is None:
+            return
+        if existing is not None:  # a story that was waiting for more sources, released now
             conn.execute(
                 update(s.alerts)
                 .where(s.alerts.c.id == existing.id)
-                .values(status="sent", created_at=now)
+                .values(status=status, created_at=now)
             )
             alert_id, alert_key = int(existing.id), str(existing.key)
         else:
@@ -451,28 +293,19 @@ class ArticleRepo:
                     insert(s.alerts).values(
                         key=alert_key,
                         rule=route.rule,
-                        story_id=story_id,
-                        article_id=article_id,
+                        story_id=story.story_id,
+                        article_id=story.article_id,
                         severity=route.severity,
                         status=status,
-                        message=json.dumps(hit.message),
+                        message=json.dumps(hit.alert.to_dict()),
                         created_at=now,
                     )
                 )
             )
-        if status != "sent":
+        if decision.action is not Action.ALERT:
             result.suppressed.append(route.rule)
             return
-        result.deliveries += _fan_out(
-            conn,
-            hit,
-            "alert",
-            alert_key,
-            alert_id=alert_id,
-            story_id=story_id,
-            sources=sources,
-            now=now,
-        )
+        result.deliveries += _fan_out(conn, decision, story, alert_key, alert_id)
         result.alerts.append(route.rule)
 
     def recent(self, since: float, limit: int | None = None) -> list[dict[str, Any]]:
@@ -489,41 +322,84 @@ class ArticleRepo:
             return [dict(r._mapping) for r in conn.execute(q)]
 
 
+class _StoryView:
+    """The story an article just joined, as alert decisions see it (queried when asked)."""
+
+    def __init__(self, conn: Connection, story_id: int, article_id: int, now: float) -> None:
+        self.conn, self.story_id, self.article_id, self.now = conn, story_id, article_id, now
+        self._sources: tuple[list[dict[str, str]], bool] | None = None
+
+    @property
+    def sources(self) -> list[dict[str, str]]:
+        return self._outlets()[0]
+
+    def _outlets(self) -> tuple[list[dict[str, str]], bool]:
+        if self._sources is None:
+            self._sources = _story_sources(self.conn, self.story_id, self.article_id)
+        return self._sources
+
+    def state(self, route: Route, previous: str | None) -> StoryState:
+        outlets = 1
+        if route.min_sources is not None and previous in (None, "waiting"):
+            outlets = self.conn.execute(
+                select(func.count(distinct(s.articles.c.feed_id))).where(
+                    s.articles.c.story_id == self.story_id,
+                    s.articles.c.fetched_at >= self.now - (route.within or 0),
+                )
+            ).scalar_one()
+        last_sent = None
+        if route.cooldown and previous in (None, "waiting"):
+            last_sent = self.conn.execute(
+                select(func.max(s.alerts.c.created_at)).where(
+                    s.alerts.c.rule == route.rule, s.alerts.c.status == "sent"
+                )
+            ).scalar_one()
+        return StoryState(
+            now=self.now,
+            previous=previous,
+            outlets=int(outlets),
+            last_sent_at=last_sent,
+            new_outlet=self._outlets()[1] if previous == "sent" and route.updates else False,
+        )
+
+
+def stored_article(row: Mapping[str, Any]) -> Article:
+    """An `ArticleRepo.recent` row as the article the rules saw when it was stored."""
+    published = row.get("published")
+    return Article(
+        feed=row["feed_name"],
+        guid=row["guid"],
+        url=row["url"],
+        title=row["title"] or "",
+        summary=row["summary"] or "",
+        body=row["body"] or "",
+        published=datetime.fromtimestamp(published, UTC) if published is not None else None,
+        authors=json.loads(row["authors"] or "[]"),
+        tags=json.loads(row["tags"] or "[]"),
+        canonical_url=row.get("canonical_url"),
+    )
+
+
 def _fan_out(
     conn: Connection,
-    hit: RuleHit,
-    kind: str,
+    decision: AlertDecision,
+    story: _StoryView,
     key_base: str,
-    *,
     alert_id: int,
-    story_id: int,
-    sources: list[dict[str, str]],
-    now: float,
 ) -> int:
-    """One delivery per channel of the rule's route (keyed `<key_base>:<channel>`), in the
+    """One delivery per channel of the decision (keyed `<key_base>:<channel>`), in the
     caller's transaction. Returns how many were queued."""
-    route = hit.route
-    msg = dict(
-        hit.message,
-        kind=kind,
-        alert_id=alert_id,
-        story_id=story_id,
-        sources=sources,
-        rule=route.rule,
-        severity=route.severity,
-    )
+    kind = "story.updated" if decision.action is Action.UPDATE else "alert"
+    # Only what differs per delivery: the alert itself is the alert row (see `Alert`).
+    per_send = {"kind": kind, "story_id": story.story_id, "sources": story.sources}
     queued = 0
-    for channel, held in route.channels:
+    for channel, held in decision.channels:
         key = f"{key_base}:{channel}"
         queued += enqueue(
             conn,
-            channel=channel,
-            kind=kind,
-            key=key,
-            payload=dict(msg, idempotency_key=key),
-            now=now,
-            alert_id=alert_id,
-            held=held,
+            Enqueue(channel=channel, kind=kind, key=key, held=held, alert_id=alert_id),
+            payload=dict(per_send, idempotency_key=key),
+            now=story.now,
         )
     return queued
 

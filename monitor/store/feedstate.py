@@ -8,7 +8,7 @@ share one database; every completion is conditional on still holding the lease. 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,59 +27,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import BindParameter
 
+from monitor.models import FeedState
+from monitor.polling import FeedUpdate
 from monitor.store import schema as s
 from monitor.store.engine import read_tx, serialise, write_tx
-
-
-@dataclass(slots=True)
-class FeedState:
-    id: int
-    url: str
-    fetch_url: str
-    name: str
-    allow_private: bool
-    etag: str | None
-    last_modified: str | None
-    content_hash: str | None
-    next_poll_at: float
-    consecutive_failures: int
-    failing_since: float | None
-    last_error: str | None
-    last_error_kind: str | None
-    last_success_at: float | None
-    last_attempt_at: float | None
-    broken_reported: bool
-    redirect_target: str | None
-    redirect_count: int
-    min_interval: float | None
-    polls: int
-    entries_total: int
-    last_new_entry_at: float | None
-    active: bool
-    skip: str | None = None  # the feed's skipHours/skipDays, see `encode_skip`
-
-
-def encode_skip(hours: frozenset[int], days: frozenset[str]) -> str | None:
-    """`skipHours` / `skipDays` as stored: "h:0,1,2;d:saturday,sunday" (None when empty)."""
-    if not hours and not days:
-        return None
-    h = ",".join(str(x) for x in sorted(hours))
-    d = ",".join(sorted(x.lower() for x in days))
-    return f"h:{h};d:{d}"[:300]
-
-
-def decode_skip(value: str | None) -> tuple[frozenset[int], frozenset[str]]:
-    """Inverse of `encode_skip`; anything unreadable counts as no skip hints."""
-    hours: set[int] = set()
-    days: set[str] = set()
-    for part in (value or "").split(";"):
-        kind, _, items = part.partition(":")
-        for item in filter(None, items.split(",")):
-            if kind == "h" and item.isdigit() and int(item) < 24:
-                hours.add(int(item))
-            elif kind == "d":
-                days.add(item)
-    return frozenset(hours), frozenset(days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,34 +80,13 @@ class FeedSpec:
     allow_private: bool
 
 
-@dataclass(slots=True)
-class QuietSuccess:
-    """A good poll that stored nothing, moved nothing and changed no health state: all it
-    leaves is validators, the next poll time and counters. Losing it (a crash before
-    `record_successes`) is harmless: the lease expires, the feed is polled again and finds
-    nothing new, so no entry is lost and no alert repeated."""
-
-    feed_id: int
-    owner: str
-    now: float
-    next_poll_at: float
-    etag: str | None
-    last_modified: str | None
-    content_hash: str | None
-    min_interval: float | None
-    redirect_target: str | None  # a permanent redirect seen (not yet followed), or None
-    redirect_same: bool  # the same redirect as last time (its count goes up)
-
-
 _f = s.feeds.c
 
 
-# `record_success` for a QuietSuccess, as one statement for executemany. The redirect count
-# is reset (keep 0, add 0), incremented (keep 1, add 1) or started (keep 0, add 1).
 @functools.cache
-def _success_statement(new_entries: bool, moved: bool, redirect: str) -> Update:
-    """`record_success_in`'s UPDATE for one shape of poll, built once (building and compiling
-    it per poll cost more than running it). `redirect`: none | same | new."""
+def _success_statement(new_entries: bool, moved: bool, redirect: str, skip: bool) -> Update:
+    """`apply`'s UPDATE for one shape of good poll, built once (building and compiling it per
+    poll cost more than running it). `redirect`: none | same | new."""
     c = s.feeds.c
     values: dict[str, Any] = {
         "etag": bindparam("v_etag"),
@@ -179,6 +109,8 @@ def _success_statement(new_entries: bool, moved: bool, redirect: str) -> Update:
         values["last_new_entry_at"] = bindparam("v_now")
     if moved:
         values["fetch_url"] = bindparam("v_fetch_url")
+    if skip:
+        values["skip"] = bindparam("v_skip")
     if redirect == "none":
         values.update(redirect_target=None, redirect_count=0)
     elif redirect == "same":
@@ -192,31 +124,21 @@ def _success_statement(new_entries: bool, moved: bool, redirect: str) -> Update:
     )
 
 
-_QUIET_SUCCESS = (
+_FAILURE = (
     update(s.feeds)
     .where(_f.id == bindparam("b_id"), _f.lease_owner == bindparam("b_owner"))
     .values(
-        etag=bindparam("etag"),
-        last_modified=bindparam("last_modified"),
-        content_hash=bindparam("content_hash"),
-        next_poll_at=bindparam("next_poll_at"),
-        last_success_at=bindparam("last_success_at"),
-        consecutive_failures=0,
-        failing_since=None,
-        last_error=None,
-        last_error_kind=None,
-        broken_reported=False,
+        consecutive_failures=_f.consecutive_failures + 1,
+        failing_since=bindparam("v_failing_since"),
+        last_error=bindparam("v_error"),
+        last_error_kind=bindparam("v_kind"),
+        next_poll_at=bindparam("v_next_poll_at"),
         lease_owner=None,
         lease_until=None,
-        polls=_f.polls + 1,
-        min_interval=bindparam("min_interval"),
-        redirect_target=bindparam("redirect_target"),
-        redirect_count=_f.redirect_count * bindparam("b_keep") + bindparam("b_add"),
+        broken_reported=bindparam("v_broken"),
+        min_interval=bindparam("v_min_interval"),
     )
 )
-
-#: Called inside the health transaction: (conn, feed, event kind) queues health deliveries.
-HealthHook = Callable[[Connection, FeedState, str], None]
 
 
 class FeedRepo:
@@ -310,192 +232,68 @@ class FeedRepo:
             ).scalar_one()
         return int(count)
 
-    def record_success(
-        self,
-        feed: FeedState,
-        owner: str,
-        *,
-        now: float,
-        next_poll_at: float,
-        etag: str | None,
-        last_modified: str | None,
-        content_hash: str | None,
-        new_entries: int,
-        fetch_url: str | None = None,
-        redirect_target: str | None = None,
-        min_interval: float | None = None,
-        on_health: HealthHook | None = None,
-    ) -> bool:
-        """Record a good poll. Returns False if the lease was lost (another node took over)."""
-        with write_tx(self.engine) as conn:
-            return self.record_success_in(
-                conn,
-                feed,
-                owner,
-                now=now,
-                next_poll_at=next_poll_at,
-                etag=etag,
-                last_modified=last_modified,
-                content_hash=content_hash,
-                new_entries=new_entries,
-                fetch_url=fetch_url,
-                redirect_target=redirect_target,
-                min_interval=min_interval,
-                on_health=on_health,
-            )
-
     @staticmethod
-    def record_success_in(
-        conn: Connection,
-        feed: FeedState,
-        owner: str,
-        *,
-        now: float,
-        next_poll_at: float,
-        etag: str | None,
-        last_modified: str | None,
-        content_hash: str | None,
-        new_entries: int,
-        fetch_url: str | None = None,
-        redirect_target: str | None = None,
-        min_interval: float | None = None,
-        on_health: HealthHook | None = None,
+    def apply(
+        conn: Connection, feed: FeedState, owner: str, change: FeedUpdate, stored: int
     ) -> bool:
-        """`record_success` inside the caller's write transaction: a poll that stored entries
-        records itself in the same transaction as its entries (one commit and fsync per poll)."""
-        if redirect_target is None:
+        """Write what a poll changed (decided by `monitor.polling`) inside the caller's
+        transaction, `stored` being how many of its entries were stored. Returns False if the
+        lease was lost (another node took over): nothing is written then."""
+        if change.failure is not None:
+            res = conn.execute(
+                _FAILURE,
+                {
+                    "b_id": feed.id,
+                    "b_owner": owner,
+                    "v_failing_since": change.failing_since,
+                    "v_error": change.failure.error[:2000],
+                    "v_kind": change.failure.kind,
+                    "v_next_poll_at": change.next_poll_at,
+                    "v_broken": feed.broken_reported or change.health == "source.broken",
+                    "v_min_interval": change.min_interval,
+                },
+            )
+            if res.rowcount and change.defer_host is not None:
+                _defer_host(conn, change.defer_host, until=change.next_poll_at)
+            return bool(res.rowcount)
+        if change.redirect_target is None:
             redirect = "none"
-        elif redirect_target == feed.redirect_target:
-            redirect = "same"
         else:
-            redirect = "new"
+            redirect = "same" if change.redirect_same else "new"
+        statement = _success_statement(
+            bool(stored), bool(change.fetch_url), redirect, change.skip_changed
+        )
         res = conn.execute(
-            _success_statement(bool(new_entries), bool(fetch_url), redirect),
+            statement,
             {
                 "b_id": feed.id,
                 "b_owner": owner,
-                "v_etag": etag,
-                "v_last_modified": last_modified,
-                "v_content_hash": content_hash,
-                "v_next_poll_at": next_poll_at,
-                "v_now": now,
-                "v_min_interval": min_interval,
-                "v_new_entries": new_entries,
-                "v_fetch_url": fetch_url,
-                "v_redirect_target": redirect_target,
+                "v_etag": change.etag,
+                "v_last_modified": change.last_modified,
+                "v_content_hash": change.content_hash,
+                "v_next_poll_at": change.next_poll_at,
+                "v_now": change.now,
+                "v_min_interval": change.min_interval,
+                "v_new_entries": stored,
+                "v_fetch_url": change.fetch_url,
+                "v_redirect_target": change.redirect_target,
+                "v_skip": change.skip,
             },
         )
-        if not res.rowcount:
-            return False
-        if feed.broken_reported and on_health is not None:
-            on_health(conn, feed, "source.recovered")
-        return True
+        return bool(res.rowcount)
 
-    def record_successes(self, polls: Sequence[QuietSuccess]) -> int:
-        """`record_success` for many polls that found nothing new, in ONE transaction.
-
-        Returns how many were recorded (a poll whose lease was lost is skipped, as in
-        `record_success`). Only polls without new entries, a feed move or a health change may
-        come here (see `QuietSuccess`).
-        """
-        if not polls:
-            return 0
-        with write_tx(self.engine) as conn:
-            return self.record_successes_in(conn, polls)
-
-    @staticmethod
-    def record_successes_in(conn: Connection, polls: Sequence[QuietSuccess]) -> int:
-        """`record_successes` inside the caller's write transaction (e.g. `GroupWriter`'s)."""
-        if not polls:
-            return 0
-        rows = [
-            {
-                "b_id": p.feed_id,
-                "b_owner": p.owner,
-                "etag": p.etag,
-                "last_modified": p.last_modified,
-                "content_hash": p.content_hash,
-                "next_poll_at": p.next_poll_at,
-                "last_success_at": p.now,
-                "min_interval": p.min_interval,
-                "redirect_target": p.redirect_target,
-                "b_keep": 1 if p.redirect_same else 0,
-                "b_add": 0 if p.redirect_target is None else 1,
-            }
-            for p in polls
-        ]
-        return int(conn.execute(_QUIET_SUCCESS, rows).rowcount)
-
-    def record_failure(
-        self,
-        feed: FeedState,
-        owner: str,
-        *,
-        now: float,
-        next_poll_at: float,
-        kind: str,
-        error: str,
-        broken_after: float,
-        on_health: HealthHook | None = None,
-        min_interval: float | None = None,
-    ) -> bool:
-        """Record a failed poll; report the feed broken once it has failed for `broken_after`."""
-        failing_since = feed.failing_since if feed.failing_since is not None else now
-        broken = (not feed.broken_reported) and now - failing_since >= broken_after
-        with write_tx(self.engine) as conn:
-            res = conn.execute(
-                update(s.feeds)
-                .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
-                .values(
-                    consecutive_failures=s.feeds.c.consecutive_failures + 1,
-                    failing_since=failing_since,
-                    last_error=error[:2000],
-                    last_error_kind=kind,
-                    next_poll_at=next_poll_at,
-                    lease_owner=None,
-                    lease_until=None,
-                    broken_reported=feed.broken_reported or broken,
-                    min_interval=min_interval if min_interval is not None else feed.min_interval,
-                )
-            )
-            if not res.rowcount:
-                return False
-            if broken and on_health is not None:
-                feed.failing_since, feed.last_error, feed.last_error_kind = (
-                    failing_since,
-                    error,
-                    kind,
-                )
-                on_health(conn, feed, "source.broken")
-            return True
-
-    def release(self, feed: FeedState, owner: str) -> None:
-        with write_tx(self.engine) as conn:
-            conn.execute(
-                update(s.feeds)
-                .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
-
-    def set_skip(self, feed_id: int, skip: str | None) -> None:
-        """Remember the feed's skipHours/skipDays (written only when they change)."""
-        with write_tx(self.engine) as conn:
-            conn.execute(update(s.feeds).where(s.feeds.c.id == feed_id).values(skip=skip))
-
-    def defer_host(self, host: str, *, until: float) -> int:
-        """No feed on `host` is polled before `until` (a site-wide Retry-After)."""
-        with write_tx(self.engine) as conn:
-            rows = conn.execute(
-                select(s.feeds.c.id, s.feeds.c.fetch_url).where(
-                    s.feeds.c.active.is_(True), s.feeds.c.next_poll_at < until
-                )
-            ).all()
-            ids = [r.id for r in rows if (urlsplit(r.fetch_url).hostname or "") == host]
-            if ids:
-                conn.execute(
-                    update(s.feeds).where(s.feeds.c.id.in_(ids)).values(next_poll_at=until)
-                )
-            return len(ids)
+    def release(self, feed: FeedState, owner: str, *, conn: Connection | None = None) -> None:
+        """Give the feed's lease back without recording a poll (in `conn`'s transaction, or in
+        one of its own)."""
+        if conn is None:
+            with write_tx(self.engine) as own:
+                self.release(feed, owner, conn=own)
+            return
+        conn.execute(
+            update(s.feeds)
+            .where(s.feeds.c.id == feed.id, s.feeds.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
 
     def poll_now(self, now: float) -> None:
         """Make every healthy active feed due now (a failing one keeps its backoff)."""
@@ -505,3 +303,16 @@ class FeedRepo:
                 .where(s.feeds.c.active.is_(True), s.feeds.c.consecutive_failures == 0)
                 .values(next_poll_at=now)
             )
+
+
+def _defer_host(conn: Connection, host: str, *, until: float) -> int:
+    """No feed on `host` is polled before `until` (a site-wide Retry-After)."""
+    rows = conn.execute(
+        select(s.feeds.c.id, s.feeds.c.fetch_url).where(
+            s.feeds.c.active.is_(True), s.feeds.c.next_poll_at < until
+        )
+    ).all()
+    ids = [r.id for r in rows if (urlsplit(r.fetch_url).hostname or "") == host]
+    if ids:
+        conn.execute(update(s.feeds).where(s.feeds.c.id.in_(ids)).values(next_poll_at=until))
+    return len(ids)

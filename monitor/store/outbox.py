@@ -40,6 +40,24 @@ class Delivery:
     sent_at: float | None = None
 
 
+#: Deliveries with their alert's message (None for a health notice or a digest).
+_DELIVERIES = select(s.deliveries, s.alerts.c.message.label("alert_message")).outerjoin(
+    s.alerts, s.alerts.c.id == s.deliveries.c.alert_id
+)
+
+
+def message_of(r: Any) -> dict[str, Any]:
+    """The message a delivery sends: its alert (stored once, see `alerting.Alert`) with the
+    delivery's own fields (kind, idempotency key, the story's sources at the time). A delivery
+    without an alert (health, digest), or one queued before alerts were stored once, carries
+    its whole message."""
+    payload: dict[str, Any] = json.loads(r.payload)
+    if r.alert_message is None:
+        return payload
+    alert: dict[str, Any] = json.loads(r.alert_message)
+    return {**alert, "alert_id": r.alert_id, **payload}
+
+
 def _row(r: Any) -> Delivery:
     return Delivery(
         id=r.id,
@@ -51,36 +69,37 @@ def _row(r: Any) -> Delivery:
         attempts=r.attempts,
         next_attempt_at=r.next_attempt_at,
         last_error=r.last_error,
-        payload=json.loads(r.payload),
+        payload=message_of(r),
         created_at=r.created_at,
         sent_at=r.sent_at,
     )
 
 
-def enqueue(
-    conn: Connection,
-    *,
-    channel: str,
-    kind: str,
-    key: str,
-    payload: dict[str, Any],
-    now: float,
-    alert_id: int | None = None,
-    held: bool = False,
-) -> bool:
-    """Add a delivery inside the caller's transaction. False if `key` was already queued."""
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Where one delivery goes: its channel, kind and idempotency key (unique)."""
+
+    channel: str
+    kind: str
+    key: str
+    alert_id: int | None = None
+    held: bool = False  # kept for the channel's digest
+
+
+def enqueue(conn: Connection, item: Enqueue, *, payload: dict[str, Any], now: float) -> bool:
+    """Add a delivery inside the caller's transaction. False if its key was already queued."""
     exists = conn.execute(
-        select(s.deliveries.c.id).where(s.deliveries.c.idempotency_key == key)
+        select(s.deliveries.c.id).where(s.deliveries.c.idempotency_key == item.key)
     ).first()
     if exists:
         return False
     conn.execute(
         insert(s.deliveries).values(
-            alert_id=alert_id,
-            channel=channel,
-            kind=kind,
-            idempotency_key=key,
-            status="held" if held else "pending",
+            alert_id=item.alert_id,
+            channel=item.channel,
+            kind=item.kind,
+            idempotency_key=item.key,
+            status="held" if item.held else "pending",
             attempts=0,
             next_attempt_at=now,
             payload=json.dumps(payload),
@@ -123,9 +142,9 @@ class Outbox:
                 .values(lease_owner=owner, lease_until=now + lease)
             )
             rows = conn.execute(
-                select(s.deliveries)
-                .where(s.deliveries.c.id.in_(ids))
-                .order_by(s.deliveries.c.next_attempt_at, s.deliveries.c.id)
+                _DELIVERIES.where(s.deliveries.c.id.in_(ids)).order_by(
+                    s.deliveries.c.next_attempt_at, s.deliveries.c.id
+                )
             )
             return [_row(r) for r in rows]
 
@@ -176,7 +195,7 @@ class Outbox:
 
     def list_deliveries(self, status: str | None = None, limit: int = 100) -> list[Delivery]:
         with read_tx(self.engine) as conn:
-            q = select(s.deliveries).order_by(s.deliveries.c.id.desc()).limit(limit)
+            q = _DELIVERIES.order_by(s.deliveries.c.id.desc()).limit(limit)
             if status:
                 q = q.where(s.deliveries.c.status == status)
             return [_row(r) for r in conn.execute(q)]
@@ -240,17 +259,15 @@ class Outbox:
             ).first():
                 return None
             held = conn.execute(
-                select(s.deliveries)
-                .where(
+                _DELIVERIES.where(
                     s.deliveries.c.channel == channel,
                     s.deliveries.c.status == "held",
                     s.deliveries.c.created_at <= cutoff,
-                )
-                .order_by(s.deliveries.c.id)
+                ).order_by(s.deliveries.c.id)
             ).all()
             if not held:
                 return None
-            payload = build([json.loads(r.payload) for r in held])
+            payload = build([message_of(r) for r in held])
             try:
                 # A savepoint: on PostgreSQL a failed statement aborts the whole transaction,
                 # and another node inserting the same period's digest first is not an error.
