@@ -225,7 +225,7 @@ class Pipeline:
             etag=feed.etag,
             last_modified=feed.last_modified,
             max_bytes=fs.max_feed_bytes,
-            allow_private=cfg.allow_private,
+            private_origin=cfg.url if cfg.allow_private else None,
         )
         now = self.clock()
         if res.not_modified or (res.content_hash and res.content_hash == feed.content_hash):
@@ -411,13 +411,12 @@ class Pipeline:
 
     async def _extract(self, link: str, cfg: FeedConfig, feed_url: str) -> Extracted | None:
         fs = self.settings.fetch
-        # A self-hosted feed (allow_private) may link to pages on its own host; any other
-        # private address is refused by the fetcher's SSRF guard.
-        same_host = urlsplit(link).hostname == urlsplit(feed_url).hostname
+        # A self-hosted feed (allow_private) may link to pages on its own origin; the fetcher
+        # decides per hop, so any other private address is refused by its SSRF guard.
         page = await self.fetcher.fetch(
             link,
             max_bytes=fs.max_page_bytes,
-            allow_private=cfg.allow_private and same_host,
+            private_origin=cfg.url if cfg.allow_private else None,
             accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
         )
         return await self.workers.extract(
