@@ -298,6 +298,15 @@ class DaemonSettings(_Model):
     feed_batch: int = Field(20, ge=1)
     feed_lease: Duration = timedelta(minutes=5)
     health_listen: str | None = None  # "127.0.0.1:8080" serves /healthz and /metrics
+    regex_budget: Duration = Field(
+        timedelta(milliseconds=200),
+        description=(
+            "Total time the /regex/ leaves of all rules may spend on one article (each also "
+            "stops after 50 ms on a field). Once spent, the article's remaining regexes count "
+            "as not matched, and the rule that ran it out is named in the log, /healthz, "
+            "/metrics and `monitor status`."
+        ),
+    )
 
 
 class Settings(BaseSettings):

@@ -39,6 +39,7 @@ from monitor.health import HealthServer
 from monitor.notify import build_channel
 from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
+from monitor.rules.budget import RuleBudgetStats
 from monitor.store import FeedSpec, Store
 from monitor.store.engine import write_tx
 from monitor.store.feedstate import QuietSuccess
@@ -463,6 +464,7 @@ class Daemon:
                 "polls": dict(self.polls),
                 "alerts": {"": self.alerts},
                 "deliveries": dict(self.rt.deliverer.counts),
+                "regex_budget_exhausted": RuleBudgetStats.snapshot(),  # by rule name
             },
             "last_tick_age": time.monotonic() - self.last_tick,
         }

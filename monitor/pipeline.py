@@ -292,10 +292,12 @@ class Pipeline:
             # Nothing to fetch per entry: commit the whole poll in one transaction, one fsync
             # instead of one per entry (a crash still loses nothing: the entries stay new).
             now = self.clock()
-            items = [
-                self._prepare(self._article(feed, e), None, now, fingerprints.get(id(e)))
-                for e in new
-            ]
+            items = await asyncio.to_thread(  # matched off the loop (see _process_entry)
+                lambda: [
+                    self._prepare(self._article(feed, e), None, now, fingerprints.get(id(e)))
+                    for e in new
+                ]
+            )
             record = None
             if not self._adaptive(cfg):
                 # The poll is recorded in the same transaction as its entries: one commit per
@@ -362,7 +364,8 @@ class Pipeline:
             article.body = ""
         fields = article.fields()
         hits: list[RuleHit] = []
-        for match in self.ruleset.match(fields):
+        budget = self.settings.daemon.regex_budget.total_seconds()
+        for match in self.ruleset.match(fields, budget=budget):
             route = self.routes.get(match.rule)
             if route is None:
                 continue
@@ -395,7 +398,9 @@ class Pipeline:
                 extract_error = f"[{exc.kind}] {exc}"
                 log.info("article %s: %s", entry.link, extract_error)
         now = self.clock()
-        article, fingerprint, hits, extract_error = self._prepare(article, extract_error, now)
+        # Matched in a thread: regexes release the GIL, so a slow rule never stalls the loop.
+        prepared = await asyncio.to_thread(self._prepare, article, extract_error, now)
+        article, fingerprint, hits, extract_error = prepared
         result = await asyncio.to_thread(
             self.store.articles.commit_article,
             feed_id=feed.id,

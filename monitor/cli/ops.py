@@ -15,6 +15,7 @@ from sqlalchemy import select
 from monitor.checks import compile_settings
 from monitor.config import load_config, parse_duration
 from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
+from monitor.rules.budget import counts_from_health
 from monitor.store import Store
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
@@ -124,6 +125,7 @@ def status(path: str, *, fmt: str = "text") -> int:
     finally:
         store.close()
     sources = {k: len({m["feed"] for m in v}) for k, v in members.items()}
+    slow_rules = counts_from_health(_settings.daemon.health_listen)  # from a running daemon
     if fmt == "json":
         print(
             json.dumps(
@@ -158,6 +160,7 @@ def status(path: str, *, fmt: str = "text") -> int:
                         }
                         for a in alerts
                     ],
+                    "regex_budget_exhausted": slow_rules,
                 },
                 indent=2,
             )
@@ -187,6 +190,9 @@ def status(path: str, *, fmt: str = "text") -> int:
         f"{queue['by_status'].get('sent', 0)} sent, {queue['by_status'].get('held', 0)} held"
         " for digests"
     )
+    if slow_rules:
+        named = ", ".join(f"{r} ({n} articles)" for r, n in sorted(slow_rules.items()))
+        print(f"Rules whose regexes ran out of time since the daemon started: {named}")
     print("Recent alerts:")
     for a in alerts:
         print(
