@@ -189,6 +189,7 @@ class Runtime:
                 if len(quiet) >= QUIET_BATCH or (quiet and now - quiet_since >= QUIET_MAX_AGE):
                     await self._flush_quiet(quiet)
                     quiet_since = 0.0
+                    now = time.monotonic()  # a lease may have come due during the flush
                 stopping = stop is not None and stop.is_set()
                 fetching = len(inflight) - self.pipeline.committing
                 room = min(window - fetching, 2 * window - len(inflight))
