@@ -24,11 +24,11 @@ from monitor.notify.base import (
     USER_AGENT,
     Channel,
     SendReceipt,
-    check_destination,
     status_error,
     transport_error,
 )
 from monitor.notify.message import AlertMessage, segments, truncate
+from monitor.notify.pinning import pin_destination
 from monitor.notify.ratelimit import TokenBucket
 
 MAX_BLOCKS = 50
@@ -270,7 +270,8 @@ class SlackChannel(Channel):
 
     async def deliver(self, msg: AlertMessage) -> SendReceipt:
         url = self.config.webhook_url.get_secret_value()
-        await check_destination(self.name, url, allow_private=self.config.allow_private)
+        # Resolved and checked once; the POST goes to that very address (no rebinding).
+        target = await pin_destination(self.name, url, allow_private=self.config.allow_private)
         body = None
         if self.config.template is not None:
             body = templates.render("text", msg, source=self.config.template)
@@ -278,11 +279,12 @@ class SlackChannel(Channel):
         await self.bucket.acquire()
         try:
             response = await self._client.post(
-                url,
+                target.url,
                 json=payload,
-                headers={"User-Agent": USER_AGENT},
+                headers={"User-Agent": USER_AGENT} | target.headers,
                 timeout=self.config.timeout.total_seconds(),
                 follow_redirects=False,
+                extensions=target.extensions,
             )
         except httpx.HTTPError as exc:
             raise transport_error(self.name, exc) from exc
