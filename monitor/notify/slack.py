@@ -19,7 +19,7 @@ import httpx
 from monitor.config import SlackChannel as SlackConfig
 from monitor.errors import DeliveryError
 from monitor.fetch import parse_retry_after
-from monitor.notify import templates
+from monitor.notify import mrkdwn, templates
 from monitor.notify.base import (
     USER_AGENT,
     Channel,
@@ -27,7 +27,8 @@ from monitor.notify.base import (
     status_error,
     transport_error,
 )
-from monitor.notify.message import AlertMessage, segments, truncate
+from monitor.notify.message import AlertMessage, truncate
+from monitor.notify.mrkdwn import escape
 from monitor.notify.pinning import pin_destination
 from monitor.notify.ratelimit import TokenBucket
 
@@ -62,31 +63,12 @@ def webhook_bucket(url: str) -> TokenBucket:
         return bucket
 
 
-def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _link(url: str | None, text: str) -> str:
-    label = escape(text).replace("|", "¦")
-    if not url:
-        return label
-    safe_url = url.replace("<", "%3C").replace(">", "%3E").replace("|", "%7C").replace(" ", "%20")
-    return f"<{escape(safe_url)}|{label}>"
+    return str(mrkdwn.link(url, text))
 
 
 def _bold_snippet(text: str, spans: list[tuple[int, int]]) -> str:
-    out = []
-    for piece, hot in segments(text, spans):
-        core = piece.strip()
-        if hot and core:
-            # mrkdwn bold needs the asterisks against non-space characters.
-            lead = piece[: len(piece) - len(piece.lstrip())]
-            trail = piece[len(piece.rstrip()) :]
-            out.append(f"{lead}*{escape(core)}*{trail}")
-        else:
-            out.append(escape(piece))
-    return "".join(out)
+    return str(mrkdwn.bold(text, spans))
 
 
 def snippet_mrkdwn(text: str, spans: list[tuple[int, int]], limit: int) -> str:
@@ -274,7 +256,7 @@ class SlackChannel(Channel):
         target = await pin_destination(self.name, url, allow_private=self.config.allow_private)
         body = None
         if self.config.template is not None:
-            body = templates.render("text", msg, source=self.config.template)
+            body = templates.render("mrkdwn", msg, source=self.config.template)
         payload = slack_payload(msg, body=body)
         await self.bucket.acquire()
         try:
