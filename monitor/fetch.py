@@ -38,6 +38,7 @@ from yarl import URL
 
 from monitor.config import FetchSettings
 from monitor.errors import FetchError
+from monitor.textsafety import clean_url
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
@@ -616,7 +617,8 @@ class Fetcher:
             hops += 1
             all_permanent = all_permanent and status in _PERMANENT_STATUSES
             try:
-                nxt = urljoin(current, location)
+                # Percent-encoded controls: the URL is logged and shown in errors and status.
+                nxt = clean_url(urljoin(current, location))
             except ValueError as exc:
                 raise BadURL(url, f"redirect to an invalid URL {location!r}: {exc}") from exc
             if urlsplit(nxt).scheme not in ("http", "https"):

@@ -14,11 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
-from hostile_server import HostileServer, fixed
+from hostile_server import HostileServer, fixed, redirect
+from receivers import Respond, WebhookReceiver
 
+from monitor.config import FetchSettings
+from monitor.config import WebhookChannel as WebhookConfig
+from monitor.errors import DeliveryError
 from monitor.extract import extract_article
 from monitor.feeds import parse_feed
+from monitor.fetch import Fetcher, TooManyRedirects
+from monitor.notify import build_channel
+from monitor.notify.templates import sample_message
 from monitor.textsafety import clean_line, clean_text, clean_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,3 +127,29 @@ channels:
     assert not FORBIDDEN.search(out), repr(FORBIDDEN.findall(out))
     assert not FORBIDDEN.search(err), repr(FORBIDDEN.findall(err))
     assert not any(line.startswith("FAKE") for line in (out + err).splitlines())
+
+
+async def test_a_redirect_location_with_controls_is_shown_percent_encoded() -> None:
+    # The Location header carries U+009B (a one-character CSI) and U+202E as UTF-8 bytes.
+    with HostileServer() as srv:
+        srv.routes["/r"] = redirect(302, "/r\u00c2\u009b\u00e2\u0080\u00ae")
+        srv.routes["/r%C2%9B%E2%80%AE"] = redirect(302, "/r\u00c2\u009b\u00e2\u0080\u00ae")
+        async with Fetcher(FetchSettings()) as fetcher:
+            with pytest.raises(TooManyRedirects) as info:
+                await fetcher.fetch(srv.url("/r"), allow_private=True)
+    message = str(info.value)
+    assert "/r%C2%9B%E2%80%AE" in message
+    assert not FORBIDDEN_LINE.search(message), repr(message)
+
+
+async def test_a_receivers_answer_in_an_error_has_no_control_character() -> None:
+    with WebhookReceiver() as hook:
+        hook.script(Respond(500, "oops \x1b[2J\x1b]0;owned\x07 \u202eerror"))
+        config = WebhookConfig.model_validate(
+            {"type": "webhook", "url": hook.url, "allow_private": True, "timeout": 2}
+        )
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(DeliveryError) as info:
+                await build_channel("hook", config, client=client).send(sample_message())
+    assert "oops" in str(info.value)
+    assert not FORBIDDEN_LINE.search(str(info.value)), repr(str(info.value))
