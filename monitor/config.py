@@ -307,6 +307,14 @@ class DaemonSettings(_Model):
             "/metrics and `monitor status`."
         ),
     )
+    regex_budget_per_poll: Duration = Field(
+        timedelta(seconds=20),
+        description=(
+            "Total regex time of all the new articles of one poll of a feed. Once spent, the "
+            "poll's remaining articles are still stored and matched, with their regexes "
+            "counting as not matched."
+        ),
+    )
 
 
 class Settings(BaseSettings):

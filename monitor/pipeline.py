@@ -30,6 +30,7 @@ from monitor.fetch import Fetcher
 from monitor.models import Article, Entry, ParsedFeed
 from monitor.notify.message import AlertMessage
 from monitor.rules import Match, RuleSet
+from monitor.rules.budget import poll_budget, run_matching
 from monitor.schedule import (
     ADAPTIVE_WINDOW,
     adaptive_interval,
@@ -220,6 +221,7 @@ class Pipeline:
 
     async def _poll(self, feed: FeedState, cfg: FeedConfig, owner: str) -> PollOutcome:
         fs = self.settings.fetch
+        poll_budget(self.settings.daemon.regex_budget_per_poll.total_seconds())  # this task's
         res = await self.fetcher.fetch(
             feed.fetch_url,
             etag=feed.etag,
@@ -292,7 +294,7 @@ class Pipeline:
             # Nothing to fetch per entry: commit the whole poll in one transaction, one fsync
             # instead of one per entry (a crash still loses nothing: the entries stay new).
             now = self.clock()
-            items = await asyncio.to_thread(  # matched off the loop (see _process_entry)
+            items = await run_matching(  # matched off the loop (see _process_entry)
                 lambda: [
                     self._prepare(self._article(feed, e), None, now, fingerprints.get(id(e)))
                     for e in new
@@ -399,7 +401,7 @@ class Pipeline:
                 log.info("article %s: %s", entry.link, extract_error)
         now = self.clock()
         # Matched in a thread: regexes release the GIL, so a slow rule never stalls the loop.
-        prepared = await asyncio.to_thread(self._prepare, article, extract_error, now)
+        prepared = await run_matching(self._prepare, article, extract_error, now)
         article, fingerprint, hits, extract_error = prepared
         result = await asyncio.to_thread(
             self.store.articles.commit_article,

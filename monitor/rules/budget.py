@@ -3,8 +3,10 @@
 Owns how a `/regex/` leaf is run: with the `regex` package's `timeout=` (its own limit per
 field) and `concurrent=True` (the GIL is released while it runs, so matching in a thread never
 stalls the event loop), charged against `ArticleBudget`, the total regex time one article may
-cost. When the budget is spent, every regex still to run on that article counts as not
-matched, and the reason is kept for the explanation.
+cost, and `PollBudget`, the total of one poll's articles (so a feed of thousands of crafted
+entries costs seconds, not hours). When a budget is spent, every regex still to run counts as
+not matched, and the reason is kept for the explanation. `run_matching` runs matching in
+threads of its own, so slow matching never holds up the store's or /healthz's threads.
 
 `RuleBudgetStats` is the process-wide tally of the rules whose regexes were abandoned on an
 article, read by the daemon's /healthz JSON and /metrics (and through /healthz by `monitor
@@ -14,6 +16,10 @@ per article, so a hostile feed cannot flood the log.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import json
 import logging
 import math
@@ -21,7 +27,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +37,19 @@ DEFAULT_BUDGET = 0.2
 #: Seconds between two log lines about the same rule.
 REPORT_EVERY = 300.0
 
+T = TypeVar("T")
+
 
 class ArticleBudget:
     """The regex time left for one article. Not shared between threads (one per match call)."""
 
-    __slots__ = ("abandoned", "charged", "limit", "rule", "spent")
+    __slots__ = ("abandoned", "charged", "limit", "poll", "rule", "spent")
 
     def __init__(self, limit: float = math.inf) -> None:
         self.limit = limit
         self.spent = 0.0
+        #: The budget of the poll this article came in (`poll_budget`), if any.
+        self.poll = _POLL.get()
         #: The rule being evaluated, so that a regex given up is charged to it.
         self.rule = ""
         #: (id of the leaf, field) -> why that regex counted as not matched there.
@@ -59,6 +70,8 @@ class ArticleBudget:
         """
         key = (id(leaf), field)
         left = self.limit - self.spent
+        if self.poll is not None:
+            left = min(left, self.poll.left())
         if left <= 0:
             self.abandoned.setdefault(key, self._out_of_budget("not run"))
             return None
@@ -76,9 +89,14 @@ class ArticleBudget:
                 RuleBudgetStats.record(self.rule, self.limit)
             return None
         finally:
-            self.spent += time.perf_counter() - started
+            took = time.perf_counter() - started
+            self.spent += took
+            if self.poll is not None:
+                self.poll.charge(took)
 
     def _out_of_budget(self, what: str) -> str:
+        if self.poll is not None and self.poll.left() <= 0 and self.spent < self.limit:
+            return f"{what}: the poll's {self.poll.limit:g} s regex budget ran out"
         return f"{what}: the article's {self.limit * 1000:.0f} ms regex budget ran out"
 
 
@@ -155,3 +173,47 @@ def counts_from_health(listen: str | None, timeout: float = 1.0) -> dict[str, in
         return {str(rule): int(n) for rule, n in counts.items()}
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+class PollBudget:
+    """The regex time one poll may still spend over all its articles, shared by the threads
+    that match them (`poll_budget` makes it the current one)."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.spent = 0.0
+        self._lock = threading.Lock()
+
+    def left(self) -> float:
+        return self.limit - self.spent
+
+    def charge(self, seconds: float) -> None:
+        with self._lock:
+            self.spent += seconds
+
+
+_POLL: contextvars.ContextVar[PollBudget | None] = contextvars.ContextVar(
+    "monitor_poll_regex_budget", default=None
+)
+
+
+def poll_budget(limit: float) -> PollBudget:
+    """Start the regex budget of the poll running in this task (its articles' matching in
+    `run_matching` threads sees it, through the copied context)."""
+    budget = PollBudget(limit)
+    _POLL.set(budget)
+    return budget
+
+
+#: Matching has threads of its own: a poll full of slow articles can only make other polls'
+#: matching wait, never the store's or the health endpoint's work in asyncio's default pool.
+_MATCHERS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="rules")
+
+
+async def run_matching(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in a matcher thread, in a copy of this task's context (so with
+    its poll budget)."""
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    call = functools.partial(context.run, fn, *args, **kwargs)
+    return await loop.run_in_executor(_MATCHERS, call)
