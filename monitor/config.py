@@ -485,6 +485,23 @@ class DaemonSettings(_Model):
     health_listen: str | None = Field(
         None, description="`host:port` serving GET /healthz and /metrics (default: no server)."
     )
+    regex_budget: Duration = Field(
+        timedelta(milliseconds=200),
+        description=(
+            "Total time the /regex/ leaves of all rules may spend on one article (each also "
+            "stops after 50 ms on a field). Once spent, the article's remaining regexes count "
+            "as not matched, and the rule that ran it out is named in the log, /healthz, "
+            "/metrics and `monitor status`."
+        ),
+    )
+    regex_budget_per_poll: Duration = Field(
+        timedelta(seconds=20),
+        description=(
+            "Total regex time of all the new articles of one poll of a feed. Once spent, the "
+            "poll's remaining articles are still stored and matched, with their regexes "
+            "counting as not matched."
+        ),
+    )
 
 
 class Settings(BaseSettings):

@@ -41,6 +41,7 @@ from monitor.notify import build_channel
 from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.poll_loop import LoopConfig, PollLoop
+from monitor.rules.budget import RuleBudgetStats
 from monitor.store import FeedSpec, Store
 from monitor.store.engine import write_tx
 from monitor.store.stories import StoryRepo
@@ -324,6 +325,7 @@ class Daemon:
                 "polls": dict(self.polls),
                 "alerts": {"": self.alerts},
                 "deliveries": dict(self.rt.deliverer.counts),
+                "regex_budget_exhausted": RuleBudgetStats.snapshot(),  # by rule name
             },
             "last_tick_age": time.monotonic() - self.last_tick,
         }

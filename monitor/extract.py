@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from monitor.errors import ExtractError
+from monitor.textsafety import clean_line, clean_text, clean_url
 
 #: Pages are cut to this many bytes before parsing: articles fit, pathological pages cost
 #: seconds and hundreds of MB beyond it (research §2: 6.8 MB took 8.6 s and 339 MB).
@@ -74,7 +75,7 @@ def extract_article(html: bytes | str, url: str) -> Extracted | None:
     if not output:
         return None
     doc: dict[str, Any] = json.loads(output)
-    text = _meta(doc.get("text"), MAX_TEXT)
+    text = _text(doc.get("text"))
     if not text or len(text.split()) < MIN_WORDS:
         return None
     return Extracted(
@@ -105,15 +106,26 @@ def _meta(value: object, limit: int = MAX_META) -> str | None:
     # trafilatura's JSON writes missing values as null or as the string "None".
     if not isinstance(value, str) or value in ("", "None"):
         return None
-    return value.strip()[:limit] or None
+    # Page text enters here: one-line values lose control characters (`textsafety`).
+    return " ".join(clean_line(value).split())[:limit] or None
+
+
+def _text(value: object) -> str | None:
+    """The article text: its lines kept, control characters removed."""
+    if not isinstance(value, str) or value in ("", "None"):
+        return None
+    return clean_text(value).strip()[:MAX_TEXT] or None
 
 
 def _absolute(value: object, base: str) -> str | None:
-    link = _meta(value)
-    if link is None:
+    if not isinstance(value, str) or value in ("", "None"):
+        return None
+    link = value.strip()[:MAX_META]  # controls are percent-encoded below, not dropped
+    if not link:
         return None
     try:
         link = urljoin(base, link)
     except ValueError:
         return None
+    link = clean_url(link)
     return link if urlsplit(link).scheme in ("http", "https") else None

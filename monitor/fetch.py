@@ -38,6 +38,7 @@ from yarl import URL
 
 from monitor.config import FetchSettings
 from monitor.errors import FetchError
+from monitor.textsafety import clean_url
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
@@ -184,17 +185,23 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def blocked_reason(ip: IPAddress) -> str | None:
-    """Why the guard refuses `ip` (e.g. "loopback"), or None if it is a public address."""
+def blocked_reason(ip: IPAddress, *, allow_private: bool = False) -> str | None:
+    """Why the guard refuses `ip` (e.g. "loopback"), or None if it is a public address.
+
+    `allow_private` (a hop that stays on the origin a feed opted in for) lets every address
+    through except cloud metadata addresses, which are never fetched.
+    """
     if ip in _METADATA:
         return "cloud metadata address"
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded_ipv4(ip)
         if inner is not None:
-            reason = blocked_reason(inner)
+            reason = blocked_reason(inner, allow_private=allow_private)
             return f"{reason} (embedded in IPv6 {ip})" if reason else None
-        if ip.scope_id:
-            return "scoped IPv6 address"
+    if allow_private:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        return "scoped IPv6 address"
     for attr, reason in (
         ("is_unspecified", "unspecified address"),
         ("is_loopback", "loopback address"),
@@ -240,14 +247,16 @@ class _BlockedConnect(OSError):
         return str(self.args[0])
 
 
-def _check_address(host: str, address: str) -> None:
-    reason = blocked_reason(ipaddress.ip_address(address.split("%", 1)[0]))
+def _check_address(host: str, address: str, *, allow_private: bool = False) -> None:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    reason = blocked_reason(ip, allow_private=allow_private)
     if reason is not None:
         raise _BlockedConnect(host, address, reason)
 
 
 class _GuardedResolver(aiohttp.abc.AbstractResolver):
-    """Resolves a name and refuses it if any of its addresses is not public.
+    """Resolves a name and refuses it if any of its addresses is not public (with
+    `allow_private`, the pool of opted-in origins: if any is a cloud metadata address).
 
     Every address is checked before any is tried: a name that resolves to one public and one
     private address is refused outright rather than raced. aiohttp then connects to exactly
@@ -261,6 +270,9 @@ class _GuardedResolver(aiohttp.abc.AbstractResolver):
     denied address, and we promise no packet reaches a denied address.
     """
 
+    def __init__(self, *, allow_private: bool = False) -> None:
+        self.allow_private = allow_private
+
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
@@ -268,7 +280,7 @@ class _GuardedResolver(aiohttp.abc.AbstractResolver):
         if not addresses:
             raise OSError(f"{host} resolves to no address")
         for address in addresses:
-            _check_address(host, address)
+            _check_address(host, address, allow_private=self.allow_private)
         results: list[ResolveResult] = []
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -292,6 +304,13 @@ def _guard_socket(addr_info: AddrInfoType) -> socket.socket:
     """aiohttp's socket factory for guarded connections: the last check, before connect(2)."""
     address = str(addr_info[4][0])
     _check_address(address, address)
+    return _plain_socket(addr_info)
+
+
+def _metadata_guard_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The socket factory of the opted-in pool: private addresses pass, metadata never does."""
+    address = str(addr_info[4][0])
+    _check_address(address, address, allow_private=True)
     return _plain_socket(addr_info)
 
 
@@ -402,6 +421,21 @@ class _HostGate:
             yield
 
 
+#: (scheme, host, port) with the host lower-cased and the port filled in from the scheme.
+Origin = tuple[str, str, int | None]
+
+
+def _origin_of(url: str | URL | None) -> Origin | None:
+    """The origin of `url`, or None if there is none or it cannot be parsed."""
+    if url is None:
+        return None
+    try:
+        parsed = url if isinstance(url, URL) else URL(url)
+        return (parsed.scheme.lower(), (parsed.raw_host or "").lower(), parsed.port)
+    except (TypeError, ValueError):
+        return None
+
+
 def _check_url(url: str) -> URL:
     try:
         parsed = URL(url)
@@ -457,8 +491,8 @@ class Fetcher:
                 limit_per_host=0,  # the per-host limit is `_HostGate`'s (it also spaces starts)
                 keepalive_timeout=5.0,
                 ssl=_SSL_CONTEXT,
-                resolver=None if allow_private else _GuardedResolver(),
-                socket_factory=None if allow_private else _guard_socket,
+                resolver=_GuardedResolver(allow_private=allow_private),
+                socket_factory=_metadata_guard_socket if allow_private else _guard_socket,
             )
             session = aiohttp.ClientSession(
                 connector=connector,
@@ -517,13 +551,17 @@ class Fetcher:
         last_modified: str | None = None,
         max_bytes: int | None = None,
         allow_private: bool = False,
+        private_origin: str | None = None,
         accept: str = FEED_ACCEPT,
     ) -> FetchResult:
         """GET `url` politely and safely. Raises a `FetchError` subclass on any failure.
 
         `etag`/`last_modified` make it a conditional GET (a 304 gives `not_modified=True`).
-        `max_bytes` defaults to `max_feed_bytes`. `allow_private` turns the address guard off
-        for this request only.
+        `max_bytes` defaults to `max_feed_bytes`. `private_origin` is a URL whose origin
+        (scheme, host, port) may be on a private address (a feed's `allow_private`): it is
+        decided at every hop, the first included, so a hop to any other origin gets the full
+        guard, and a cloud metadata address is refused even on that origin. `allow_private`
+        is short for `private_origin=url`.
         """
         # The URL is checked (and parsed, once per hop) by `_follow`.
         cap = max_bytes if max_bytes is not None else self.settings.max_feed_bytes
@@ -533,20 +571,20 @@ class Fetcher:
         if last_modified and _sendable(last_modified):
             headers["If-Modified-Since"] = last_modified
         deadline = self.settings.deadline.total_seconds()
+        origin = private_origin if private_origin is not None else url if allow_private else None
         try:
             async with self._semaphore, asyncio.timeout(deadline):
-                return await self._follow(url, headers, cap, allow_private)
+                return await self._follow(url, headers, cap, _origin_of(origin))
         except TimeoutError as exc:
             raise FetchTimeout(
                 url, f"no complete response within the {deadline:g} s deadline"
             ) from exc
 
     async def _follow(
-        self, url: str, headers: dict[str, str], cap: int, allow_private: bool
+        self, url: str, headers: dict[str, str], cap: int, origin: Origin | None
     ) -> FetchResult:
         if asyncio.get_running_loop() is not self._loop:
             await self._rebind()
-        session = self._session(allow_private)
         current = url
         visited = {url}
         all_permanent = True
@@ -554,7 +592,10 @@ class Fetcher:
         while True:
             target = _check_url(current)
             host = target.raw_host or ""
-            if not allow_private:
+            # Decided per hop: only a hop on the opted-in origin may reach a private address.
+            private = origin is not None and _origin_of(target) == origin
+            session = self._session(private)
+            if not private:
                 legacy = _legacy_ipv4(host)
                 if legacy is not None:  # aiohttp refuses these forms; say what they mean
                     try:
@@ -576,7 +617,8 @@ class Fetcher:
             hops += 1
             all_permanent = all_permanent and status in _PERMANENT_STATUSES
             try:
-                nxt = urljoin(current, location)
+                # Percent-encoded controls: the URL is logged and shown in errors and status.
+                nxt = clean_url(urljoin(current, location))
             except ValueError as exc:
                 raise BadURL(url, f"redirect to an invalid URL {location!r}: {exc}") from exc
             if urlsplit(nxt).scheme not in ("http", "https"):

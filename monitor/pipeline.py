@@ -38,6 +38,7 @@ from monitor.polling import (
     plan_next_poll,
 )
 from monitor.rules import Match, RuleSet
+from monitor.rules.budget import poll_budget, run_matching
 from monitor.schedule import ADAPTIVE_WINDOW
 from monitor.store import CommitResult, Enqueue, NewArticle, PollResult, RuleHit, Store
 from monitor.store.polls import Notice
@@ -216,12 +217,13 @@ class Pipeline:
     async def _poll(self, feed: FeedState, conf: _Feed, owner: str) -> Polled:
         lease = self.settings.daemon.feed_lease.total_seconds()
         deadline = asyncio.get_running_loop().time() + lease * EXTRACT_BUDGET
+        poll_budget(self.settings.daemon.regex_budget_per_poll.total_seconds())  # this task's
         res = await self.fetcher.fetch(
             secrets.expand(feed.fetch_url),
             etag=feed.etag,
             last_modified=feed.last_modified,
             max_bytes=self.settings.fetch.max_feed_bytes,
-            allow_private=conf.cfg.allow_private,
+            private_origin=conf.cfg.url if conf.cfg.allow_private else None,
         )
         fetched = FetchSummary(
             changed=not res.not_modified and res.content_hash != feed.content_hash,
@@ -334,13 +336,19 @@ class Pipeline:
         extraction stops at `deadline` (event-loop time)."""
         if not conf.extract:
             now = self.clock()
-            return [self._prepare(e.article(feed.name), None, now, prints.get(id(e))) for e in new]
+            return await run_matching(  # matched off the loop: regexes release the GIL
+                lambda: [
+                    self._prepare(e.article(feed.name), None, now, prints.get(id(e))) for e in new
+                ]
+            )
         sem = asyncio.Semaphore(ARTICLE_CONCURRENCY)
 
         async def one(entry: Entry) -> NewArticle:
             async with sem:
                 article, error = await self._extracted(feed, conf, entry, feed_url)
-                return self._prepare(article, error, self.clock())
+                # Matched in a thread: regexes release the GIL, so a slow rule never stalls
+                # the loop.
+                return await run_matching(self._prepare, article, error, self.clock())
 
         tasks = [asyncio.create_task(one(e)) for e in new]
         # The poll commits once, at its end: pages still being extracted when the budget is
@@ -392,7 +400,8 @@ class Pipeline:
             article.body = ""
         fields = article.fields()
         hits: list[RuleHit] = []
-        for match in self.ruleset.match(fields):
+        budget = self.settings.daemon.regex_budget.total_seconds()
+        for match in self.ruleset.match(fields, budget=budget):
             route = self.routes.get(match.rule)
             if route is None:
                 continue
@@ -403,13 +412,12 @@ class Pipeline:
 
     async def _extract(self, link: str, cfg: FeedConfig, feed_url: str) -> Extracted | None:
         fs = self.settings.fetch
-        # A self-hosted feed (allow_private) may link to pages on its own host; any other
-        # private address is refused by the fetcher's SSRF guard.
-        same_host = urlsplit(link).hostname == urlsplit(feed_url).hostname
+        # A self-hosted feed (allow_private) may link to pages on its own origin; the fetcher
+        # decides per hop, so any other private address is refused by its SSRF guard.
         page = await self.fetcher.fetch(
             link,
             max_bytes=fs.max_page_bytes,
-            allow_private=cfg.allow_private and same_host,
+            private_origin=cfg.url if cfg.allow_private else None,
             accept=HTML_ACCEPT,
         )
         return await self.workers.extract(

@@ -143,8 +143,10 @@ async def test_a_redirect_from_an_allowed_host_to_loopback_is_refused(
     async def resolve(host: str, port: int) -> list[str]:
         return ["127.0.0.1"] if host == "news.example" else [host]
 
-    def reason(ip: monitor.fetch.IPAddress) -> str | None:
-        return None if ip == ipaddress.ip_address("127.0.0.1") else real_reason(ip)
+    def reason(ip: monitor.fetch.IPAddress, *, allow_private: bool = False) -> str | None:
+        if ip == ipaddress.ip_address("127.0.0.1"):
+            return None
+        return real_reason(ip, allow_private=allow_private)
 
     monkeypatch.setattr(monitor.fetch, "_resolve", resolve)
     monkeypatch.setattr(monitor.fetch, "blocked_reason", reason)

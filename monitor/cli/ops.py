@@ -18,6 +18,7 @@ from monitor.config import load_config, parse_duration
 from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
 from monitor.models import FeedState
 from monitor.rules import RuleSet
+from monitor.rules.budget import counts_from_health
 from monitor.store import Store
 from monitor.store import schema as s
 from monitor.store.articles import stored_article
@@ -96,8 +97,11 @@ def status(path: str, *, fmt: str = "text") -> int:
     finally:
         store.close()
     sources = {k: len({m["feed"] for m in v}) for k, v in members.items()}
+    slow_rules = counts_from_health(_settings.daemon.health_listen)  # from a running daemon
     if fmt == "json":
-        print(json.dumps(_status_json(feeds, queue, alerts, members, sources), indent=2))
+        data = _status_json(feeds, queue, alerts, members, sources)
+        data["regex_budget_exhausted"] = slow_rules
+        print(json.dumps(data, indent=2))
         return 0
     _print_feeds(feeds, now)
     oldest = queue["oldest_pending_age"]
@@ -107,6 +111,9 @@ def status(path: str, *, fmt: str = "text") -> int:
         f"{queue['by_status'].get('sent', 0)} sent, {queue['by_status'].get('held', 0)} held"
         " for digests"
     )
+    if slow_rules:
+        named = ", ".join(f"{r} ({n} articles)" for r, n in sorted(slow_rules.items()))
+        print(f"Rules whose regexes ran out of time since the daemon started: {named}")
     print("Recent alerts:")
     for a in alerts:
         print(

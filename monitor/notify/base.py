@@ -23,6 +23,7 @@ from monitor.errors import DeliveryError
 from monitor.fetch import blocked_reason, parse_retry_after
 from monitor.notify.message import AlertMessage
 from monitor.notify.ratelimit import TokenBucket
+from monitor.textsafety import clean_line
 
 USER_AGENT = f"news-monitor/{__version__} (+https://github.com/news-monitor/news-monitor)"
 
@@ -109,7 +110,7 @@ def _short_body(response: httpx.Response) -> str:
         text = response.text
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
-    text = " ".join(text.split())
+    text = " ".join(clean_line(text).split())  # a receiver's answer goes to logs and status
     return text[:200]
 
 

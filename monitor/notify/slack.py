@@ -19,16 +19,17 @@ import httpx
 from monitor.config import SlackChannel as SlackConfig
 from monitor.errors import DeliveryError
 from monitor.fetch import parse_retry_after
-from monitor.notify import templates
+from monitor.notify import mrkdwn, templates
 from monitor.notify.base import (
     USER_AGENT,
     Channel,
     SendReceipt,
-    check_destination,
     status_error,
     transport_error,
 )
-from monitor.notify.message import AlertMessage, segments, truncate
+from monitor.notify.message import AlertMessage, truncate
+from monitor.notify.mrkdwn import escape
+from monitor.notify.pinning import pin_destination
 from monitor.notify.ratelimit import TokenBucket
 
 MAX_BLOCKS = 50
@@ -62,31 +63,12 @@ def webhook_bucket(url: str) -> TokenBucket:
         return bucket
 
 
-def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _link(url: str | None, text: str) -> str:
-    label = escape(text).replace("|", "¦")
-    if not url:
-        return label
-    safe_url = url.replace("<", "%3C").replace(">", "%3E").replace("|", "%7C").replace(" ", "%20")
-    return f"<{escape(safe_url)}|{label}>"
+    return str(mrkdwn.link(url, text))
 
 
 def _bold_snippet(text: str, spans: list[tuple[int, int]]) -> str:
-    out = []
-    for piece, hot in segments(text, spans):
-        core = piece.strip()
-        if hot and core:
-            # mrkdwn bold needs the asterisks against non-space characters.
-            lead = piece[: len(piece) - len(piece.lstrip())]
-            trail = piece[len(piece.rstrip()) :]
-            out.append(f"{lead}*{escape(core)}*{trail}")
-        else:
-            out.append(escape(piece))
-    return "".join(out)
+    return str(mrkdwn.bold(text, spans))
 
 
 def snippet_mrkdwn(text: str, spans: list[tuple[int, int]], limit: int) -> str:
@@ -273,19 +255,21 @@ class SlackChannel(Channel):
 
     async def deliver(self, msg: AlertMessage) -> SendReceipt:
         url = self.config.webhook_url.get_secret_value()
-        await check_destination(self.name, url, allow_private=self.config.allow_private)
+        # Resolved and checked once; the POST goes to that very address (no rebinding).
+        target = await pin_destination(self.name, url, allow_private=self.config.allow_private)
         body = None
         if self.config.template is not None:
-            body = templates.render("text", msg, source=self.config.template)
+            body = templates.render("mrkdwn", msg, source=self.config.template)
         payload = slack_payload(msg, body=body)
         await self.bucket.acquire()
         try:
             response = await self._client.post(
-                url,
+                target.url,
                 json=payload,
-                headers={"User-Agent": USER_AGENT},
+                headers={"User-Agent": USER_AGENT} | target.headers,
                 timeout=self.config.timeout.total_seconds(),
                 follow_redirects=False,
+                extensions=target.extensions,
             )
         except httpx.HTTPError as exc:
             raise transport_error(self.name, exc) from exc

@@ -8,6 +8,13 @@ render time makes the delivery fail permanently: retrying the same template cann
 Every template sees the message as `msg` and each of its fields by name (`title`, `url`,
 `snippet`, `items`, ...), plus the filters `highlight` (the snippet with its highlights marked)
 and `datetime` (a timestamp as `YYYY-MM-DD HH:MM UTC`).
+
+Slack templates are the `mrkdwn` flavour: every `{{ ... }}` is mrkdwn-escaped on output
+(`&`, `<`, `>` as entities, so a title cannot add a link or a `<!channel>` mention), while the
+template's own text is mrkdwn as written. Filters: `mrkdwn` (escape explicitly; output is not
+escaped twice), `link(label)` (`{{ url | link(title) }}`: a safe `<url|label>`), `highlight`
+(the snippet escaped, highlights in bold), and `safe` to output a value as it is (only for text
+you trust: never an article field).
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ from monitor.config import (
     WebhookChannel,
 )
 from monitor.errors import DeliveryError
+from monitor.notify import mrkdwn
 from monitor.notify.message import AlertMessage, mark, segments
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-Flavour = Literal["text", "html"]
+Flavour = Literal["text", "html", "mrkdwn"]
 
 ChannelConfig = ConsoleChannel | WebhookChannel | SlackChannel | EmailChannel | AppriseChannel
 
@@ -75,24 +83,61 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _finalize_mrkdwn(value: Any) -> Any:
+    # Autoescape for mrkdwn: Jinja's own autoescape is HTML's (it would turn a quote into
+    # &#34;, which Slack shows as is). Markup is what `mrkdwn`, `link`, `highlight` and `safe`
+    # return: already safe, output as it is.
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return value
+    return mrkdwn.escape(str(value))
+
+
+def _mrkdwn_filter(value: Any) -> Markup:
+    if isinstance(value, Markup):
+        return value
+    return mrkdwn.trusted(mrkdwn.escape("" if value is None else str(value)))
+
+
+def _highlight_mrkdwn(item: Any) -> Markup:
+    text, spans = _subject(item)
+    return mrkdwn.bold(text, spans)
+
+
+def _link_filter(url: Any, label: Any = None) -> Markup:
+    url_text = "" if url is None else str(url)
+    return mrkdwn.link(url_text or None, url_text if label is None else str(label))
+
+
+_HIGHLIGHT: dict[Flavour, Callable[..., Any]] = {
+    "text": _highlight_text,
+    "html": _highlight_html,
+    "mrkdwn": _highlight_mrkdwn,
+}
+
+
 def _make_env(flavour: Flavour) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=flavour == "html",
-        finalize=_finalize,
+        finalize=_finalize_mrkdwn if flavour == "mrkdwn" else _finalize,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    highlight: Callable[..., Any] = _highlight_html if flavour == "html" else _highlight_text
-    env.filters["highlight"] = highlight
+    env.filters["highlight"] = _HIGHLIGHT[flavour]
     env.filters["datetime"] = _format_datetime
+    if flavour == "mrkdwn":
+        env.filters["mrkdwn"] = _mrkdwn_filter
+        env.filters["link"] = _link_filter
     return env
 
 
 _ENVS: dict[Flavour, ImmutableSandboxedEnvironment] = {
     "text": _make_env("text"),
     "html": _make_env("html"),
+    "mrkdwn": _make_env("mrkdwn"),
 }
 
 
@@ -152,7 +197,13 @@ def render(
 def _template_keys(config: ChannelConfig) -> list[tuple[str, str, Flavour]]:
     keys: list[tuple[str, str, Flavour]] = []
     if config.template is not None:
-        flavour: Flavour = "html" if isinstance(config, EmailChannel) else "text"
+        flavour: Flavour = (
+            "html"
+            if isinstance(config, EmailChannel)
+            else "mrkdwn"
+            if isinstance(config, SlackChannel)
+            else "text"
+        )
         keys.append(("template", config.template, flavour))
     if isinstance(config, EmailChannel) and config.subject is not None:
         keys.append(("subject", config.subject, "text"))

@@ -23,11 +23,11 @@ from monitor.notify.base import (
     USER_AGENT,
     Channel,
     SendReceipt,
-    check_destination,
     status_error,
     transport_error,
 )
 from monitor.notify.message import AlertMessage
+from monitor.notify.pinning import pin_destination
 from monitor.notify.ratelimit import TokenBucket
 
 SCHEMA = "news-monitor/alert"
@@ -141,16 +141,18 @@ class WebhookChannel(Channel):
 
     async def deliver(self, msg: AlertMessage) -> SendReceipt:
         url = self.config.url.get_secret_value()
-        await check_destination(self.name, url, allow_private=self.config.allow_private)
+        # Resolved and checked once; the POST goes to that very address (no rebinding).
+        target = await pin_destination(self.name, url, allow_private=self.config.allow_private)
         body, content_type = self._body(msg)
         try:
-            headers = self._headers(msg, body, content_type)
+            headers = self._headers(msg, body, content_type) | target.headers
             response = await self._client.post(
-                url,
+                target.url,
                 content=body,
                 headers=headers,
                 timeout=self.config.timeout.total_seconds(),
                 follow_redirects=False,
+                extensions=target.extensions,
             )
         except httpx.HTTPError as exc:
             raise transport_error(self.name, exc) from exc

@@ -24,6 +24,7 @@ from typing import Any
 import ahocorasick
 import regex
 
+from monitor.rules.budget import ArticleBudget
 from monitor.rules.entities import Gazetteer, compile_entities
 from monitor.rules.evaluate import (
     AndNode,
@@ -174,12 +175,21 @@ class RuleSet:
             true.update(t for t in reached if t >= 0)
         return sorted(out)
 
-    def match(self, fields: Mapping[str, str]) -> list[Match]:
-        """Every rule that matches the article, in rule order, with its hits."""
-        doc = Doc(fields)
+    def match(
+        self, fields: Mapping[str, str], *, budget: float | ArticleBudget | None = None
+    ) -> list[Match]:
+        """Every rule that matches the article, in rule order, with its hits.
+
+        `budget` is the total regex time the article may cost, in seconds (or an
+        `ArticleBudget` to read afterwards): once spent, the regexes still to run count as not
+        matched, and the rule that ran it out is counted in `RuleBudgetStats`. Regexes
+        release the GIL while they run, so calling this in a thread never stalls the loop.
+        """
+        doc = Doc(fields, _budget(budget))
         out: list[Match] = []
         for i in self.candidates(doc):
             rule = self._rules[i]
+            doc.budget.rule = rule.name
             spans = rule.root.ev(doc)
             if spans is not None:
                 out.append(Match(rule.name, _hits(doc, spans)))
@@ -192,12 +202,21 @@ class RuleSet:
         spans = compiled.root.ev(doc)
         return None if spans is None else Match(rule, _hits(doc, spans))
 
-    def explain(self, fields: Mapping[str, str], rule: str) -> str:
-        """Why `rule` matched the article or why not: each node of its query, hit or missed."""
+    def explain(
+        self, fields: Mapping[str, str], rule: str, *, budget: float | ArticleBudget | None = None
+    ) -> str:
+        """Why `rule` matched the article or why not: each node of its query, hit or missed
+        (a regex that ran out of time, its own or the article's `budget`, says so)."""
         from monitor.rules.explain import explain_rule
 
         compiled = self._by_name[rule]
-        return explain_rule(compiled.name, compiled.root, Doc(fields))
+        return explain_rule(compiled.name, compiled.root, Doc(fields, _budget(budget)))
+
+
+def _budget(budget: float | ArticleBudget | None) -> ArticleBudget | None:
+    if budget is None or isinstance(budget, ArticleBudget):
+        return budget
+    return ArticleBudget(budget)
 
 
 def _hits(doc: Doc, spans: Iterable[Span]) -> list[Hit]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.rules.budget import ArticleBudget
 from monitor.rules.query import Word
 from monitor.rules.text import Tokens, tokenize
 
@@ -34,10 +35,12 @@ Span = tuple[str, int, int, tuple[HitT, ...]]
 class Doc:
     """One article's fields, tokenised lazily and at most once."""
 
-    __slots__ = ("_alias_starts", "_tokens", "fields", "leaf_cache")
+    __slots__ = ("_alias_starts", "_tokens", "budget", "fields", "leaf_cache")
 
-    def __init__(self, fields: Mapping[str, str]) -> None:
+    def __init__(self, fields: Mapping[str, str], budget: ArticleBudget | None = None) -> None:
         self.fields = fields
+        # The regex time this article may still cost (unlimited unless the caller sets one).
+        self.budget = budget if budget is not None else ArticleBudget()
         self._tokens: dict[str, Tokens] = {}
         # Rules share many leaves and entities (interned at compile time); each is looked up
         # once.
@@ -206,7 +209,8 @@ class EntityLeaf(EvalNode):
 
 @dataclass(eq=False, slots=True)
 class RegexLeaf(EvalNode):
-    """A regex on the raw field text, abandoned after `REGEX_TIMEOUT` seconds per field."""
+    """A regex on the raw field text, abandoned after `REGEX_TIMEOUT` seconds per field or
+    when the article's regex budget runs out (`monitor.rules.budget`)."""
 
     pattern: Any  # a compiled `regex` pattern (the package has no type stubs)
     fields: tuple[str, ...]
@@ -218,15 +222,8 @@ class RegexLeaf(EvalNode):
             text = doc.fields.get(name) or ""
             if not text:
                 continue
-            try:
-                found = [m.span() for m in self.pattern.finditer(text, timeout=REGEX_TIMEOUT)]
-            except TimeoutError:
-                log.warning(
-                    "regex %s gave up on field %s after %.0f ms (treated as no match)",
-                    self.label,
-                    name,
-                    REGEX_TIMEOUT * 1000,
-                )
+            found = doc.budget.finditer(self, self.pattern, text, name, REGEX_TIMEOUT)
+            if found is None:  # out of time: not matched (the reason is in doc.budget)
                 continue
             toks = doc.tokens(name)
             for start, end in found:

@@ -50,7 +50,11 @@ def _explain(node: EvalNode, doc: Doc, depth: int, lines: list[str]) -> None:
         _explain(missed[0], doc, depth + 1, lines)
     elif missed:
         names = ", ".join(m.label for m in missed)
-        lines.append(f"{pad}  ✗ {names} — none found in {_scope(missed[0])}")
+        gave_up = "; ".join(f"{m.label} {r}" for m in missed if (r := _gave_up(m, doc)))
+        lines.append(
+            f"{pad}  ✗ {names} — none found in {_scope(missed[0])}"
+            + (f" ({gave_up})" if gave_up else "")
+        )
 
 
 def _is_leaf(node: EvalNode) -> bool:
@@ -60,7 +64,8 @@ def _is_leaf(node: EvalNode) -> bool:
 def _detail(node: EvalNode, spans: list[Span] | None, doc: Doc) -> str:
     if isinstance(node, PhraseLeaf | RegexLeaf | EntityLeaf):
         if spans is None:
-            return f" — not found in {_scope(node)}"
+            gave_up = _gave_up(node, doc)
+            return f" — not found in {_scope(node)}" + (f" ({gave_up})" if gave_up else "")
         return " — found " + _places(spans, doc)
     if isinstance(node, NotNode):
         inner = node.child.ev(doc)
@@ -86,6 +91,18 @@ def _detail(node: EvalNode, spans: list[Span] | None, doc: Doc) -> str:
             f"(allowed: {node.distance})"
         )
     return ""
+
+
+def _gave_up(node: EvalNode, doc: Doc) -> str:
+    """Where a regex counted as not matched because it ran out of time, and why."""
+    if not isinstance(node, RegexLeaf):
+        return ""
+    reasons = [
+        f"{name}: {doc.budget.abandoned[id(node), name]}"
+        for name in node.fields
+        if (id(node), name) in doc.budget.abandoned
+    ]
+    return "; ".join(reasons)
 
 
 def _scope(node: EvalNode) -> str:
