@@ -15,7 +15,6 @@ import asyncio
 import gzip
 import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -47,34 +46,6 @@ class InputArticle:
 
 class InputError(Exception):
     """An input that cannot be read; the message names it."""
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `match` on the CLI's sub-command parsers."""
-    p = sub.add_parser(
-        "match",
-        help="match articles (URLs, HTML, feed or JSON-lines files) against the rules",
-        description="Match articles against the configured rules and show why they matched.",
-    )
-    p.add_argument(
-        "--config",
-        default=os.environ.get("MONITOR_CONFIG", "config.yaml"),
-        help="config file (default: $MONITOR_CONFIG or config.yaml)",
-    )
-    p.add_argument(
-        "--rule", action="append", default=None, metavar="NAME", help="only this rule (repeatable)"
-    )
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument(
-        "--explain", action="store_true", help="also explain why the other rules did not match"
-    )
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="URL, .html file, feed file, or JSON-lines file ('-' for stdin)",
-    )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

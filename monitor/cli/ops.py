@@ -1,62 +1,24 @@
-"""The operational commands: check, once, run, backtest, status, deliveries."""
+"""The store commands: status, deliveries, backtest (`check`, `once` and `run` are in
+monitor.cli.check and monitor.cli.cycle, so that a command loads only what it uses)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 import time
-from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import select
 
-from monitor.checks import compile_settings
-from monitor.config import load_config, parse_duration
-from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
+from monitor.config import load_config
 from monitor.store import Store
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
 
 log = logging.getLogger("monitor.cli")
-
-
-def check(path: str) -> int:
-    checked = compile_settings(load_config(path))
-    st = checked.settings
-    n_examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in st.active_rules)
-    print(
-        f"{path}: ok ({len(st.feed_list)} feeds, {len(st.active_rules)} rules, "
-        f"{n_examples} examples passed, {len(st.channels)} channels)"
-    )
-    return 0
-
-
-async def once(path: str) -> int:
-    checked = load_checked(path)
-    setup_logging(checked.settings.log_level)
-    rt = Runtime(checked, config_path=path)
-    try:
-        report = await rt.run_cycle()
-    finally:
-        await rt.aclose()
-    failed = [p for p in report.polls if p.status == "failed"]
-    new = sum(p.new for p in report.polls)
-    print(
-        f"polled {len(report.polls)} feeds ({len(failed)} failed), {new} new entries, "
-        f"{report.alerts} alerts, {report.delivered} deliveries attempted",
-        file=sys.stderr,
-    )
-    return 0
-
-
-async def run(path: str) -> int:
-    checked = load_checked(path)
-    setup_logging(checked.settings.log_level)
-    rt = Runtime(checked, config_path=path)
-    await Daemon(rt).run()
-    return 0
 
 
 def _store(path: str) -> tuple[Store, Any]:
@@ -254,68 +216,13 @@ def deliveries_retry(path: str, *, ids: list[int], dead: bool, now: float) -> in
     return 0
 
 
-def backtest(path: str, *, since: str, rules: list[str] | None, fmt: str) -> int:
-    """What the current rules would have alerted on, over the stored articles."""
-    checked = compile_settings(load_config(path), run_examples=False)
-    store = Store(checked.settings.database)
-    cutoff = time.time() - parse_duration(since).total_seconds()
-    try:
-        articles = store.articles.recent(cutoff)
-    finally:
-        store.close()
-    wanted = set(rules) if rules else None
-    unknown = (wanted or set()) - set(checked.ruleset.rule_names)
-    if unknown:
-        print(f"unknown rule(s): {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
-    per_rule: dict[str, set[int]] = defaultdict(set)
-    hits_count: Counter[str] = Counter()
-    out: list[dict[str, Any]] = []
-    for a in reversed(articles):
-        fields = {
-            "title": a["title"],
-            "summary": a["summary"],
-            "body": a["body"],
-            "author": "\n".join(json.loads(a["authors"])),
-            "tags": "\n".join(json.loads(a["tags"])),
-            "url": a["url"],
-            "feed": a["feed_name"],
-        }
-        for m in checked.ruleset.match(fields):
-            if wanted and m.rule not in wanted:
-                continue
-            hits_count[m.rule] += 1
-            story = a["story_id"] or -a["id"]
-            first = story not in per_rule[m.rule]
-            per_rule[m.rule].add(story)
-            out.append(
-                {
-                    "rule": m.rule,
-                    "article_id": a["id"],
-                    "story_id": a["story_id"],
-                    "title": a["title"],
-                    "url": a["url"],
-                    "would_alert": first,
-                    "fetched_at": datetime.fromtimestamp(a["fetched_at"], UTC).isoformat(),
-                    "hits": [
-                        {"field": h.field, "leaf": h.leaf, "start": h.start, "end": h.end}
-                        for h in m.hits[:20]
-                    ],
-                }
-            )
-    if fmt == "json":
-        for row in out:
-            print(json.dumps(row))
-        return 0
-    print(f"{len(articles)} stored articles since {since}:")
-    for rule in sorted(wanted or set(checked.ruleset.rule_names)):
-        print(
-            f"  {rule:<32} {len(per_rule[rule]):>5} alerts ({hits_count[rule]} matching articles)"
-        )
-    for row in out:
-        if row["would_alert"]:
-            print(
-                f"  [{row['rule']}] {row['fetched_at'][:16]} {row['title'][:80]}\n"
-                f"      {row['url']}"
-            )
-    return 0
+def cmd_status(args: argparse.Namespace) -> int:
+    return status(args.config, fmt=args.format)
+
+
+def cmd_deliveries_list(args: argparse.Namespace) -> int:
+    return deliveries_list(args.config, status=args.status, limit=args.limit, fmt=args.format)
+
+
+def cmd_deliveries_retry(args: argparse.Namespace) -> int:
+    return deliveries_retry(args.config, ids=args.ids, dead=args.dead, now=time.time())
