@@ -13,12 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import IO, Any
 
 from sqlalchemy import update
 
 from monitor.cli import EXIT_FEEDS_FAILED, EXIT_OK
+from monitor.cli.timefmt import iso
 from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
 from monitor.pipeline import PollOutcome
 from monitor.store import FeedState
@@ -48,15 +48,11 @@ def exit_code(result: OnceResult) -> int:
     return EXIT_FEEDS_FAILED if result.failed else EXIT_OK
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def summary(result: OnceResult) -> list[str]:
     """The lines `once` prints on stderr: skipped feeds, failed feeds, then the totals."""
     lines = [
         f"skipped {f.name} (in backoff after {f.consecutive_failures} failure(s), due"
-        f" {_when(f.next_poll_at)}; --force polls it now)"
+        f" {iso(f.next_poll_at)}; --force polls it now)"
         for f in result.skipped
     ]
     lines += [

@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from monitor.cli.timefmt import iso
 from monitor.config import load_config
+from monitor.errors import MonitorError
 from monitor.store import Store
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
@@ -179,7 +181,9 @@ def deliveries_list(path: str, *, status: str | None, limit: int, fmt: str) -> i
                         "kind": d.kind,
                         "status": d.status,
                         "attempts": d.attempts,
-                        "next_attempt_at": d.next_attempt_at,
+                        "next_attempt_at": iso(d.next_attempt_at),
+                        "created_at": iso(d.created_at),
+                        "sent_at": iso(d.sent_at),
                         "last_error": d.last_error,
                         "idempotency_key": d.idempotency_key,
                         "title": d.payload.get("title"),
@@ -203,12 +207,45 @@ def deliveries_list(path: str, *, status: str | None, limit: int, fmt: str) -> i
     return 0
 
 
+class UnknownDelivery(MonitorError):
+    """`deliveries retry` was given ids that name no delivery, or none that can be retried."""
+
+    kind = "usage"
+
+
+def retry_problems(found: dict[int, str], ids: list[int]) -> list[str]:
+    """What is wrong with the ids given to `deliveries retry` (empty when all can be retried)."""
+    problems = []
+    for i in ids:
+        state = found.get(i)
+        if state is None:
+            problems.append(f"no delivery #{i}")
+        elif state not in RETRYABLE:
+            problems.append(f"delivery #{i} is {state}, not failed or dead")
+    return problems
+
+
+RETRYABLE = ("failed", "dead")
+
+
 def deliveries_retry(path: str, *, ids: list[int], dead: bool, now: float) -> int:
     if not ids and not dead:
         print("name delivery ids, or --dead for every dead delivery", file=sys.stderr)
         return 2
     store, _ = _store(path)
     try:
+        if ids:
+            with read_tx(store.engine) as conn:
+                found = {
+                    int(row.id): str(row.status)
+                    for row in conn.execute(
+                        select(s.deliveries.c.id, s.deliveries.c.status).where(
+                            s.deliveries.c.id.in_(ids)
+                        )
+                    )
+                }
+            if problems := retry_problems(found, ids):
+                raise UnknownDelivery("; ".join(problems) + " (see `monitor deliveries list`)")
         n = store.outbox.retry(ids or None, dead=dead, now=now)
     finally:
         store.close()
