@@ -183,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _format_arg(p)
     _deliveries_parsers(sub)
+    p = sub.add_parser("notify", help="test a notification channel")
+    _config_arg(p)
+    nsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tp = _command(
+        nsub,
+        "test",
+        "monitor.cli.notify:cmd_notify_test",
+        help="send a sample alert through a channel and show what the receiver answered",
+    )
+    tp.add_argument("channel", metavar="CHANNEL", help="a channel name from the config")
+    p = sub.add_parser("init", help="write a starter config (DIR/monitor.yaml)")
+    p.set_defaults(handler="monitor.cli.init:cmd_init")
+    p.add_argument("directory", nargs="?", default=".", metavar="DIR", help="default: .")
+    p.add_argument("--force", action="store_true", help="overwrite an existing monitor.yaml")
     return parser
 
 
