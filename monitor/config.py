@@ -594,12 +594,15 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     if isinstance(feeds, list):
         expanded: list[Any] = []
         for i, item in enumerate(feeds):
-            if isinstance(item, dict) and set(item) == {"opml"} and isinstance(item["opml"], str):
+            if isinstance(item, dict) and isinstance(item.get("opml"), str):
                 fpos = source.positions.get(("feeds", i), Pos(str(root), 1, 1))
                 opml_feeds = _expand_opml(root.parent / item["opml"], fpos, problems)
+                # The reference's other keys (allow_private, interval, tags, extract, ...) are
+                # options of every feed it lists; the model checks them as a feed's own.
+                options = {k: v for k, v in item.items() if k != "opml"}
                 for f in opml_feeds:
                     source.positions[("feeds", len(expanded))] = fpos
-                    expanded.append(f)
+                    expanded.append({**options, **f})
             else:
                 if ("feeds", i) in source.positions and i != len(expanded):
                     _move_positions(source, ("feeds", i), ("feeds", len(expanded)))

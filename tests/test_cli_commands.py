@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from feedserver import Item, NewsSite
 from receivers import Respond, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +77,117 @@ def test_notify_test_reports_a_refusal_and_an_unknown_channel(tmp_path: Path) ->
     unknown = monitor("notify", "test", "nope", "-c", str(cfg))
     assert unknown.returncode == 1
     assert "no channel 'nope'" in unknown.stderr and "hook, private" in unknown.stderr
+
+
+SITE_PAGE = b"""<!DOCTYPE html><html><head><title>Loopback News</title>
+<link rel="stylesheet" href="/style.css">
+<link rel="alternate" type="application/rss+xml" title="Top stories" href="/feed.xml">
+</head><body><h1>Loopback News</h1></body></html>"""
+
+CONFIG_WITH_COMMENTS = """\
+# My feeds. This comment must survive `monitor feeds add`.
+database: sqlite:///{tmp}/m.db
+feeds:
+  # world news
+  - {{url: "https://feeds.bbci.co.uk/news/world/rss.xml", name: BBC World}}  # keep me
+channels: {{console: {{type: console}}}}
+"""
+
+
+def _site() -> NewsSite:
+    site = NewsSite().start()
+    site.feed("/feed.xml", [Item("Story one", "/a/1", "1")], title="Loopback Top Stories")
+    site.page("/", SITE_PAGE)
+    return site
+
+
+def test_feeds_add_finds_the_feed_of_a_page_and_keeps_the_file_s_comments(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(CONFIG_WITH_COMMENTS.format(tmp=tmp_path), encoding="utf-8")
+    site = _site()
+    try:
+        res = monitor("feeds", "add", f"{site.url}/", "--allow-private", "-c", str(cfg))
+        again = monitor("feeds", "add", f"{site.url}/feed.xml", "--allow-private", "-c", str(cfg))
+    finally:
+        site.stop()
+    assert res.returncode == 0, res.stderr
+    assert f"{site.url}/feed.xml (linked from the page, 1 entries)" in res.stdout
+    text = cfg.read_text(encoding="utf-8")
+    assert "# My feeds. This comment must survive" in text and "# keep me" in text
+    assert "# world news" in text
+    assert (
+        f"- {{url: {site.url}/feed.xml, name: Loopback Top Stories, allow_private: true}}" in text
+    )
+    assert again.returncode == 1 and "already configured" in again.stderr
+    listed = monitor("feeds", "list", "--format", "json", "-c", str(cfg))
+    names = [f["name"] for f in json.loads(listed.stdout)]
+    assert names == ["BBC World", "Loopback Top Stories"]
+    assert monitor("check", "-c", str(cfg)).returncode == 0
+
+
+def test_feeds_add_tries_the_common_paths_and_says_when_there_is_no_feed(tmp_path: Path) -> None:
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(CONFIG_WITH_COMMENTS.format(tmp=tmp_path), encoding="utf-8")
+    feeds_file = tmp_path / "more-feeds.yaml"
+    site = NewsSite().start()
+    try:
+        site.page("/", b"<html><head><title>No links</title></head><body>hi</body></html>")
+        site.page("/blog/", b"<html><body>a blog without a feed</body></html>")
+        site.feed("/rss.xml", [Item("Story", "/a/1", "1")], title="Found By Path")
+        res = monitor(
+            "feeds", "add", f"{site.url}/", "--allow-private", "-f", str(feeds_file), "-c", str(cfg)
+        )
+        site.pages.pop("/rss.xml")
+        none = monitor("feeds", "add", f"{site.url}/blog/", "--allow-private", "-c", str(cfg))
+    finally:
+        site.stop()
+    assert res.returncode == 0, res.stderr
+    assert "found at /rss.xml" in res.stdout
+    assert f"url: {site.url}/rss.xml" in feeds_file.read_text(encoding="utf-8")
+    assert none.returncode == 1 and "Traceback" not in none.stderr
+    assert "no feed found" in none.stderr
+
+
+def test_feeds_export_writes_opml_that_imports_with_feed_options(tmp_path: Path) -> None:
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(CONFIG_WITH_COMMENTS.format(tmp=tmp_path), encoding="utf-8")
+    res = monitor("feeds", "export", "-o", str(tmp_path / "feeds.opml"), "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    root = ET.parse(tmp_path / "feeds.opml").getroot()
+    [outline] = root.iter("outline")
+    assert outline.get("xmlUrl") == "https://feeds.bbci.co.uk/news/world/rss.xml"
+    assert outline.get("title") == "BBC World"
+    imported = tmp_path / "imported.yaml"
+    imported.write_text(
+        f"database: sqlite:///{tmp_path}/m.db\n"
+        "feeds:\n  - {opml: feeds.opml, allow_private: true, interval: 5m, tags: [world],"
+        " extract: false}\n",
+        encoding="utf-8",
+    )
+    listed = monitor("feeds", "list", "--format", "json", "-c", str(imported))
+    assert listed.returncode == 0, listed.stderr
+    [feed] = json.loads(listed.stdout)
+    assert feed["url"] == "https://feeds.bbci.co.uk/news/world/rss.xml"
+    assert feed["name"] == "BBC World" and feed["allow_private"] is True
+    assert feed["interval"] == 300 and feed["tags"] == ["world"] and feed["extract"] is False
+
+
+def test_shell_completion_scripts_and_answers(tmp_path: Path) -> None:
+    for shell, marker in (("bash", "complete "), ("zsh", "#compdef monitor"), ("fish", "complete")):
+        res = monitor("completion", shell)
+        assert res.returncode == 0 and marker in res.stdout, shell
+    answers = tmp_path / "answers"
+    line = "monitor deliveries re"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "_ARGCOMPLETE": "1",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_IFS": "\n",
+        "_ARGCOMPLETE_STDOUT_FILENAME": str(answers),
+    }
+    subprocess.run([sys.executable, "-m", "monitor"], env=env, timeout=60, check=True)
+    assert answers.read_text().split() == ["retry"]

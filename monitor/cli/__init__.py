@@ -80,6 +80,7 @@ def _command(sub: Any, name: str, handler: str, **kwargs: Any) -> argparse.Argum
 
 def _feeds_parsers(sub: Any) -> None:
     p = sub.add_parser("feeds", help="list, add or export the configured feeds")
+    _config_arg(p)
     fsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     lp = _command(fsub, "list", "monitor.cli.feeds:list_feeds", help="list the configured feeds")
     _format_arg(lp)
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _format_arg(p)
     _deliveries_parsers(sub)
+    _feeds_parsers(sub)
     p = sub.add_parser("notify", help="test a notification channel")
     _config_arg(p)
     nsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -193,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="send a sample alert through a channel and show what the receiver answered",
     )
     tp.add_argument("channel", metavar="CHANNEL", help="a channel name from the config")
+    p = sub.add_parser(
+        "completion",
+        help="print the shell completion script (eval it, or save it where your shell looks)",
+    )
+    p.set_defaults(handler="monitor.cli.completion:cmd_completion")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
     p = sub.add_parser("init", help="write a starter config (DIR/monitor.yaml)")
     p.set_defaults(handler="monitor.cli.init:cmd_init")
     p.add_argument("directory", nargs="?", default=".", metavar="DIR", help="default: .")
@@ -232,7 +240,12 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (monitor completion)
+            from monitor.cli.completion import complete
+
+            complete(parser)
+        args = parser.parse_args(argv)
         return _dispatch(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
