@@ -191,3 +191,35 @@ def test_shell_completion_scripts_and_answers(tmp_path: Path) -> None:
     }
     subprocess.run([sys.executable, "-m", "monitor"], env=env, timeout=60, check=True)
     assert answers.read_text().split() == ["retry"]
+
+
+MATCH_CONFIG = """\
+database: sqlite:///{tmp}/m.db
+rules:
+  - name: troops
+    query: (US troops) NEAR/4 attack*
+"""
+
+
+def test_match_takes_a_feed_url_and_says_when_nothing_matched(tmp_path: Path) -> None:
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(MATCH_CONFIG.format(tmp=tmp_path), encoding="utf-8")
+    site = NewsSite().start()
+    try:
+        site.feed(
+            "/feed.xml",
+            [
+                Item("Drone attack on US troops in Syria", "/a/1", "g1"),
+                Item("Markets close higher", "/a/2", "g2"),
+            ],
+        )
+        hit = monitor("match", "--format", "json", f"{site.url}/feed.xml", cwd=tmp_path)
+        site.feed("/quiet.xml", [Item("Markets close higher", "/a/2", "g2")])
+        miss = monitor("match", f"{site.url}/quiet.xml", cwd=tmp_path)
+    finally:
+        site.stop()
+    assert hit.returncode == 0, hit.stderr
+    [row] = [json.loads(line) for line in hit.stdout.splitlines()]
+    assert (row["id"], row["rule"], row["matched"]) == ("g1", "troops", True)
+    assert miss.returncode == 0 and miss.stdout == ""
+    assert "no match: 1 article(s), 1 rule(s) (--explain says why)" in miss.stderr
