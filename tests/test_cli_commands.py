@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -223,3 +224,31 @@ def test_match_takes_a_feed_url_and_says_when_nothing_matched(tmp_path: Path) ->
     assert (row["id"], row["rule"], row["matched"]) == ("g1", "troops", True)
     assert miss.returncode == 0 and miss.stdout == ""
     assert "no match: 1 article(s), 1 rule(s) (--explain says why)" in miss.stderr
+
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_json_output_times_are_iso_8601_utc(tmp_path: Path) -> None:
+    cfg = tmp_path / "monitor.yaml"
+    site = NewsSite().start()
+    try:
+        site.feed("/feed.xml", [Item("Drone attack on US troops in Syria", "/a/1", "g1")])
+        cfg.write_text(
+            MATCH_CONFIG.format(tmp=tmp_path)
+            + "defaults: {extract: false}\n"
+            + f'feeds:\n  - {{url: "{site.url}/feed.xml", allow_private: true}}\n'
+            + "channels: {console: {type: console}}\n",
+            encoding="utf-8",
+        )
+        assert monitor("once", cwd=tmp_path).returncode == 0
+    finally:
+        site.stop()
+    status = json.loads(monitor("status", "--format", "json", cwd=tmp_path).stdout)
+    [feed] = status["feeds"]
+    assert ISO.match(feed["last_success_at"]) and ISO.match(feed["next_poll_at"])
+    [alert] = status["recent_alerts"]
+    assert ISO.match(alert["created_at"]) and ISO.match(alert["story"][0]["fetched_at"])
+    [delivery] = json.loads(monitor("deliveries", "list", "--format", "json", cwd=tmp_path).stdout)
+    assert delivery["status"] == "sent"
+    assert ISO.match(delivery["created_at"]) and ISO.match(delivery["sent_at"])

@@ -4,6 +4,8 @@ monitor.cli.check and monitor.cli.cycle, so that a command loads only what it us
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import sys
@@ -13,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from monitor.cli.timefmt import iso
+from monitor.cli.timefmt import iso, iso_times
 from monitor.config import load_config
 from monitor.errors import MonitorError
 from monitor.store import Store
@@ -254,7 +256,15 @@ def deliveries_retry(path: str, *, ids: list[int], dead: bool, now: float) -> in
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    return status(args.config, fmt=args.format)
+    if args.format != "json":
+        return status(args.config, fmt=args.format)
+    # `status` builds its JSON with epoch floats; every --format json prints ISO 8601 UTC
+    # times, so they are converted here, on the document it printed.
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = status(args.config, fmt="json")
+    print(json.dumps(iso_times(json.loads(buffer.getvalue())), indent=2))
+    return code
 
 
 def cmd_deliveries_list(args: argparse.Namespace) -> int:
