@@ -112,4 +112,22 @@ def test_once_reads_monitor_yaml_from_the_working_folder_and_is_quiet_off_a_tty(
     res = monitor("once", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("polled 1 feeds (0 failed")
-    assert "\r" not in res.stderr  # no progress bar when stderr is not a terminal
+    assert "polling:" not in res.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_progress_bar_when_asked_and_config_from_monitor_config(
+    tmp_path: Path, site: NewsSite
+) -> None:
+    cfg = write_config(tmp_path, site, ["/f0.xml", "/f1.xml"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MONITOR_CONFIG": str(cfg)}
+    res = subprocess.run(
+        [sys.executable, "-m", "monitor", "once", "--progress", "always"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=ROOT,  # no monitor.yaml here: the file comes from $MONITOR_CONFIG
+    )
+    assert res.returncode == 0, res.stderr
+    assert "polling:  50%" in res.stderr and "| 1/2 [" in res.stderr  # tqdm's bar
+    assert "polled 2 feeds (0 failed" in res.stderr
