@@ -160,3 +160,18 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path: Path) ->
         os.close(writer)
     assert proc.returncode == 130
     assert "Traceback" not in err and "interrupted" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any folder")
+def test_an_unwritable_sqlite_folder_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        cfg = config(tmp_path, f"sqlite:///{folder}/monitor.db")
+        res = monitor("status", "-c", str(cfg))
+    finally:
+        folder.chmod(0o755)
+    assert res.returncode == 1
+    line = one_error_line(res)
+    assert f"the folder {folder}" in line and "is not writable by this user" in line
