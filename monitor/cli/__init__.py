@@ -246,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             complete(parser)
         args = parser.parse_args(argv)
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, so that a reader gone away is caught below, not at exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
