@@ -920,11 +920,14 @@ def _expand_feeds(root: Path, data: dict[str, Any], source: SourceMap, problems:
         return
     expanded: list[Any] = []
     for i, item in enumerate(feeds):
-        if isinstance(item, dict) and set(item) == {"opml"} and isinstance(item["opml"], str):
+        if isinstance(item, dict) and isinstance(item.get("opml"), str):
             fpos = source.positions.get(("feeds", i), Pos(str(root), 1, 1))
+            # The reference's other keys (allow_private, interval, tags, extract, ...) are
+            # options of every feed it lists; the model checks them as a feed's own.
+            options = {k: v for k, v in item.items() if k != "opml"}
             for f in _opml_feeds(root, data, item["opml"], fpos, problems):
                 source.positions[("feeds", len(expanded))] = fpos
-                expanded.append(f)
+                expanded.append({**options, **f})
         else:
             if ("feeds", i) in source.positions and i != len(expanded):
                 _move_positions(source, ("feeds", i), ("feeds", len(expanded)))

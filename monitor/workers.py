@@ -66,11 +66,25 @@ class WorkerPool:
     def __init__(self, workers: int, *, max_tasks_per_child: int = 1000) -> None:
         self._workers = workers
         self._max_tasks = max_tasks_per_child
-        self._pool = self._new_pool()
+        # Made on the first task: a `monitor once` where every feed answers 304 never starts
+        # a worker process (a spawn and its imports cost 0.3-0.5 s of CPU each).
+        self._pool: pebble.ProcessPool | None = None
         self._closed = False
         self._reapers: list[threading.Thread] = []
         self.replacements = 0
         """How many times a broken pebble pool was replaced (for health reporting and tests)."""
+
+    @property
+    def started(self) -> bool:
+        """Whether a task was ever given to the pool (and so its workers were started)."""
+        return self._pool is not None
+
+    def _current(self) -> pebble.ProcessPool:
+        if self._pool is None:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            self._pool = self._new_pool()
+        return self._pool
 
     def _new_pool(self) -> pebble.ProcessPool:
         return pebble.ProcessPool(
@@ -97,7 +111,7 @@ class WorkerPool:
     def _schedule(
         self, fn: Callable[..., T], args: tuple[Any, ...], timeout: float
     ) -> tuple[pebble.ProcessPool, pebble.ProcessFuture[T]]:
-        pool = self._pool
+        pool = self._current()
         try:
             return pool, pool.schedule(fn, args=args, timeout=timeout)
         except RuntimeError as exc:
@@ -107,7 +121,7 @@ class WorkerPool:
             if self._closed:
                 raise
             self._replace(pool, str(exc))
-            pool = self._pool
+            pool = self._current()
             return pool, pool.schedule(fn, args=args, timeout=timeout)
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
@@ -174,8 +188,9 @@ class WorkerPool:
     def close(self) -> None:
         """Stop the workers (running tasks are killed) and wait for them to exit."""
         self._closed = True
-        self._pool.stop()  # type: ignore[no-untyped-call]
-        self._pool.join()
+        if self._pool is not None:
+            self._pool.stop()  # type: ignore[no-untyped-call]
+            self._pool.join()
         for reaper in self._reapers:
             reaper.join()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import http.server
 import io
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import match
+from monitor.cli import main
 
 CORPORA = Path("/work/shared/corpora")
 GUARDIAN = CORPORA / "feeds/real/theguardian-us.rss"
@@ -41,10 +40,7 @@ rules:
 
 
 def _run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="monitor")
-    match.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["match", *argv])
-    return match.run(args)
+    return main(["match", *argv])
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import asyncio
 import gzip
 import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -27,9 +26,9 @@ from typing import Any, TextIO
 from monitor.config import FetchSettings, Settings, load_config
 from monitor.errors import ConfigError, ExtractError, FeedError, FetchError
 from monitor.extract import extract_article
-from monitor.fetch import HTML_ACCEPT, Fetcher, FetchResult
+from monitor.fetch import Fetcher, FetchResult
 from monitor.models import Article
-from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
+from monitor.rules import Match, RuleCompileError, RuleSet, RuleSpec, compile_rules
 from monitor.store import FeedSpec, NewArticle, Store
 from monitor.stories import StoryIndex
 
@@ -47,34 +46,6 @@ class InputArticle:
 
 class InputError(Exception):
     """An input that cannot be read; the message names it."""
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `match` on the CLI's sub-command parsers."""
-    p = sub.add_parser(
-        "match",
-        help="match articles (URLs, HTML, feed or JSON-lines files) against the rules",
-        description="Match articles against the configured rules and show why they matched.",
-    )
-    p.add_argument(
-        "--config",
-        default=os.environ.get("MONITOR_CONFIG", "config.yaml"),
-        help="config file (default: $MONITOR_CONFIG or config.yaml)",
-    )
-    p.add_argument(
-        "--rule", action="append", default=None, metavar="NAME", help="only this rule (repeatable)"
-    )
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument(
-        "--explain", action="store_true", help="also explain why the other rules did not match"
-    )
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="URL, .html file, feed file, or JSON-lines file ('-' for stdin)",
-    )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,14 +69,21 @@ def run(args: argparse.Namespace) -> int:
             return 2
         names = [n for n in names if n in args.rule]
     articles: list[InputArticle] = []
+    matched = 0
     try:
         for source in args.inputs:
             for article in read_input(source, settings.fetch):
-                _report(ruleset, names, article, args.format, args.explain, out)
+                matched += _report(ruleset, names, article, args.format, args.explain, out)
                 articles.append(article)
     except InputError as exc:
         print(f"monitor match: {exc}", file=sys.stderr)
         return 2
+    if not matched:  # on stderr: stdout stays the matches alone (JSON lines)
+        print(
+            f"no match: {len(articles)} article(s), {len(names)} rule(s)"
+            + ("" if args.explain else " (--explain says why)"),
+            file=sys.stderr,
+        )
     if args.explain and len(articles) > 1:
         _report_stories(group_stories(articles, settings), args.format, out)
     return 0
@@ -191,9 +169,23 @@ def print_rule_errors(exc: RuleCompileError, settings: Settings, stream: TextIO)
 
 def _report(
     ruleset: RuleSet, names: list[str], article: InputArticle, fmt: str, explain: bool, out: TextIO
-) -> None:
+) -> int:
+    """Print the article's matches (and with `explain` its misses); returns how many matched."""
     wanted = set(names)
     matches = {m.rule: m for m in ruleset.match(article.fields) if m.rule in wanted}
+    _print_report(ruleset, names, article, matches, fmt, explain, out)
+    return len(matches)
+
+
+def _print_report(
+    ruleset: RuleSet,
+    names: list[str],
+    article: InputArticle,
+    matches: dict[str, Match],
+    fmt: str,
+    explain: bool,
+    out: TextIO,
+) -> None:
     for name in names:
         match = matches.get(name)
         if match is None and not explain:
@@ -239,7 +231,7 @@ def read_input(source: str, fetch_settings: FetchSettings) -> Iterator[InputArti
         yield from _json_lines(sys.stdin.buffer.read(), "stdin")
         return
     if source.startswith(("http://", "https://")):
-        yield _fetch_url(source, fetch_settings)
+        yield from _fetch_url(source, fetch_settings)
         return
     path = Path(source)
     try:
@@ -342,8 +334,9 @@ def _html_article(data: bytes, source: str, url: str | None) -> InputArticle:
     return InputArticle(url or source, fields)
 
 
-def _fetch_url(url: str, settings: FetchSettings) -> InputArticle:
-    """Fetch with the daemon's own client (caps, deadline, redirects), then extract.
+def _fetch_url(url: str, settings: FetchSettings) -> Iterator[InputArticle]:
+    """Fetch with the daemon's own client (caps, deadline, redirects); a feed gives its
+    entries, a page its extracted article.
 
     The user typed this URL, so private addresses are allowed, unlike links found in feeds.
     """
@@ -351,11 +344,31 @@ def _fetch_url(url: str, settings: FetchSettings) -> InputArticle:
     async def get() -> FetchResult:
         async with Fetcher(settings) as fetcher:
             return await fetcher.fetch(
-                url, max_bytes=settings.max_page_bytes, allow_private=True, accept=HTML_ACCEPT
+                url, max_bytes=settings.max_page_bytes, allow_private=True, accept=_URL_ACCEPT
             )
 
     try:
         page = asyncio.run(get())
     except FetchError as exc:
         raise InputError(str(exc)) from None
-    return _html_article(page.body, url, page.final_url)
+    if _looks_like_feed(page.body, page.content_type):
+        yield from _feed_articles(page.body, page.final_url)
+        return
+    yield _html_article(page.body, url, page.final_url)
+
+
+# A page or a feed: `monitor match URL` takes either.
+_URL_ACCEPT = (
+    "text/html, application/xhtml+xml;q=0.9, application/rss+xml, application/atom+xml,"
+    " application/feed+json, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+)
+
+
+def _looks_like_feed(body: bytes, content_type: str | None) -> bool:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in ("application/rss+xml", "application/atom+xml", "application/feed+json"):
+        return True
+    if kind in ("text/html", "application/xhtml+xml"):
+        return False
+    head = body[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return any(m in head for m in _FEED_MARKERS)

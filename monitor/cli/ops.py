@@ -1,69 +1,29 @@
-"""The operational commands: check, once, run, backtest, status, deliveries."""
+"""The store commands: status, deliveries (`check`, `once`, `run` and `backtest` are in
+monitor.cli.check, monitor.cli.cycle and monitor.cli.backtest, so that a command loads only what
+it uses)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 import time
-from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import select
 
-from monitor.alerting import Action, Replay, Route, build_routes
-from monitor.checks import compile_settings, network_warnings
-from monitor.config import load_config, parse_duration
-from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
+from monitor.cli.timefmt import iso, iso_times
+from monitor.config import load_config
+from monitor.errors import MonitorError
 from monitor.models import FeedState
-from monitor.rules import RuleSet
 from monitor.rules.budget import counts_from_health
 from monitor.store import Store
 from monitor.store import schema as s
-from monitor.store.articles import stored_article
 from monitor.store.engine import read_tx
 
 log = logging.getLogger("monitor.cli")
-
-
-def check(path: str) -> int:
-    checked = compile_settings(load_config(path))
-    st = checked.settings
-    for warning in network_warnings(st):
-        print(warning, file=sys.stderr)
-    n_examples = sum(len(r.examples.match) + len(r.examples.no_match) for r in st.active_rules)
-    print(
-        f"{path}: ok ({len(st.feed_list)} feeds, {len(st.active_rules)} rules, "
-        f"{n_examples} examples passed, {len(st.channels)} channels)"
-    )
-    return 0
-
-
-async def once(path: str) -> int:
-    checked = load_checked(path)
-    setup_logging(checked.settings.log_level, checked.settings.log_format)
-    rt = Runtime(checked, config_path=path)
-    try:
-        report = await rt.run_cycle()
-    finally:
-        await rt.aclose()
-    failed = [p for p in report.polls if p.status == "failed"]
-    new = sum(p.new for p in report.polls)
-    print(
-        f"polled {len(report.polls)} feeds ({len(failed)} failed), {new} new entries, "
-        f"{report.alerts} alerts, {report.delivered} deliveries attempted",
-        file=sys.stderr,
-    )
-    return 0
-
-
-async def run(path: str) -> int:
-    checked = load_checked(path)
-    setup_logging(checked.settings.log_level, checked.settings.log_format)
-    rt = Runtime(checked, config_path=path)
-    await Daemon(rt).run()
-    return 0
 
 
 def _store(path: str) -> tuple[Store, Any]:
@@ -101,7 +61,7 @@ def status(path: str, *, fmt: str = "text") -> int:
     if fmt == "json":
         data = _status_json(feeds, queue, alerts, members, sources)
         data["regex_budget_exhausted"] = slow_rules
-        print(json.dumps(data, indent=2))
+        print(json.dumps(iso_times(data), indent=2))  # every --format json: ISO 8601 UTC
         return 0
     _print_feeds(feeds, now)
     oldest = queue["oldest_pending_age"]
@@ -241,7 +201,9 @@ def deliveries_list(path: str, *, status: str | None, limit: int, fmt: str) -> i
                         "kind": d.kind,
                         "status": d.status,
                         "attempts": d.attempts,
-                        "next_attempt_at": d.next_attempt_at,
+                        "next_attempt_at": iso(d.next_attempt_at),
+                        "created_at": iso(d.created_at),
+                        "sent_at": iso(d.sent_at),
                         "last_error": d.last_error,
                         "idempotency_key": d.idempotency_key,
                         "title": d.payload.get("title"),
@@ -265,12 +227,45 @@ def deliveries_list(path: str, *, status: str | None, limit: int, fmt: str) -> i
     return 0
 
 
+class UnknownDelivery(MonitorError):
+    """`deliveries retry` was given ids that name no delivery, or none that can be retried."""
+
+    kind = "usage"
+
+
+def retry_problems(found: dict[int, str], ids: list[int]) -> list[str]:
+    """What is wrong with the ids given to `deliveries retry` (empty when all can be retried)."""
+    problems = []
+    for i in ids:
+        state = found.get(i)
+        if state is None:
+            problems.append(f"no delivery #{i}")
+        elif state not in RETRYABLE:
+            problems.append(f"delivery #{i} is {state}, not failed or dead")
+    return problems
+
+
+RETRYABLE = ("failed", "dead")
+
+
 def deliveries_retry(path: str, *, ids: list[int], dead: bool, now: float) -> int:
     if not ids and not dead:
         print("name delivery ids, or --dead for every dead delivery", file=sys.stderr)
         return 2
     store, _ = _store(path)
     try:
+        if ids:
+            with read_tx(store.engine) as conn:
+                found = {
+                    int(row.id): str(row.status)
+                    for row in conn.execute(
+                        select(s.deliveries.c.id, s.deliveries.c.status).where(
+                            s.deliveries.c.id.in_(ids)
+                        )
+                    )
+                }
+            if problems := retry_problems(found, ids):
+                raise UnknownDelivery("; ".join(problems) + " (see `monitor deliveries list`)")
         n = store.outbox.retry(ids or None, dead=dead, now=now)
     finally:
         store.close()
@@ -278,79 +273,13 @@ def deliveries_retry(path: str, *, ids: list[int], dead: bool, now: float) -> in
     return 0
 
 
-def _replay(
-    ruleset: RuleSet, routes: dict[str, Route], articles: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The stored articles, oldest first, through the rules and the daemon's own alert
-    decisions (`alerting.decide` via `Replay`): one row per decision."""
-    replay = Replay(routes)
-    out: list[dict[str, Any]] = []
-    for a in reversed(articles):
-        fields = stored_article(a).fields()
-        matches = {m.rule: m for m in ruleset.match(fields) if m.rule in routes}
-        decisions = replay.article(
-            story_id=a["story_id"] or -a["id"],
-            feed_id=a["feed_id"],
-            fetched_at=a["fetched_at"],
-            matched=list(matches),
-        )
-        for rule, decision in decisions:
-            m = matches.get(rule)
-            out.append(
-                {
-                    "rule": rule,
-                    "article_id": a["id"],
-                    "story_id": a["story_id"],
-                    "title": a["title"],
-                    "url": a["url"],
-                    "matched": m is not None,
-                    "decision": str(decision.action),
-                    "why": decision.reason,
-                    "would_alert": decision.action is Action.ALERT,
-                    "fetched_at": datetime.fromtimestamp(a["fetched_at"], UTC).isoformat(),
-                    "hits": [
-                        {"field": h.field, "leaf": h.leaf, "start": h.start, "end": h.end}
-                        for h in (m.hits[:20] if m else [])
-                    ],
-                }
-            )
-    return out
+def cmd_status(args: argparse.Namespace) -> int:
+    return status(args.config, fmt=args.format)
 
 
-def backtest(path: str, *, since: str, rules: list[str] | None, fmt: str) -> int:
-    """What the current rules would have alerted on, over the stored articles: the daemon's
-    own decisions (min_sources, cooldown, updates), replayed in the order they were stored."""
-    checked = compile_settings(load_config(path), run_examples=False)
-    store = Store(checked.settings.database)
-    cutoff = time.time() - parse_duration(since).total_seconds()
-    try:
-        articles = store.articles.recent(cutoff)
-    finally:
-        store.close()
-    wanted = set(rules) if rules else None
-    unknown = (wanted or set()) - set(checked.ruleset.rule_names)
-    if unknown:
-        print(f"unknown rule(s): {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
-    routes = {n: r for n, r in build_routes(checked.settings).items() if not wanted or n in wanted}
-    out = _replay(checked.ruleset, routes, articles)
-    if fmt == "json":
-        for row in out:
-            print(json.dumps(row))
-        return 0
-    print(f"{len(articles)} stored articles since {since}:")
-    _print_backtest(out, sorted(wanted or set(checked.ruleset.rule_names)))
-    return 0
+def cmd_deliveries_list(args: argparse.Namespace) -> int:
+    return deliveries_list(args.config, status=args.status, limit=args.limit, fmt=args.format)
 
 
-def _print_backtest(out: list[dict[str, Any]], rules: list[str]) -> None:
-    alerts = Counter(row["rule"] for row in out if row["would_alert"])
-    matching = Counter(row["rule"] for row in out if row["matched"])
-    for rule in rules:
-        print(f"  {rule:<32} {alerts[rule]:>5} alerts ({matching[rule]} matching articles)")
-    for row in out:
-        if row["would_alert"]:
-            print(
-                f"  [{row['rule']}] {row['fetched_at'][:16]} {row['title'][:80]}\n"
-                f"      {row['url']}"
-            )
+def cmd_deliveries_retry(args: argparse.Namespace) -> int:
+    return deliveries_retry(args.config, ids=args.ids, dead=args.dead, now=time.time())

@@ -20,7 +20,6 @@ import httpx
 
 from monitor import __version__
 from monitor.errors import DeliveryError
-from monitor.fetch import blocked_reason, parse_retry_after
 from monitor.notify.message import AlertMessage
 from monitor.notify.ratelimit import TokenBucket
 from monitor.textsafety import clean_line
@@ -84,6 +83,8 @@ class Channel(ABC):
 
 def status_error(channel: str, response: httpx.Response, detail: str = "") -> DeliveryError:
     """The `DeliveryError` for a non-success HTTP answer, classified by status."""
+    from monitor.fetch import parse_retry_after  # here: aiohttp is not for `monitor check`
+
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     text = detail or _short_body(response)
@@ -126,6 +127,8 @@ async def check_destination(channel: str, url: str, *, allow_private: bool) -> N
         raise DeliveryError(f"channel {channel}: the URL has no host", permanent=True)
     if allow_private:
         return
+    from monitor.fetch import blocked_reason  # here: aiohttp is not for `monitor check`
+
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:

@@ -18,7 +18,6 @@ import httpx
 
 from monitor.config import SlackChannel as SlackConfig
 from monitor.errors import DeliveryError
-from monitor.fetch import parse_retry_after
 from monitor.notify import mrkdwn, templates
 from monitor.notify.base import (
     USER_AGENT,
@@ -274,6 +273,8 @@ class SlackChannel(Channel):
         except httpx.HTTPError as exc:
             raise transport_error(self.name, exc) from exc
         if response.status_code == 429:
+            from monitor.fetch import parse_retry_after  # aiohttp is not for `monitor check`
+
             self.bucket.defer(parse_retry_after(response.headers.get("retry-after")) or 1.0)
         if response.status_code != 200:
             raise status_error(self.name, response)

@@ -32,7 +32,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import QueuePool
 
 from monitor.errors import MonitorError
@@ -46,6 +47,50 @@ class StoreError(MonitorError):
     kind = "store"
 
 
+class DatabaseError(StoreError):
+    """The database of the `database` setting cannot be used; the message says what to do.
+
+    One line for the user (the CLI prints it as is): never a driver's traceback.
+    """
+
+    kind = "database"
+
+
+_URL_HELP = "use sqlite:///path/to/monitor.db or postgresql://user:password@host/dbname"
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unreadable URL>"
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database: {url!r} is not a database URL: {_URL_HELP}") from None
+
+
+def _check_sqlite_path(database: str) -> None:
+    """A SQLite file's folder must exist and be writable (WAL mode writes files beside it)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).absolute().parent
+    if not folder.is_dir():
+        raise DatabaseError(
+            f"database: the folder {folder} (of sqlite:///{database}) does not exist: create"
+            " it, or set `database` to a file in an existing folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DatabaseError(
+            f"database: the folder {folder} (of sqlite:///{database}) is not writable by this"
+            " user: fix its permissions, or set `database` to a file in a writable folder"
+        )
+
+
 def normalise_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
     if url.startswith("postgres://"):
@@ -56,12 +101,30 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for `url`. Raises `DatabaseError` for an unsupported URL, a missing driver or
+    a SQLite file whose folder is missing or unwritable (no folder is ever created)."""
     url = normalise_url(url)
-    parsed = make_url(url)
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseError(f"database: unsupported database {backend!r} in the URL: {_URL_HELP}")
+    try:
+        return _create(url, parsed)
+    except (ImportError, NoSuchModuleError) as exc:
+        driver = parsed.get_driver_name()
+        raise DatabaseError(
+            f"database: the {driver} driver for {parsed.drivername} is not installed ({exc}):"
+            f" install it (pip install {_DRIVER_PACKAGES.get(driver, driver)}), or set"
+            " `database` to a URL of an installed driver"
+        ) from None
+
+
+_DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary"}
+
+
+def _create(url: str, parsed: URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_path(parsed.database or "")
         engine = create_engine(
             url,
             connect_args={"timeout": 30, "isolation_level": None, "check_same_thread": False},
@@ -74,9 +137,25 @@ def make_engine(url: str) -> Engine:
         )
         _sqlite_pragmas(engine)
         return engine
-    if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-    raise StoreError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
+    connect_args = {"connect_timeout": 10} if parsed.get_driver_name() == "psycopg" else {}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+    )
+
+
+def connect_problem(engine: Engine, exc: Exception) -> DatabaseError:
+    """The one line a user reads when the database cannot be reached or opened."""
+    url = shown_url(str(engine.url))
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    if engine.dialect.name == "sqlite":
+        advice = "check the file and its folder's permissions, or set `database` to another file"
+    else:
+        advice = (
+            "check that the server is running and reachable and the URL's user, password and"
+            " database name, or set `database` (or MONITOR_DATABASE)"
+        )
+    return DatabaseError(f"database: cannot open {url}: {first}: {advice}")
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -171,8 +250,11 @@ def migrate(engine: Engine) -> None:
     (about 9 MB of modules) is imported only to upgrade an older database, so a daemon never
     holds it in memory otherwise.
     """
-    if current_revision(engine) == HEAD_REVISION:
-        return
+    try:
+        if current_revision(engine) == HEAD_REVISION:
+            return
+    except DBAPIError as exc:
+        raise connect_problem(engine, exc) from None
     from monitor.store import schema
 
     with engine.begin() as conn:
@@ -250,3 +332,40 @@ def _orphaned(owner: str, host: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def check_database(url: str) -> str:
+    """What `monitor check` says about the database: reachable, and which schema it has.
+
+    Opens nothing that does not exist: a SQLite file that is not there yet is reported as to
+    be created (its folder is checked). Raises `DatabaseError`.
+    """
+    engine = make_engine(url)
+    try:
+        path = engine.url.database or ""
+        if (
+            engine.dialect.name == "sqlite"
+            and path not in ("", ":memory:")
+            and not Path(path).exists()
+        ):
+            return f"{path} will be created on the first run"
+        try:
+            revision = current_revision(engine)
+        except DBAPIError as exc:
+            raise connect_problem(engine, exc) from None
+    finally:
+        engine.dispose()
+    return describe_revision(revision)
+
+
+def describe_revision(revision: str | None) -> str:
+    if revision is None:
+        return "empty, the schema will be created on the first run"
+    if revision == HEAD_REVISION:
+        return f"schema {revision} (current)"
+    if revision.isdigit() and int(revision) < int(HEAD_REVISION):
+        return f"schema {revision}, will be upgraded to {HEAD_REVISION} on the first run"
+    raise DatabaseError(
+        f"database: its schema revision {revision!r} is newer than this version of monitor"
+        f" knows ({HEAD_REVISION}): upgrade monitor, or set `database` to another database"
+    )
