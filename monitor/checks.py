@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 from apscheduler.triggers.cron import CronTrigger
 
 from monitor import secrets
+from monitor.addresses import blocked_reason
 from monitor.config import Settings, SlackChannel, WebhookChannel
 from monitor.errors import ConfigError
-from monitor.fetch import blocked_reason
 from monitor.notify import check_templates
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
 from monitor.rules.examples import check_examples

@@ -8,13 +8,9 @@ help. Retrying, backoff and dead letters belong to the outbox, not to channels.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -113,36 +109,3 @@ def _short_body(response: httpx.Response) -> str:
         return ""
     text = " ".join(clean_line(text).split())  # a receiver's answer goes to logs and status
     return text[:200]
-
-
-async def check_destination(channel: str, url: str, *, allow_private: bool) -> None:
-    """Refuse a URL whose host resolves to a loopback, private, link-local or metadata address.
-
-    Config is trusted, but a webhook URL pasted from elsewhere must not turn the daemon into a
-    probe of the internal network; `allow_private: true` opts out. The rules are the fetcher's
-    (`monitor.fetch.blocked_reason`). The URL itself is a secret and is never put in the error.
-    """
-    host = urlsplit(url).hostname
-    if not host:
-        raise DeliveryError(f"channel {channel}: the URL has no host", permanent=True)
-    if allow_private:
-        return
-    from monitor.fetch import blocked_reason  # here: aiohttp is not for `monitor check`
-
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise DeliveryError(f"channel {channel}: cannot resolve the host: {exc}") from exc
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        reason = blocked_reason(address)
-        if reason is not None:
-            raise DeliveryError(
-                f"channel {channel}: the URL's host is a {reason} ({address}); "
-                "set allow_private: true on the channel if that is intended",
-                permanent=True,
-            )

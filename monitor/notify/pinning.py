@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from monitor.addresses import blocked_reason
 from monitor.errors import DeliveryError
-from monitor.fetch import blocked_reason
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
