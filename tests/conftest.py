@@ -1,4 +1,6 @@
-"""Shared fixtures: a real PostgreSQL server started for the test run, store URLs."""
+"""Shared fixtures: the real-data folder, a real PostgreSQL server started for the test run,
+store URLs; and the `corpora` group (sweeps over the whole corpora, run only when
+MONITOR_CORPORA names a corpora folder, see tests/corpora.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,49 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from corpora import DATA, ENV, corpora_root, layout_problem
+
+#: How many `corpora` tests this run deselected because MONITOR_CORPORA is not set.
+_NOT_RUN = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = corpora_root()
+    problem = layout_problem(root) if root is not None else None
+    if problem:
+        raise pytest.UsageError(f"{ENV}: {problem} (it must name a corpora folder)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without MONITOR_CORPORA the sweeps over the whole corpora are deselected, not failed."""
+    if corpora_root() is not None:
+        return
+    sweeps = [item for item in items if item.get_closest_marker("corpora")]
+    if sweeps:
+        items[:] = [item for item in items if not item.get_closest_marker("corpora")]
+        config.hook.pytest_deselected(items=sweeps)
+    config.stash[_NOT_RUN] = len(sweeps)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    not_run = config.stash.get(_NOT_RUN, 0)
+    if not_run:
+        terminalreporter.write_line(
+            f"corpus sweeps not run: set {ENV}=/path/to/corpora to run {not_run} tests"
+        )
+
+
+@pytest.fixture
+def corpora(request: pytest.FixtureRequest) -> Path:
+    """The real-data folder (corpora layout): tests/data, or the whole corpora that
+    MONITOR_CORPORA names for a test marked `corpora`."""
+    root = corpora_root()
+    if request.node.get_closest_marker("corpora"):
+        assert root is not None, f"a `corpora` test runs only with {ENV} set"
+        return root
+    return DATA
 
 
 def _pg_bin(name: str) -> str | None:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Self
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-SEED = CORPORA / "seed" / "us-troops-attacks-article.txt"
-AEB = CORPORA / "articles" / "scrapinghub-aeb" / "html"
+from corpora import DATA
+
+SEED = DATA / "seed" / "us-troops-attacks-article.txt"
+AEB = DATA / "articles" / "scrapinghub-aeb" / "html"
 
 
 @dataclass
@@ -54,7 +54,7 @@ def news_page(title: str, body: str, *, site: str = "Loopback News") -> bytes:
 
 
 def corpus_page(name: str) -> bytes:
-    """A real article page from the corpora (scrapinghub-aeb), as the publisher served it."""
+    """A real article page of tests/data (scrapinghub-aeb), as the publisher served it."""
     return gzip.decompress((AEB / f"{name}.html.gz").read_bytes())
 
 

@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from feedserver import CORPORA, Item, NewsSite
+from corpora import DATA
+from feedserver import Item, NewsSite
 from receivers import HttpReceiver, Request, Respond, SlackReceiver, WebhookReceiver, free_port
 from sqlalchemy import select
 
@@ -29,7 +30,7 @@ from monitor.store import Enqueue, Store, enqueue
 from monitor.store import schema as s
 from monitor.store.engine import read_tx, write_tx
 
-AG_NEWS = CORPORA / "news" / "ag_news" / "train_subset.csv"
+AG_NEWS = DATA / "news" / "ag_news" / "train_subset.csv"
 WORD = "Zebulon"  # in every test title, and nowhere in AG News
 
 

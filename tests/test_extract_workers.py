@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from corpora import DATA
 
 from monitor.errors import FeedError
 from monitor.stories import StoryIndex
 from monitor.workers import WorkerCrashed, WorkerPool, WorkerTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "corpora" / "feeds" / "real"
+REAL = DATA / "feeds" / "real"
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from monitor.store import FeedState, Store
+from tests.corpora import DATA
 from tests.hostile_server import (
     HostileServer,
     RequestHandler,
@@ -43,7 +44,7 @@ from tests.hostile_server import (
 from tests.receivers import Request, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
-AG_NEWS = ROOT.parent / "shared" / "corpora" / "news" / "ag_news" / "train_subset.csv"
+AG_NEWS = DATA / "news" / "ag_news" / "train_subset.csv"
 
 pytestmark = pytest.mark.slow
 
@@ -256,7 +257,7 @@ channels:
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
     tmp = tmp_path_factory.mktemp("hostile")
-    texts = ag_news(60, 0), ag_news(60, 3000)
+    texts = ag_news(60, 0), ag_news(60, 300)
     with HostileServer() as srv, WebhookReceiver() as hook:
         started = time.monotonic()
         changing = {

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from corpora import DATA
 
 from monitor.cli import main
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-TRUTH = CORPORA / "articles" / "scrapinghub-aeb" / "ground-truth.json"
+TRUTH = DATA / "articles" / "scrapinghub-aeb" / "ground-truth.json"
 
 
 def test_wire_copies_group_into_one_story_and_others_stay_apart(

@@ -12,17 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from corpora import DATA
 
 from monitor.cli import main
 
-CORPORA = Path("/work/shared/corpora")
-GUARDIAN = CORPORA / "feeds/real/theguardian-us.rss"
+GUARDIAN = DATA / "feeds/real/theguardian-us.rss"
 CLIMATE_ID = (
     "https://www.theguardian.com/us-news/2018/jan/31/"
     "climate-change-threatens-us-military-bases-pentagon"
 )
 STADIA_HTML = (
-    CORPORA / "articles/scrapinghub-aeb/html/"
+    DATA / "articles/scrapinghub-aeb/html/"
     "042bb7b5fedab6eac7db576522b89b93904c237d344bcbe14a6a5ab7f7335856.html.gz"
 )
 
@@ -209,7 +209,7 @@ def test_unreadable_input_is_an_error(config: Path, capsys: pytest.CaptureFixtur
 def test_plain_text_article_file_is_matched_with_its_first_line_as_title(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    seed = CORPORA / "seed/us-troops-attacks-article.txt"
+    seed = DATA / "seed/us-troops-attacks-article.txt"
     shipped = Path(__file__).resolve().parents[1] / "config" / "example.yaml"
     assert _run("--config", str(shipped), "--format", "json", str(seed)) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 import yaml
+from corpora import DATA
 
 from monitor.config import RuleConfig
 from monitor.rules import RuleSet, RuleSpec, compile_rules
 from monitor.rules.examples import check_examples
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
-SEED = Path("/work/shared/corpora/seed/us-troops-attacks-article.txt")
+SEED = DATA / "seed" / "us-troops-attacks-article.txt"
 
 
 def _load() -> tuple[list[RuleConfig], dict[str, list[str]]]:

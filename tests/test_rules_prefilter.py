@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+from corpora import DATA
+
 from monitor.rules import RuleSpec, compile_rules
 
-AG_TRAIN = Path("/work/shared/corpora/news/ag_news/train_subset.csv")
+AG_TRAIN = Path("news/ag_news/train_subset.csv")
 
 RULES = [
     RuleSpec("prefix", "attack* NEAR/5 (US OR American)"),
@@ -21,18 +24,31 @@ RULES = [
 ]
 
 
-def _articles(limit: int) -> list[dict[str, str]]:
-    with AG_TRAIN.open(newline="", encoding="utf-8") as f:
+def _articles(limit: int, root: Path = DATA) -> list[dict[str, str]]:
+    with (root / AG_TRAIN).open(newline="", encoding="utf-8") as f:
         rows = [row["text"] for _, row in zip(range(limit), csv.DictReader(f), strict=False)]
     # Titles and bodies in AG News are joined; use the first 8 words as a title.
     return [{"title": " ".join(t.split()[:8]), "body": t} for t in rows]
 
 
-def test_prefiltered_matches_equal_evaluating_every_rule() -> None:
+def _prefiltered_matches_equal_evaluating_every_rule(articles: list[dict[str, str]]) -> None:
     ruleset = compile_rules(RULES)
-    for fields in _articles(1500):
+    for fields in articles:
         everything = [r.name for r in RULES if ruleset.match_rule(fields, r.name) is not None]
         assert [m.rule for m in ruleset.match(fields)] == everything
+
+
+def test_prefiltered_matches_equal_evaluating_every_rule() -> None:
+    _prefiltered_matches_equal_evaluating_every_rule(_articles(1500))
+
+
+@pytest.mark.corpora
+def test_prefiltered_matches_equal_evaluating_every_rule_on_all_of_ag_news(
+    corpora: Path,
+) -> None:
+    articles = _articles(100_000, corpora)
+    assert len(articles) == 8815
+    _prefiltered_matches_equal_evaluating_every_rule(articles)
 
 
 def test_prefilter_keeps_a_rule_whose_key_is_a_prefix_of_a_longer_token() -> None:
@@ -69,16 +85,30 @@ DERIVED_RULES = [
 ]
 
 
-def test_prefilter_with_derived_atoms_equals_evaluating_every_rule() -> None:
+def _derived_matches(articles: list[dict[str, str]]) -> int:
+    """How many (article, rule) matches; the prefiltered ones equal evaluating every rule."""
     ruleset = compile_rules(DERIVED_RULES, ENTITIES)
     matched = 0
-    for fields in _articles(3000):
+    for fields in articles:
         everything = [
             r.name for r in DERIVED_RULES if ruleset.match_rule(fields, r.name) is not None
         ]
         assert [m.rule for m in ruleset.match(fields)] == everything
         matched += len(everything)
+    return matched
+
+
+def test_prefilter_with_derived_atoms_equals_evaluating_every_rule() -> None:
+    matched = _derived_matches(_articles(3000))
     assert matched > 100  # the rules are not vacuous on this corpus
+
+
+@pytest.mark.corpora
+def test_prefilter_with_derived_atoms_equals_evaluating_every_rule_on_all_of_ag_news(
+    corpora: Path,
+) -> None:
+    matched = _derived_matches(_articles(100_000, corpora))
+    assert matched > 1000  # the rules are not vacuous on this corpus
 
 
 def test_index_key_choice_prefers_the_rarer_word_by_document_frequency() -> None:

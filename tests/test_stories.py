@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from corpora import DATA
 from sqlalchemy import func, insert, select
 
 from monitor.models import Article
@@ -23,24 +24,23 @@ from monitor.store.engine import write_tx
 from monitor.store.stories import StoryRepo
 from monitor.stories import StoryIndex, canonical_url, is_page_url, lsh_params, normalise_title
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 HOUR = 3600.0
 T0 = 1_700_000_000.0
 
 
 def _seed() -> tuple[str, str]:
-    lines = (CORPORA / "seed" / "us-troops-attacks-article.txt").read_text("utf-8").splitlines()
+    lines = (DATA / "seed" / "us-troops-attacks-article.txt").read_text("utf-8").splitlines()
     return lines[0].strip(), "\n".join(lines[1:]).strip()
 
 
 def _aeb(url_part: str) -> str:
-    truth = json.loads((CORPORA / "articles/scrapinghub-aeb/ground-truth.json").read_text("utf-8"))
+    truth = json.loads((DATA / "articles/scrapinghub-aeb/ground-truth.json").read_text("utf-8"))
     [body] = [v["articleBody"] for v in truth.values() if url_part in v["url"]]
     return str(body)
 
 
 def _ag_news(title_start: str) -> tuple[str, str]:
-    with (CORPORA / "news/ag_news/train_subset.csv").open(encoding="utf-8") as f:
+    with (DATA / "news/ag_news/train_subset.csv").open(encoding="utf-8") as f:
         [text] = [r["text"] for r in csv.DictReader(f) if r["text"].startswith(title_start)]
     return title_start, text[len(title_start) :].strip()
 

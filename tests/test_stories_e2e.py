@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from feedserver import CORPORA, Item, NewsSite, news_page, seed_article
+from corpora import DATA
+from feedserver import Item, NewsSite, news_page, seed_article
 from receivers import Request, WebhookReceiver
 
 from monitor.cli import main
@@ -30,13 +31,13 @@ WIRE_PATH = "/2023/11/05/blinken-visits-iraq.html"
 
 
 def _ag_news(title: str) -> str:
-    with (CORPORA / "news/ag_news/train_subset.csv").open(encoding="utf-8") as f:
+    with (DATA / "news/ag_news/train_subset.csv").open(encoding="utf-8") as f:
         [text] = [r["text"] for r in csv.DictReader(f) if r["text"].startswith(title)]
     return str(text[len(title) :].strip())
 
 
 def _aeb(url_part: str) -> str:
-    truth = json.loads((CORPORA / "articles/scrapinghub-aeb/ground-truth.json").read_text("utf-8"))
+    truth = json.loads((DATA / "articles/scrapinghub-aeb/ground-truth.json").read_text("utf-8"))
     [body] = [v["articleBody"] for v in truth.values() if url_part in v["url"]]
     return str(body)
 
