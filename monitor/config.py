@@ -176,6 +176,28 @@ class Examples(_Model):
     no_match: list[Example] = Field(default_factory=list)
 
 
+class ScorerConfig(_Model):
+    """A trained model that scores a rule's articles (`monitor train`; docs/evaluation.md)."""
+
+    model: str = Field(
+        description="model file written by `monitor train`, relative to the rule's file"
+    )
+    labels: str | None = Field(
+        None,
+        description="labels file (JSON lines) the model is trained on, relative to the rule's "
+        "file; the rule's examples and stored feedback are used too",
+    )
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="score (0-1) at or above which the model says yes"
+    )
+    combine: Literal["query", "query_or_model", "query_and_model"] = Field(
+        "query_or_model",
+        description="query: the query alone decides (the score is only shown); "
+        "query_or_model: the query or a score at the threshold; query_and_model: the query "
+        "and a score at the threshold",
+    )
+
+
 class RuleConfig(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)]
     query: Annotated[str, Field(min_length=1)]
@@ -188,6 +210,9 @@ class RuleConfig(_Model):
     min_sources: int | None = Field(None, ge=1)
     within: Duration | None = None
     examples: Examples = Field(default_factory=Examples)
+    scorer: ScorerConfig | None = Field(
+        None, description="a trained model combined with the query (docs/evaluation.md)"
+    )
 
 
 class _ChannelBase(_Model):
@@ -315,6 +340,11 @@ class Settings(BaseSettings):
     include: list[str] = Field(default_factory=list)
     entities: dict[str, list[str]] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)
+    fold_accents: bool = Field(
+        True,
+        description="rules and text compare Latin letters without their accents "
+        "(cafe finds café, irak finds Irák); other scripts keep theirs",
+    )
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     stories: StorySettings = Field(default_factory=StorySettings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -65,12 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(rp, nested=True)
     rp.add_argument("ids", nargs="*", type=int, help="delivery ids")
     rp.add_argument("--dead", action="store_true", help="every dead delivery")
+    for name in ("evaluate", "feedback"):  # each sets `run`; heavy imports in it
+        importlib.import_module(f"monitor.cli.{name}").add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "run"):
+            return int(args.run(args))
         if args.command == "check":
             return ops.check(args.config)
         if args.command == "match":
