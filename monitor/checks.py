@@ -46,7 +46,9 @@ def compile_settings(settings: Settings, *, run_examples: bool = True) -> Checke
         for err in exc.errors:
             i = index.get(err.rule)
             if isinstance(err, ScorerError) and i is not None:
-                where = src.locate(("rules", i, "scorer", "model"))
+                where = src.positions.get(("rules", i, "scorer", "model")) or src.locate(
+                    ("rules", i)
+                )
                 problems.append(f"{where}: rule {err.rule!r}: {err.message}")
                 continue
             query = settings.rules[i].query if i is not None else ""

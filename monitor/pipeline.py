@@ -97,6 +97,17 @@ def alert_message(article: Article, match: Match, *, now: float) -> AlertMessage
         }
         for h in match.hits[:50]
     ]
+    if match.scored is not None:  # a trained model took part: say so, with its reasons
+        why.append(
+            {
+                "field": "model",
+                "leaf": "score",
+                "text": match.scored.describe(),
+                "start": 0,
+                "end": 0,
+                **match.scored.to_dict(),
+            }
+        )
     return AlertMessage(
         kind="alert",
         idempotency_key="",

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(rp, nested=True)
     rp.add_argument("ids", nargs="*", type=int, help="delivery ids")
     rp.add_argument("--dead", action="store_true", help="every dead delivery")
-    for name in ("evaluate", "feedback"):  # each sets `run`; heavy imports in it
+    for name in ("evaluate", "train", "feedback"):  # each sets `run`; heavy imports in it
         importlib.import_module(f"monitor.cli.{name}").add_parser(sub)
     return parser
 

@@ -15,7 +15,8 @@ from monitor.rules.labels import LabelledDoc, LabelsError, data_hash, example_do
 
 def rule_dir(settings: Settings, index: int) -> Path:
     """The folder of the file rule `index` is written in (the config's, or the current one)."""
-    pos = settings.source.locate(("rules", index))
+    source = settings.source
+    pos = source.positions.get(("rules", index)) or source.locate(("rules", index))
     if pos.file.startswith("<"):
         return Path.cwd()
     return Path(pos.file).resolve().parent
