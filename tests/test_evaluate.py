@@ -237,3 +237,19 @@ def test_accents_fold_in_rules_and_text_alike_unless_switched_off(tmp_path: Path
         "rules:\n  - name: cafe\n    query: cafe\n    examples: {match: ['Café crème']}\n"
     )
     assert main(["check", "--config", str(cfg)]) == 0
+
+
+def test_every_channel_shows_the_alert_id_a_verdict_needs() -> None:
+    from monitor.notify.slack import slack_payload
+    from monitor.notify.templates import render, sample_message
+    from monitor.notify.webhook import webhook_payload
+
+    msg = sample_message()
+    msg.alert_id = 4711
+    text = render("text", msg, default="message.txt.j2")
+    assert "alert:     4711 (verdict: monitor feedback 4711 relevant|irrelevant)" in text
+    assert "alert 4711" in render("html", msg, default="message.html.j2")
+    assert "alert 4711" in json.dumps(slack_payload(msg))
+    assert webhook_payload(msg)["alert_id"] == 4711
+    msg.alert_id = None  # a message without an alert (a health event) shows none
+    assert "alert:" not in render("text", msg, default="message.txt.j2")

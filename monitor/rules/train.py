@@ -144,9 +144,7 @@ def cross_validate(
     return cv
 
 
-def fit(
-    rule: str, docs: Sequence[LabelledDoc], params: Params = Params()
-) -> Model:
+def fit(rule: str, docs: Sequence[LabelledDoc], params: Params = Params()) -> Model:
     """The model trained on every article of `docs`."""
     vec = _vectorizer(params)
     x = vec.fit_transform(term_lists(docs, params.ngrams))
