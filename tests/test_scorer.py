@@ -4,6 +4,7 @@ models refused by `monitor check` when missing, stale, corrupt or of another ver
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -81,7 +82,9 @@ def test_train_writes_a_versioned_artefact_and_prints_cross_validated_figures(
         "fold_accents": True,
     }
     assert art["cross_validation"]["query"]["tp"] == 0  # the query never matches
-    assert len(art["terms"]) == len(art["idf"]) == len(art["coef"]) > 100
+    terms = art["terms"].split("\n")
+    assert len(terms) > 100 and len(base64.b64decode(art["coef"])) == 4 * len(terms)
+    assert len(base64.b64decode(art["idf"])) == 4 * len(terms)
     assert path.stat().st_size < 1_000_000
     compile_settings(load_config(cfg))  # current: `monitor check` is happy
 
@@ -168,7 +171,9 @@ def test_stale_corrupt_other_version_and_mismatched_models_fail_check(
         good.replace('"features_version":1', '"features_version":0'): "of another version",
         good.replace('"rule":"troops-model"', '"rule":"other"'): "trained for rule 'other'",
         good.replace('"intercept":', '"intercept":"x","i":'): "is corrupt",
-        json.dumps({**json.loads(good), "coef": [1.0]}): "is corrupt (terms, idf and coef",
+        json.dumps({**json.loads(good), "coef": "AACAPw=="}): "is corrupt (terms, idf and coef",
+        json.dumps({**json.loads(good), "idf": [1.0]}): "is corrupt (weights must be base64",
+        json.dumps({**json.loads(good), "idf": "!!"}): "is corrupt (weights are not valid",
         '{"format": "something else"}': "not a news-monitor model file",
     }
     for text, message in cases.items():
@@ -182,3 +187,20 @@ def test_stale_corrupt_other_version_and_mismatched_models_fail_check(
     labels.write_text('{"title": "x", "label": 1}\n{"oops"\n')
     problems = check_problems(cfg)
     assert "training data cannot be read" in problems and f"{labels}:2:" in problems
+
+
+def test_a_model_keeps_its_weightiest_terms_and_still_scores_as_scikit_learn() -> None:
+    from monitor.rules.train import _fit, term_lists
+
+    docs = read_labels(DATA / "troops_labels.jsonl")
+    params = Params(max_terms=60)
+    model = fit("r", docs, params)
+    assert len(model.terms) == 60
+    vec, clf = _fit(term_lists(docs, 2), [d.label for d in docs], params)
+    assert sorted(vec.vocabulary_) == sorted(model.terms)
+    articles = [{"body": ON_TOPIC}, {"title": OFF_TOPIC}, *[d.fields for d in docs[:10]]]
+    lists = [list(document_terms(a).elements()) for a in articles]
+    expected = clf.predict_proba(vec.transform(lists))[:, 1]
+    mine = [model.score(document_terms(a)) for a in articles]
+    assert np.allclose(mine, expected, atol=1e-9)
+    assert np.allclose(Bank([model]).scores(document_terms(articles[0]))[0], mine[0])

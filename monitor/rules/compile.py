@@ -143,6 +143,8 @@ class RuleSet:
         self._model_driven = [
             i for i, (spec, _, _) in self._scorers.items() if spec.combine == "query_or_model"
         ]
+        self._driven_rows: Any = None
+        self._driven_thresholds: Any = None
         self._always = [i for i, n in enumerate(needs) if n is None]
         prefilter = _Prefilter()
         for i, need in enumerate(needs):
@@ -240,12 +242,14 @@ class RuleSet:
         return self._with_models(doc, found)
 
     def _with_models(self, doc: Doc, found: dict[int, list[Span]]) -> list[Match]:
-        scored = [i for i in self._scorers if i in found]
+        assert self._bank is not None
         probs = None
-        if self._bank is not None and (self._model_driven or scored):
+        if self._model_driven or any(i in found for i in self._scorers):
             probs = self._bank.scores(doc.terms(self._bank.ngrams))
+        # Only the rules a model passed can match without their query (one vector compare).
+        passed = set() if probs is None else set(self._driven_at(probs))
         out: list[Match] = []
-        for i in sorted(found.keys() | set(self._model_driven)):
+        for i in sorted(found.keys() | passed):
             entry = self._scorers.get(i)
             spans = found.get(i)
             if entry is None or probs is None:
@@ -257,14 +261,27 @@ class RuleSet:
                 out.append(match)
         return out
 
+    def _driven_at(self, probs: Any) -> list[int]:
+        """The `query_or_model` rules whose model's score reaches their threshold."""
+        if self._driven_thresholds is None:
+            import numpy as np
+
+            rows = [self._scorers[i][2] for i in self._model_driven]
+            self._driven_rows = np.array(rows, dtype=np.int64)
+            self._driven_thresholds = np.array(
+                [self._scorers[i][0].threshold for i in self._model_driven]
+            )
+        hits = (probs[self._driven_rows] >= self._driven_thresholds).nonzero()[0]
+        return [self._model_driven[k] for k in hits]
+
     def _decide(self, doc: Doc, i: int, spans: list[Span] | None, prob: float) -> Match | None:
         from monitor.rules.scorer import COMBINE, Scored
 
         spec, model, _ = self._scorers[i]
         if not COMBINE[spec.combine](spans is not None, prob >= spec.threshold):
             return None
-        weights = model.weights(doc.terms(model.ngrams))
-        verdict = Scored(prob, spec.threshold, weights, spec.combine, spans is not None)
+        terms = doc.terms(model.ngrams)
+        verdict = Scored(prob, spec.threshold, model, terms, spec.combine, spans is not None)
         return Match(self._rules[i].name, _hits(doc, spans or []), verdict)
 
     def match_rule(self, fields: Mapping[str, str], rule: str) -> Match | None:
@@ -298,7 +315,7 @@ class RuleSet:
         terms = doc.terms(model.ngrams)
         query = compiled.root.ev(doc) is not None
         prob = model.score(terms)
-        verdict = Scored(prob, spec.threshold, model.weights(terms), spec.combine, query)
+        verdict = Scored(prob, spec.threshold, model, terms, spec.combine, query)
         decided = COMBINE[spec.combine](query, verdict.passed)
         head, _, rest = text.partition("\n")
         head = f"rule {rule!r}: {'matched' if decided else 'did not match'} ({spec.combine})"

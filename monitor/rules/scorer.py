@@ -11,12 +11,14 @@ which scores every model of a rule set on an article in a few vectorised numpy c
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +67,14 @@ class Model:
     ngrams: int
     sublinear_tf: bool
     meta: dict[str, Any] = field(default_factory=dict)
-    index: dict[str, int] = field(default_factory=dict)
+    _index: dict[str, int] | None = None
 
-    def __post_init__(self) -> None:
-        self.index = {t: i for i, t in enumerate(self.terms)}
+    @property
+    def index(self) -> dict[str, int]:
+        """Term -> its column, built on first use (a `Bank` does not need it)."""
+        if self._index is None:
+            self._index = dict(zip(self.terms, range(len(self.terms)), strict=True))
+        return self._index
 
     @property
     def training_sha256(self) -> str:
@@ -111,10 +117,28 @@ class Model:
             },
             **{k: v for k, v in self.meta.items() if k not in ("fold_accents",)},
             "intercept": self.intercept,
-            "terms": self.terms,
-            "idf": [round(float(v), 6) for v in self.idf],
-            "coef": [round(float(v), 6) for v in self.coef],
+            # One string and two base64 float32 arrays: parsed in a few ms, where lists of
+            # thousands of JSON numbers took longer than everything else at start-up.
+            "terms": "\n".join(self.terms),
+            "idf": _pack(self.idf),
+            "coef": _pack(self.coef),
         }
+
+
+def _pack(values: np.ndarray[Any, Any]) -> str:
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _unpack(text: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+    if not isinstance(text, str):
+        raise ValueError("weights must be base64 float32 arrays")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("weights are not valid base64") from None
+    if len(raw) % 4:
+        raise ValueError("weights are not float32 arrays")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float64)
 
 
 def _sigmoid(z: float) -> float:
@@ -178,11 +202,10 @@ def load_model(path: Path, rule: str, *, data_sha256: str | None = None) -> Mode
 
 
 def _parse(data: dict[str, Any], rule: str) -> Model:
-    terms = data["terms"]
-    idf = np.asarray(data["idf"], dtype=np.float64)
-    coef = np.asarray(data["coef"], dtype=np.float64)
-    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
-        raise ValueError("terms must be a list of strings")
+    if not isinstance(data["terms"], str):
+        raise ValueError("terms must be one newline-separated string")
+    terms = data["terms"].split("\n") if data["terms"] else []
+    idf, coef = _unpack(data["idf"]), _unpack(data["coef"])
     if idf.ndim != 1 or coef.ndim != 1 or not len(terms) == len(idf) == len(coef):
         raise ValueError("terms, idf and coef must have the same length")
     if not (np.isfinite(idf).all() and np.isfinite(coef).all()):
@@ -202,15 +225,24 @@ def _parse(data: dict[str, Any], rule: str) -> Model:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scored:
-    """A model's verdict on one article."""
+    """A model's verdict on one article. The terms that weighed most are worked out when
+    first asked for (an alert's explanation), not for every match."""
 
     score: float
     threshold: float
-    weights: list[tuple[str, float]]
+    model: Model
+    terms: Mapping[str, int]
     combine: str = "query_or_model"
     query: bool = False
+    _weights: list[tuple[str, float]] | None = None
+
+    @property
+    def weights(self) -> list[tuple[str, float]]:
+        if self._weights is None:
+            self._weights = self.model.weights(self.terms)
+        return self._weights
 
     @property
     def passed(self) -> bool:
@@ -247,40 +279,48 @@ class Bank:
     def __init__(self, models: Sequence[Model]) -> None:
         self.models = list(models)
         self.ngrams = max((m.ngrams for m in models), default=1)
-        entries: dict[str, list[tuple[int, float, float]]] = {}
-        for k, m in enumerate(models):
-            for t, i in m.index.items():
-                entries.setdefault(t, []).append((k, float(m.idf[i]), float(m.idf[i] * m.coef[i])))
-        self.index = {t: j for j, t in enumerate(entries)}
-        lens = [len(v) for v in entries.values()]
-        self.offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-        np.cumsum(lens, out=self.offsets[1:])
-        flat = [e for v in entries.values() for e in v]
-        self.model_of = np.array([e[0] for e in flat], dtype=np.int64)
-        self.idf = np.array([e[1] for e in flat], dtype=np.float64)
-        self.weight = np.array([e[2] for e in flat], dtype=np.float64)
+        # Every (model, term) entry, then sorted by term so that a term's entries are
+        # contiguous: offsets[j]:offsets[j + 1] are those of term j.
+        vocab = dict.fromkeys(chain.from_iterable(m.terms for m in models))
+        index = dict(zip(vocab, range(len(vocab)), strict=True))
+        ids = [np.fromiter(map(index.__getitem__, m.terms), np.int64, len(m.terms)) for m in models]
+        term_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        order = np.argsort(term_ids, kind="stable")
+        self.index = index
+        self._keys = index.keys()
+        self.offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term_ids, minlength=len(index)), out=self.offsets[1:])
+        owner = np.repeat(np.arange(len(models), dtype=np.int64), [len(m.terms) for m in models])
+        idf = np.concatenate([m.idf for m in models]) if models else np.zeros(0)
+        coef = np.concatenate([m.coef for m in models]) if models else np.zeros(0)
+        self.model_of = owner[order]
+        self.idf2 = (idf * idf)[order]
+        self.weight = (idf * coef)[order]
+        self.all_sublinear = bool(all(m.sublinear_tf for m in models))
         self.intercepts = np.array([m.intercept for m in models], dtype=np.float64)
         self.sublinear = np.array([m.sublinear_tf for m in models], dtype=bool)
 
     def scores(self, terms: Mapping[str, int]) -> np.ndarray[Any, np.dtype[np.float64]]:
         """Each model's probability for the article's term counts."""
         n = len(self.models)
-        index = self.index
-        pairs = [(index[t], c) for t, c in terms.items() if t in index]
-        if not pairs:
+        # Set intersection and map() run in C: no Python loop over the article's terms.
+        present = self._keys & terms.keys()
+        if not present:
             return _sigmoid_array(self.intercepts)
-        cols = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
-        counts = np.fromiter((p[1] for p in pairs), dtype=np.float64, count=len(pairs))
+        cols = np.fromiter(map(self.index.__getitem__, present), np.int64, len(present))
+        counts = np.fromiter(map(terms.__getitem__, present), np.float64, len(present))
         starts = self.offsets[cols]
         lens = self.offsets[cols + 1] - starts
         total = int(lens.sum())
         shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
         sel = shift + np.arange(total)
         models = self.model_of[sel]
-        raw = np.repeat(counts, lens)
-        tf = np.where(self.sublinear[models], 1.0 + np.log(raw), raw)
-        x = tf * self.idf[sel]
-        norm = np.sqrt(np.bincount(models, weights=x * x, minlength=n))
+        if self.all_sublinear:  # TF of each term once, then spread to its entries
+            tf = np.repeat(1.0 + np.log(counts), lens)
+        else:
+            raw = np.repeat(counts, lens)
+            tf = np.where(self.sublinear[models], 1.0 + np.log(raw), raw)
+        norm = np.sqrt(np.bincount(models, weights=tf * tf * self.idf2[sel], minlength=n))
         dot = np.bincount(models, weights=tf * self.weight[sel], minlength=n)
         z = self.intercepts + np.divide(dot, norm, out=np.zeros(n), where=norm > 0)
         return _sigmoid_array(z)
