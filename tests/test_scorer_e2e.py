@@ -51,3 +51,29 @@ channels:
         assert why["field"] == "model" and why["combine"] == "query_or_model"
         assert why["score"] >= why["threshold"] == 0.5 and not why["query_matched"]
         assert len(why["terms"]) == 8 and "terms that weighed most" in why["text"]
+
+
+async def test_a_reload_loads_a_retrained_model_and_keeps_the_old_one_when_stale(
+    tmp_path: Path,
+) -> None:
+    from monitor.daemon import Runtime, load_checked
+
+    cfg = setup_rule(tmp_path)
+    args = ["train", "--config", str(cfg), "--folds", "3", "--repeats", "1"]
+    assert main(args) == 0
+    rt = Runtime(load_checked(cfg), config_path=str(cfg))
+    try:
+        first = rt.pipeline.ruleset
+        assert first.match({"summary": ON_TOPIC})[0].scored is not None
+        labels = tmp_path / "rules" / "labels" / "troops.jsonl"
+        labels.write_text(labels.read_text() + f'{{"body": "{OFF_TOPIC} Again.", "label": 0}}\n')
+        assert rt.reload() is False  # stale model: the running rule set stays
+        assert rt.pipeline.ruleset is first
+        assert main(args) == 0
+        assert rt.reload() is True  # retrained: the new model is loaded
+        second = rt.pipeline.ruleset
+        assert second is not first
+        scorer = second.scorer_of("troops-model")
+        assert scorer is not None and scorer[1].meta["training"]["articles"] == 52
+    finally:
+        await rt.aclose()
