@@ -1,7 +1,12 @@
 """Benchmark of rule matching: the compiled rule set with its prefilter against naive regexes.
 
 Run: `python bench/bench_rules.py` (options: --sizes, --articles, --naive-articles, --seed,
---rules). Prints one table. Articles are real article bodies (scrapinghub article-extraction
+--rules, --models). Prints one table, then the same articles against 10,000 realistic rules
+plus `--models` (default 100) rules with trained scorers (combine `query_or_model`, so every
+model scores every article: the worst case), with the time to load the models. The models are
+trained (scikit-learn) on random 80% subsets of the shipped labels
+(config/rules/labels/us-troops.jsonl) with different regularisation, so their vocabularies
+differ as different rules' would. Articles are real article bodies (scrapinghub article-extraction
 benchmark ground truth), cut to about 4 KB. Rules come from one of two generators over real
 news (AG News training subset): `realistic` (each rule anchored on a name, a two-word name or
 an entity, qualified by a few topic words, as monitoring rules are written) and
@@ -271,6 +276,7 @@ def main() -> None:
         help="realistic: anchored on names and entities; common-words: the first generator, "
         "whose rules are mostly common words and match far more often than real ones",
     )
+    parser.add_argument("--models", type=int, default=100, help="rules with models (0: none)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -343,6 +349,78 @@ def main() -> None:
             f"{naive_med / med:>6.0f}x | {matches / len(articles):>15.1f}"
         )
         del ruleset, patterns  # freed before the next size is measured
+    if args.models:
+        bench_models(args, articles, names, full, topics)
+
+
+LABELS = Path(__file__).resolve().parents[1] / "config/rules/labels/us-troops.jsonl"
+
+
+def bench_models(
+    args: argparse.Namespace,
+    articles: list[dict[str, str]],
+    names: list[str],
+    full: list[tuple[str, str]],
+    topics: list[str],
+) -> None:
+    """10,000 realistic Boolean rules plus `args.models` rules with trained scorers."""
+    import tempfile
+
+    from monitor.rules.compile import ScorerSpec
+    from monitor.rules.labels import read_labels
+    from monitor.rules.scorer import Bank, load_model
+    from monitor.rules.train import Params, fit
+
+    docs = read_labels(LABELS)
+    rng = random.Random(args.seed)
+    specs, entities = generate_realistic_rules(10_000, names, full, topics, rng)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        scored: list[RuleSpec] = []
+        for k in range(args.models):
+            subset = [d for d in docs if rng.random() < 0.8]
+            name = f"model-{k}"
+            model = fit(name, subset, Params(c=rng.choice([0.5, 1, 2, 4, 8, 16])))
+            model.meta["training"] = {"sha256": ""}
+            path = Path(tmp) / f"{name}.json"
+            path.write_text(json.dumps(model.to_json(), separators=(",", ":")))
+            scorer = ScorerSpec(path, threshold=0.6, combine="query_or_model")
+            scored.append(RuleSpec(name, specs[k].query, scorer))
+        train_s = time.perf_counter() - t0
+        size_kb = statistics.mean(p.stat().st_size for p in Path(tmp).iterdir()) / 1024
+        # What models add to a start or a reload: reading and checking each file, and
+        # merging them into one bank (the rest of compile_rules is the Boolean rules').
+        t0 = time.perf_counter()
+        models = [load_model(spec.scorer.model, spec.name) for spec in scored if spec.scorer]
+        Bank(models)
+        load_s = time.perf_counter() - t0
+        del models
+        t0 = time.perf_counter()
+        ruleset = compile_rules([*specs, *scored], entities)
+        both_s = time.perf_counter() - t0
+    for a in articles[:5]:
+        ruleset.match(a)
+    times, cpu_times, matches = [], [], 0
+    for a in articles:
+        c = time.thread_time()
+        t = time.perf_counter()
+        matches += len(ruleset.match(a))
+        times.append((time.perf_counter() - t) * 1000)
+        cpu_times.append((time.thread_time() - c) * 1000)
+    print()
+    print(
+        f"# 10,000 realistic rules + {args.models} rules with models (query_or_model; "
+        f"models {size_kb:.0f} KB each, trained in {train_s:.0f} s)"
+    )
+    print(
+        f"model loading ({args.models} files read, checked and merged): {load_s:.2f} s; "
+        f"compile of all {10_000 + args.models} rules with their models {both_s:.2f} s"
+    )
+    print(
+        f"median {statistics.median(times):.3f} ms, p99 {percentile(times, 0.99):.3f} ms, "
+        f"cpu median {statistics.median(cpu_times):.3f} ms per article; "
+        f"{matches / len(articles):.1f} matches/article"
+    )
 
 
 if __name__ == "__main__":

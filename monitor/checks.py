@@ -20,7 +20,9 @@ from monitor.config import Settings, SlackChannel, WebhookChannel
 from monitor.errors import ConfigError
 from monitor.notify import check_templates
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
+from monitor.rules.compile import ScorerError
 from monitor.rules.examples import check_examples
+from monitor.rules.training import scorer_spec
 
 
 @dataclass(slots=True)
@@ -30,7 +32,11 @@ class CheckedConfig:
 
 
 def rule_specs(settings: Settings) -> list[RuleSpec]:
-    return [RuleSpec(name=r.name, query=r.query) for r in settings.active_rules]
+    return [
+        RuleSpec(name=r.name, query=r.query, scorer=scorer_spec(settings, i))
+        for i, r in enumerate(settings.rules)
+        if r.enabled
+    ]
 
 
 def compile_settings(settings: Settings, *, run_examples: bool = True) -> CheckedConfig:
@@ -49,10 +55,18 @@ def _compile(settings: Settings, problems: list[str]) -> RuleSet | None:
     src = settings.source
     index = {r.name: i for i, r in enumerate(settings.rules)}
     try:
-        return compile_rules(rule_specs(settings), settings.entities)
+        return compile_rules(
+            rule_specs(settings), settings.entities, fold_accents=settings.fold_accents
+        )
     except RuleCompileError as exc:
         for err in exc.errors:
             i = index.get(err.rule)
+            if isinstance(err, ScorerError) and i is not None:
+                where = src.positions.get(("rules", i, "scorer", "model")) or src.locate(
+                    ("rules", i)
+                )
+                problems.append(f"{where}: rule {err.rule!r}: {err.message}")
+                continue
             query = settings.rules[i].query if i is not None else ""
             where = src.query_pos(i, err.offset) if i is not None else src.locate(("rules",))
             problems.append(f"{where}: rule {err.rule!r}: {err.message}\n{err.render(query)}")

@@ -271,6 +271,28 @@ class Examples(_Model):
     )
 
 
+class ScorerConfig(_Model):
+    """A trained model that scores a rule's articles (`monitor train`; docs/evaluation.md)."""
+
+    model: str = Field(
+        description="model file written by `monitor train`, relative to the rule's file"
+    )
+    labels: str | None = Field(
+        None,
+        description="labels file (JSON lines) the model is trained on, relative to the rule's "
+        "file; the rule's examples and stored feedback are used too",
+    )
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="score (0-1) at or above which the model says yes"
+    )
+    combine: Literal["query", "query_or_model", "query_and_model"] = Field(
+        "query_or_model",
+        description="query: the query alone decides (the score is only shown); "
+        "query_or_model: the query or a score at the threshold; query_and_model: the query "
+        "and a score at the threshold",
+    )
+
+
 class RuleConfig(_Model):
     name: Annotated[
         str,
@@ -307,6 +329,9 @@ class RuleConfig(_Model):
     examples: Examples = Field(
         default_factory=Examples,
         description="Texts the rule must and must not match, run by `monitor check`.",
+    )
+    scorer: ScorerConfig | None = Field(
+        None, description="a trained model combined with the query (docs/evaluation.md)"
     )
 
 
@@ -552,6 +577,11 @@ class Settings(BaseSettings):
         description="Named lists of alias phrases for `entity:NAME` in queries.",
     )
     rules: list[RuleConfig] = Field(default_factory=list, description="The rules.")
+    fold_accents: bool = Field(
+        True,
+        description="rules and text compare Latin letters without their accents "
+        "(cafe finds café, irak finds Irák); other scripts keep theirs",
+    )
     channels: dict[str, ChannelConfig] = Field(
         default_factory=dict,
         description="Named alert destinations; a `console` channel always exists.",

@@ -79,6 +79,17 @@ def alert_of(article: Article, match: Match, route: Route, *, now: float) -> Ale
         }
         for h in match.hits[:50]
     ]
+    if match.scored is not None:  # a trained model took part: say so, with its reasons
+        why.append(
+            {
+                "field": "model",
+                "leaf": "score",
+                "text": match.scored.describe(),
+                "start": 0,
+                "end": 0,
+                **match.scored.to_dict(),
+            }
+        )
     return Alert(
         rule=match.rule,
         severity=route.severity,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from monitor.rules import tokenize
-from monitor.rules.text import fold
+from monitor.rules.text import fold, set_fold_accents
 
 
 def test_case_and_compatibility_forms_fold_to_one_form() -> None:
@@ -43,11 +46,32 @@ def test_spans_stay_exact_in_non_ascii_text() -> None:
 
 
 def test_decomposed_accents_stay_inside_the_word() -> None:
-    assert tokenize("cafe\u0301 bar").norms == ["café", "bar"]
+    assert tokenize("cafe\u0301 bar").norms == ["cafe", "bar"]  # folded by default
+    with accents_kept():
+        assert tokenize("cafe\u0301 bar").norms == ["café", "bar"]
 
 
 def test_fold_is_nfkc_and_casefold() -> None:
-    assert fold("ﬁle ÉTÉ") == "file été"
+    assert fold("ﬁle ÉTÉ") == "file ete"
+    with accents_kept():
+        assert fold("ﬁle ÉTÉ") == "file été"
+
+
+def test_accents_of_latin_letters_fold_and_other_scripts_keep_theirs() -> None:
+    text = "Café in Irák, Łódź, Ærø; Москва й; Ελλάδα"
+    toks = tokenize(text)
+    assert toks.norms == ["cafe", "in", "irak", "lodz", "aero", "москва", "й", "ελλάδα"]
+    pieces = [text[s:e] for s, e in zip(toks.starts, toks.ends, strict=True)]
+    assert pieces[:3] == ["Café", "in", "Irák"]  # spans still in the original text
+
+
+@contextlib.contextmanager
+def accents_kept() -> Iterator[None]:
+    set_fold_accents(False)
+    try:
+        yield
+    finally:
+        set_fold_accents(True)
 
 
 def test_typographic_quotes_and_dashes_keep_spans_exact() -> None:

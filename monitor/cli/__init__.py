@@ -78,6 +78,45 @@ def _command(sub: Any, name: str, handler: str, **kwargs: Any) -> argparse.Argum
     return p
 
 
+def _learning_parsers(sub: Any) -> None:
+    """evaluate, train, feedback: the rules measured against labels, and the labels kept."""
+    p = _command(
+        sub,
+        "evaluate",
+        "monitor.cli.evaluate:run",
+        help="precision, recall and F1 of rules on labelled articles",
+    )
+    p.add_argument("--rule", action="append", help="only this rule (repeatable)")
+    p.add_argument("--labels", help="labels file (JSON lines; see docs/evaluation.md)")
+    p.add_argument("--csv", help="CSV that `row` lines refer to when they name none")
+    _format_arg(p)
+    p.add_argument("--min-f1", type=float, help="exit 1 when a rule's F1 is below this")
+    p.add_argument(
+        "--no-feedback", action="store_true", help="leave out the verdicts in the database"
+    )
+    p = _command(
+        sub,
+        "train",
+        "monitor.cli.train:run",
+        help="fit the trained scorers of rules (scikit-learn)",
+    )
+    p.add_argument("--rule", action="append", help="only this rule (repeatable)")
+    p.add_argument("--no-feedback", action="store_true", help="leave out stored verdicts")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="cross-validation repeats (default 3)")
+    _format_arg(p)
+    p = _command(
+        sub,
+        "feedback",
+        "monitor.cli.feedback:run",
+        help="store a verdict on an alert (labelled data)",
+    )
+    p.add_argument("alert_id", type=int, help="the alert's id (in its message: alert_id)")
+    p.add_argument("verdict", choices=["relevant", "irrelevant"])
+    p.add_argument("--note", help="why (shown by evaluate)")
+    p.add_argument("--author", default=os.environ.get("USER"), help="who (default: $USER)")
+
+
 def _feeds_parsers(sub: Any) -> None:
     p = sub.add_parser("feeds", help="list, add or export the configured feeds")
     _config_arg(p)
@@ -205,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="monitor.cli.init:cmd_init")
     p.add_argument("directory", nargs="?", default=".", metavar="DIR", help="default: .")
     p.add_argument("--force", action="store_true", help="overwrite an existing monitor.yaml")
+    _learning_parsers(sub)
     return parser
 
 

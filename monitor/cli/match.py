@@ -28,7 +28,7 @@ from monitor.errors import ConfigError, ExtractError, FeedError, FetchError
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher, FetchResult
 from monitor.models import Article
-from monitor.rules import Match, RuleCompileError, RuleSet, RuleSpec, compile_rules
+from monitor.rules import Match, RuleCompileError, RuleSet, compile_rules
 from monitor.store import FeedSpec, NewArticle, Store
 from monitor.stories import StoryIndex
 
@@ -148,8 +148,11 @@ def _report_stories(groups: list[tuple[str, int, str]], fmt: str, out: TextIO) -
 
 def compile_settings_rules(settings: Settings) -> RuleSet:
     """The enabled rules of `settings` with its entities."""
-    specs = [RuleSpec(r.name, r.query) for r in settings.active_rules]
-    return compile_rules(specs, settings.entities)
+    from monitor.checks import rule_specs  # with each rule's scorer
+
+    return compile_rules(
+        rule_specs(settings), settings.entities, fold_accents=settings.fold_accents
+    )
 
 
 def print_rule_errors(exc: RuleCompileError, settings: Settings, stream: TextIO) -> None:

@@ -106,6 +106,8 @@ def _meta_line(msg: AlertMessage) -> str:
         parts.append(escape(msg.source))
     if msg.published:
         parts.append(msg.published.strftime("%Y-%m-%d %H:%M UTC"))
+    if msg.alert_id is not None:  # for `monitor feedback ALERT_ID relevant|irrelevant`
+        parts.append(f"alert {msg.alert_id}")
     return " · ".join(parts)
 
 

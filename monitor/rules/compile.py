@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import ahocorasick
 import regex
@@ -57,6 +58,10 @@ from monitor.rules.query import (
     parse,
 )
 from monitor.rules.result import Hit, Match
+from monitor.rules.text import set_fold_accents
+
+if TYPE_CHECKING:  # numpy is imported only by a rule set that has a model
+    from monitor.rules.scorer import Bank, Model
 
 #: Every field an article offers to rules (as `Article.fields()`), with its prefilter bit.
 FIELD_BITS = {
@@ -77,10 +82,30 @@ _REGEX_FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, 
 
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
-    """A rule to compile: its name and its query."""
+    """A rule to compile: its name, its query, and its trained scorer if it has one."""
 
     name: str
     query: str
+    scorer: ScorerSpec | None = None
+
+
+Combine = Literal["query", "query_or_model", "query_and_model"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerSpec:
+    """A rule's scorer as configured: the model file, its threshold, how it combines with the
+    query, and the hash of the training data the config names now (None: not checked)."""
+
+    model: Path
+    threshold: float = 0.5
+    combine: Combine = "query_or_model"
+    data_sha256: str | None = None
+    data_error: str | None = None  # the training data named in the config cannot be read
+
+
+class ScorerError(RuleError):
+    """A rule's model cannot be used (missing, corrupt, other version, stale)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +118,34 @@ class CompiledRule:
 class RuleSet:
     """Compiled rules plus their prefilter. Safe to share between threads (read-only)."""
 
-    def __init__(self, rules: list[CompiledRule], needs: list[Need]) -> None:
+    def __init__(
+        self,
+        rules: list[CompiledRule],
+        needs: list[Need],
+        scorers: Mapping[int, tuple[ScorerSpec, Model]] | None = None,
+        *,
+        fold_accents: bool = True,
+    ) -> None:
         self._rules = rules
         self._by_name = {r.name: r for r in rules}
+        self._index = {r.name: i for i, r in enumerate(rules)}
+        self.fold_accents = fold_accents
+        # Rules with a model: rule index -> (its spec, its model, its place in the bank).
+        self._scorers = {
+            i: (spec, model, k)
+            for k, (i, (spec, model)) in enumerate(sorted((scorers or {}).items()))
+        }
+        self._bank: Bank | None = None
+        if self._scorers:
+            from monitor.rules.scorer import Bank
+
+            self._bank = Bank([model for _, model, _ in self._scorers.values()])
+        # Rules a model alone can make match: scored on every article.
+        self._model_driven = [
+            i for i, (spec, _, _) in self._scorers.items() if spec.combine == "query_or_model"
+        ]
+        self._driven_rows: Any = None
+        self._driven_thresholds: Any = None
         self._always = [i for i, n in enumerate(needs) if n is None]
         prefilter = _Prefilter()
         for i, need in enumerate(needs):
@@ -178,7 +228,8 @@ class RuleSet:
     def match(
         self, fields: Mapping[str, str], *, budget: float | ArticleBudget | None = None
     ) -> list[Match]:
-        """Every rule that matches the article, in rule order, with its hits.
+        """Every rule that matches the article, in rule order, with its hits (and, for a
+        rule with a model, the model's score).
 
         `budget` is the total regex time the article may cost, in seconds (or an
         `ArticleBudget` to read afterwards): once spent, the regexes still to run count as not
@@ -187,30 +238,102 @@ class RuleSet:
         """
         doc = Doc(fields, _budget(budget))
         out: list[Match] = []
+        found: dict[int, list[Span]] = {}
         for i in self.candidates(doc):
             rule = self._rules[i]
             doc.budget.rule = rule.name
             spans = rule.root.ev(doc)
             if spans is not None:
-                out.append(Match(rule.name, _hits(doc, spans)))
+                if not self._scorers:
+                    out.append(Match(rule.name, _hits(doc, spans)))
+                found[i] = spans
+        if not self._scorers:
+            return out
+        return self._with_models(doc, found)
+
+    def _with_models(self, doc: Doc, found: dict[int, list[Span]]) -> list[Match]:
+        assert self._bank is not None
+        probs = None
+        if self._model_driven or any(i in found for i in self._scorers):
+            probs = self._bank.scores(doc.terms(self._bank.ngrams))
+        # Only the rules a model passed can match without their query (one vector compare).
+        passed = set() if probs is None else set(self._driven_at(probs))
+        out: list[Match] = []
+        for i in sorted(found.keys() | passed):
+            entry = self._scorers.get(i)
+            spans = found.get(i)
+            if entry is None or probs is None:
+                if spans is not None:
+                    out.append(Match(self._rules[i].name, _hits(doc, spans)))
+                continue
+            match = self._decide(doc, i, spans, float(probs[entry[2]]))
+            if match is not None:
+                out.append(match)
         return out
+
+    def _driven_at(self, probs: Any) -> list[int]:
+        """The `query_or_model` rules whose model's score reaches their threshold."""
+        if self._driven_thresholds is None:
+            import numpy as np
+
+            rows = [self._scorers[i][2] for i in self._model_driven]
+            self._driven_rows = np.array(rows, dtype=np.int64)
+            self._driven_thresholds = np.array(
+                [self._scorers[i][0].threshold for i in self._model_driven]
+            )
+        hits = (probs[self._driven_rows] >= self._driven_thresholds).nonzero()[0]
+        return [self._model_driven[k] for k in hits]
+
+    def _decide(self, doc: Doc, i: int, spans: list[Span] | None, prob: float) -> Match | None:
+        from monitor.rules.scorer import COMBINE, Scored
+
+        spec, model, _ = self._scorers[i]
+        if not COMBINE[spec.combine](spans is not None, prob >= spec.threshold):
+            return None
+        terms = doc.terms(model.ngrams)
+        verdict = Scored(prob, spec.threshold, model, terms, spec.combine, spans is not None)
+        return Match(self._rules[i].name, _hits(doc, spans or []), verdict)
 
     def match_rule(self, fields: Mapping[str, str], rule: str) -> Match | None:
         """One rule against the article, without the prefilter. KeyError if not in the set."""
         compiled = self._by_name[rule]
         doc = Doc(fields)
         spans = compiled.root.ev(doc)
-        return None if spans is None else Match(rule, _hits(doc, spans))
+        i = self._index[rule]
+        if i not in self._scorers:
+            return None if spans is None else Match(rule, _hits(doc, spans))
+        model = self._scorers[i][1]
+        return self._decide(doc, i, spans, model.score(doc.terms(model.ngrams)))
+
+    def scorer_of(self, rule: str) -> tuple[ScorerSpec, Model] | None:
+        entry = self._scorers.get(self._index[rule])
+        return None if entry is None else (entry[0], entry[1])
 
     def explain(
         self, fields: Mapping[str, str], rule: str, *, budget: float | ArticleBudget | None = None
     ) -> str:
         """Why `rule` matched the article or why not: each node of its query, hit or missed
-        (a regex that ran out of time, its own or the article's `budget`, says so)."""
+        (a regex that ran out of time, its own or the article's `budget`, says so), then its
+        model's score and how the two combined."""
         from monitor.rules.explain import explain_rule
+        from monitor.rules.scorer import COMBINE, Scored
 
         compiled = self._by_name[rule]
-        return explain_rule(compiled.name, compiled.root, Doc(fields, _budget(budget)))
+        doc = Doc(fields, _budget(budget))
+        text = explain_rule(compiled.name, compiled.root, doc)
+        entry = self._scorers.get(self._index[rule])
+        if entry is None:
+            return text
+        spec, model, _ = entry
+        terms = doc.terms(model.ngrams)
+        query = compiled.root.ev(doc) is not None
+        prob = model.score(terms)
+        verdict = Scored(prob, spec.threshold, model, terms, spec.combine, query)
+        decided = COMBINE[spec.combine](query, verdict.passed)
+        head, _, rest = text.partition("\n")
+        head = f"rule {rule!r}: {'matched' if decided else 'did not match'} ({spec.combine})"
+        query_line = f"  query: {'matched' if query else 'did not match'}"
+        return "\n".join([head, query_line, rest, "  " + verdict.describe(spec.model.name)])
 
 
 def _budget(budget: float | ArticleBudget | None) -> ArticleBudget | None:
@@ -228,11 +351,17 @@ def _hits(doc: Doc, spans: Iterable[Span]) -> list[Hit]:
 
 
 def compile_rules(
-    specs: Sequence[RuleSpec], entities: Mapping[str, Sequence[str]] | None = None
+    specs: Sequence[RuleSpec],
+    entities: Mapping[str, Sequence[str]] | None = None,
+    *,
+    fold_accents: bool = True,
 ) -> RuleSet:
-    """Compile every rule. Raises `RuleCompileError` listing every error of every rule (and of
-    the entities), so a broken rule is never dropped silently."""
+    """Compile every rule and load its model. Raises `RuleCompileError` listing every error of
+    every rule (and of the entities, and of the models), so a broken rule is never dropped
+    silently. `fold_accents` sets the shared normaliser (process-wide) for queries and text."""
+    set_fold_accents(fold_accents)
     gazetteer, errors = compile_entities(entities or {})
+    scorers: dict[int, tuple[ScorerSpec, Model]] = {}
     rules: list[CompiledRule] = []
     needs: list[Need] = []
     leaves: dict[tuple[Any, ...], PhraseLeaf] = {}
@@ -260,11 +389,25 @@ def compile_rules(
         if ctx.errors:
             errors.extend(ctx.errors)
             continue
+        if spec.scorer is not None:
+            from monitor.rules.scorer import ScorerLoadError, load_model
+
+            if spec.scorer.data_error:
+                errors.append(ScorerError(spec.name, 0, spec.scorer.data_error))
+                continue
+            try:
+                model = load_model(
+                    spec.scorer.model, spec.name, data_sha256=spec.scorer.data_sha256
+                )
+            except ScorerLoadError as exc:
+                errors.append(ScorerError(spec.name, 0, str(exc)))
+                continue
+            scorers[len(rules)] = (spec.scorer, model)
         rules.append(CompiledRule(spec.name, spec.query, root))
         needs.append(_need(root))
     if errors:
         raise RuleCompileError(errors)
-    return RuleSet(rules, needs)
+    return RuleSet(rules, needs, scorers, fold_accents=fold_accents)
 
 
 # --------------------------------------------------------------------------- tree -> nodes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ Span = tuple[str, int, int, tuple[HitT, ...]]
 class Doc:
     """One article's fields, tokenised lazily and at most once."""
 
-    __slots__ = ("_alias_starts", "_tokens", "budget", "fields", "leaf_cache")
+    __slots__ = ("_alias_starts", "_terms", "_tokens", "budget", "fields", "leaf_cache")
 
     def __init__(self, fields: Mapping[str, str], budget: ArticleBudget | None = None) -> None:
         self.fields = fields
@@ -46,6 +47,17 @@ class Doc:
         # once.
         self.leaf_cache: dict[EvalNode, list[Span] | None] = {}
         self._alias_starts: dict[str, dict[int, list[tuple[str, int]]]] = {}
+        self._terms: dict[int, Counter[str]] = {}
+
+    def terms(self, ngrams: int) -> Counter[str]:
+        """Term counts of title, summary and body for trained models (`scorer.terms_of`)."""
+        counts = self._terms.get(ngrams)
+        if counts is None:
+            from monitor.rules.scorer import FIELDS, terms_of
+
+            counts = terms_of([self.tokens(f).norms for f in FIELDS], ngrams)
+            self._terms[ngrams] = counts
+        return counts
 
     def tokens(self, name: str) -> Tokens:
         toks = self._tokens.get(name)

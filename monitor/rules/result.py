@@ -10,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.rules.scorer import Scored
 
 _FIELD_PREFERENCE = {"body": 3, "summary": 2, "title": 1}
 _WHITESPACE = str.maketrans({c: " " for c in "\n\r\t\v\f\u2028\u2029\x85"})
@@ -52,6 +56,8 @@ class Match:
 
     rule: str
     hits: list[Hit]
+    #: For a rule with a trained model: its score, the threshold and the terms that weighed most.
+    scored: Scored | None = None
 
     def snippet(self, fields: Mapping[str, str], width: int = 280) -> Snippet:
         """The best window of `width` characters: most hits, then body over other fields."""

@@ -1,7 +1,8 @@
 """The one normaliser and tokeniser shared by rule queries and article text.
 
 Owns what a "token" is, so that a word in a rule and the same word in an article always
-compare equal: Unicode NFKC + casefold, `U.S.` / `U.S` / `US` alike, curly quotes and
+compare equal: Unicode NFKC + casefold, accents of Latin letters folded (`café` = `cafe`,
+`Irák` = `irak`; on by default, `set_fold_accents`), `U.S.` / `U.S` / `US` alike, curly quotes and
 apostrophes, possessive `'s` dropped, and hyphenated words split into parts (each a token at
 its own position) plus one joined alias spanning the parts, so `e-mail` is found by `e-mail`,
 `"e mail"`, `mail` and `email`. Every token keeps its character span in the original text so
@@ -10,6 +11,7 @@ hits can be highlighted there.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from bisect import bisect_left
@@ -47,11 +49,52 @@ _APOS_SPLIT = re.compile(f"[{_APOS}]")
 _WORD_PART = re.compile(rf"{_U_CHAR}+(?:[{_APOS}]{_U_CHAR}+)*")
 
 
+#: Whether `fold` strips the accents of Latin letters. Process-wide, so that a query and the
+#: text it is matched against are always folded alike; `compile_rules` sets it from the
+#: config (`fold_accents`), and a rule set remembers the setting it was compiled with.
+_FOLD_ACCENTS = True
+# Latin letters with a stroke or ligatures, which Unicode does not decompose.
+_LATIN_EXTRA = str.maketrans(
+    {"ø": "o", "đ": "d", "ł": "l", "ħ": "h", "ŧ": "t", "ƀ": "b", "æ": "ae", "œ": "oe", "ı": "i"}
+)
+
+
+def set_fold_accents(on: bool) -> None:
+    """Fold accents of Latin letters (`café` -> `cafe`) in `fold` and `tokenize`, or not."""
+    global _FOLD_ACCENTS
+    _FOLD_ACCENTS = on
+    _strip_latin_accents.cache_clear()
+
+
+def fold_accents_enabled() -> bool:
+    return _FOLD_ACCENTS
+
+
 def fold(text: str) -> str:
-    """NFKC + casefold: the comparison form of any text."""
+    """NFKC + casefold (+ Latin accents stripped, by default): the comparison form of text."""
     if text.isascii():
         return text.lower()
-    return unicodedata.normalize("NFKC", text).casefold()
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    if _FOLD_ACCENTS and not folded.isascii():
+        return _strip_latin_accents(folded)
+    return folded
+
+
+@functools.lru_cache(maxsize=65536)
+def _strip_latin_accents(text: str) -> str:
+    """Combining marks dropped after Latin letters only: `irák` -> `irak`, but Greek, Cyrillic
+    (`й` is not `и`) and other scripts keep theirs."""
+    decomposed = unicodedata.normalize("NFD", text)
+    out: list[str] = []
+    latin = False
+    for char in decomposed:
+        if unicodedata.combining(char):
+            if not latin:
+                out.append(char)
+            continue
+        latin = char.isascii() or "LATIN" in unicodedata.name(char, "")
+        out.append(char)
+    return unicodedata.normalize("NFC", "".join(out)).translate(_LATIN_EXTRA)
 
 
 def _norm_word(word: str) -> str:

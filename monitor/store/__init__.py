@@ -13,6 +13,7 @@ from monitor.models import FeedState
 from monitor.store import schema
 from monitor.store.articles import ArticleRepo, CommitResult, NewArticle, RuleHit
 from monitor.store.engine import StoreError, make_engine, migrate, reclaim_dead_leases, write_tx
+from monitor.store.feedback import Feedback, FeedbackRepo, LabelledAlert
 from monitor.store.feedstate import FeedRepo, FeedSpec
 from monitor.store.outbox import Delivery, Enqueue, Outbox, enqueue
 from monitor.store.polls import PollCommitted, PollResult, commit_poll
@@ -26,7 +27,10 @@ __all__ = [
     "FeedRepo",
     "FeedSpec",
     "FeedState",
+    "Feedback",
+    "FeedbackRepo",
     "GroupWriter",
+    "LabelledAlert",
     "NewArticle",
     "Outbox",
     "PollCommitted",
@@ -48,6 +52,7 @@ class Store:
         self.feeds = FeedRepo(self.engine)
         self.articles = ArticleRepo(self.engine)
         self.outbox = Outbox(self.engine)
+        self.feedback = FeedbackRepo(self.engine)
         self.writer = GroupWriter(self.engine)
 
     def reclaim_orphaned_leases(self, host: str, now: float) -> int:
