@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from monitor.alerting import Alert
 from monitor.errors import UnknownAlert
 from monitor.models import Article
-from monitor.store import Route, RuleHit, Store
+from monitor.store import NewArticle, Route, RuleHit, Store
 from monitor.store import schema as sc
 from monitor.stories import StoryIndex
 from tests.test_store import NOW, message, open_store
@@ -25,14 +26,10 @@ def alert(st: Store, feed_id: int, guid: str, title: str, rule: str) -> int:
     )
     idx = StoryIndex(window=72 * 3600)
     route = Route(rule=rule, severity="high", channels=[("hook", False)])
-    res = st.articles.commit_article(
-        feed_id=feed_id,
-        article=art,
-        fingerprint=idx.fingerprint(art),
-        hits=[RuleHit(route=route, explanation=[], message=message(title))],
-        stories=idx,
-        now=NOW,
-    )
+    hit = RuleHit(route, Alert.from_dict(message(title)))
+    res = st.articles.commit(
+        [NewArticle(art, idx.fingerprint(art), [hit])], feed_id=feed_id, stories=idx, now=NOW
+    )[0]
     assert res.alerts == [rule]
     with st.engine.connect() as conn:
         return int(
