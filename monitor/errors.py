@@ -62,3 +62,13 @@ class DeliveryError(MonitorError):
         self.retry_after = retry_after
         self.permanent = permanent
         super().__init__(message)
+
+
+class UnknownAlert(MonitorError):
+    """A verdict (or another action) names an alert id the store does not hold."""
+
+    kind = "unknown-alert"
+
+    def __init__(self, alert_id: int) -> None:
+        self.alert_id = alert_id
+        super().__init__(f"no alert with id {alert_id}")

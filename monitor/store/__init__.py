@@ -9,6 +9,7 @@ from __future__ import annotations
 from monitor.store import schema
 from monitor.store.articles import ArticleRepo, CommitResult, Route, RuleHit
 from monitor.store.engine import StoreError, make_engine, migrate, reclaim_dead_leases, write_tx
+from monitor.store.feedback import Feedback, FeedbackRepo, LabelledAlert
 from monitor.store.feedstate import FeedRepo, FeedSpec, FeedState
 from monitor.store.outbox import Delivery, Outbox, enqueue
 from monitor.store.writer import GroupWriter
@@ -20,7 +21,10 @@ __all__ = [
     "FeedRepo",
     "FeedSpec",
     "FeedState",
+    "Feedback",
+    "FeedbackRepo",
     "GroupWriter",
+    "LabelledAlert",
     "Outbox",
     "Route",
     "RuleHit",
@@ -38,6 +42,7 @@ class Store:
         self.feeds = FeedRepo(self.engine)
         self.articles = ArticleRepo(self.engine)
         self.outbox = Outbox(self.engine)
+        self.feedback = FeedbackRepo(self.engine)
         self.writer = GroupWriter(self.engine)
 
     def reclaim_orphaned_leases(self, host: str, now: float) -> int:

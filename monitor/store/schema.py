@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     ForeignKey,
@@ -166,4 +167,18 @@ deliveries = Table(
     Column("sent_at", Float),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_channel_status", "channel", "status"),
+)
+
+# An analyst's verdict on an alert (`monitor feedback`): labelled data for evaluate and train.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("verdict", Text, nullable=False),  # relevant | irrelevant
+    Column("note", Text),
+    Column("author", Text),
+    Column("created_at", Float, nullable=False),
+    CheckConstraint("verdict IN ('relevant', 'irrelevant')", name="ck_feedback_verdict"),
+    Index("ix_feedback_alert", "alert_id"),
 )
