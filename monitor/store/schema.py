@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -57,6 +58,10 @@ feeds = Table(
     Column("polls", Integer, nullable=False, default=0),
     Column("entries_total", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
+    # Paused from the console (any node): not leased until resumed.
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("paused_at", Float),
+    Column("paused_by", String(100)),
     Index("ix_feeds_due", "next_poll_at"),
 )
 
