@@ -300,6 +300,17 @@ class DaemonSettings(_Model):
     feed_lease: Duration = timedelta(minutes=5)
     health_listen: str | None = None  # "127.0.0.1:8080" serves /healthz and /metrics
 
+    @field_validator("health_listen")
+    @classmethod
+    def _health_listen(cls, value: str | None) -> str | None:
+        # The older setting: the console's server, with no users (see WebSettings).
+        if value and not is_loopback_host(value.rpartition(":")[0].strip("[]")):
+            raise ValueError(
+                f"refusing to listen on {value} without authentication: "
+                "use `web.listen` with `web.users`, or listen on 127.0.0.1"
+            )
+        return value
+
 
 class WebUser(_Model):
     """One console user: a scrypt password hash (`python -m monitor.web.auth`) or an API
