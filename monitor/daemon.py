@@ -408,16 +408,15 @@ class Daemon:
                 id=job_id,
                 **extra,
             )
-        self._schedule_digests()
-        self.scheduler.start()
         from monitor.web.server import start_web  # only a daemon loads the web stack
 
         try:
             self.web = await start_web(self)  # console, /healthz, /readyz, /metrics
         except BaseException:
-            self.scheduler.shutdown(wait=False)
             await self.rt.aclose()
             raise
+        self._schedule_digests()
+        self.scheduler.start()
         log.info(
             "monitor running: %d feeds, %d rules, %d channels (node %s)",
             len(self.rt.settings.feed_list),

@@ -22,11 +22,14 @@ when no web server runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import platform
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import (
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from monitor.daemon import Runtime
 
 T = TypeVar("T")
+log = logging.getLogger("monitor.metrics")
 
 #: Stage latencies: from a 1 ms parse to a 30 s slow fetch.
 STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -163,7 +167,9 @@ class Metrics:
             for rule in result.alerts:
                 self.rule_alerts.labels(rule).inc()
                 published = getattr(article, "published", None)
-                if published is not None and now >= published:
+                if isinstance(published, datetime):
+                    published = published.timestamp()
+                if isinstance(published, int | float) and now >= published:
                     self.publish_to_alert.observe(now - published)
 
     def observed_fetch(self, url: str, result: Any) -> None:
@@ -192,7 +198,8 @@ class Metrics:
             finally:
                 self.fetch.observe(time.perf_counter() - started)
             if "etag" in kwargs or "last_modified" in kwargs:  # a feed poll, not a page
-                self.observed_fetch(url, result)
+                with _harmless():
+                    self.observed_fetch(url, result)
             return result
 
         return fetch
@@ -201,9 +208,10 @@ class Metrics:
         def prepare(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             out = fn(*args, **kwargs)
-            self.match.observe(time.perf_counter() - started)
-            for hit in out[2]:
-                self.rule_matches.labels(hit.route.rule).inc()
+            with _harmless():
+                self.match.observe(time.perf_counter() - started)
+                for hit in out[2]:
+                    self.rule_matches.labels(hit.route.rule).inc()
             return out
 
         return prepare
@@ -211,8 +219,9 @@ class Metrics:
     def _counted_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def commit(*args: Any, **kwargs: Any) -> Any:
             results = fn(*args, **kwargs)
-            items = kwargs.get("items", ())
-            self.observed_commit((item[0] for item in items), results, time.time())
+            with _harmless():
+                items = kwargs.get("items", ())
+                self.observed_commit((item[0] for item in items), results, time.time())
             return results
 
         return commit
@@ -220,7 +229,8 @@ class Metrics:
     def _counted_commit_one(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def commit(*args: Any, **kwargs: Any) -> Any:
             result = fn(*args, **kwargs)
-            self.observed_commit([kwargs.get("article")], [result], time.time())
+            with _harmless():
+                self.observed_commit([kwargs.get("article")], [result], time.time())
             return result
 
         return commit
@@ -237,14 +247,24 @@ class Metrics:
                 try:
                     return await fn(channel, d)
                 finally:
-                    self.delivery.labels(d.channel).observe(time.perf_counter() - started)
-                    for outcome, n in before.items():
-                        if counts[outcome] > n:
-                            self.deliveries.labels(d.channel, outcome).inc(counts[outcome] - n)
+                    with _harmless():
+                        self.delivery.labels(d.channel).observe(time.perf_counter() - started)
+                        for outcome, n in before.items():
+                            if counts[outcome] > n:
+                                self.deliveries.labels(d.channel, outcome).inc(counts[outcome] - n)
 
             return send
 
         return wrap
+
+
+@contextlib.contextmanager
+def _harmless() -> Iterator[None]:
+    """A metrics bug is logged, never raised into the pipeline it observes."""
+    try:
+        yield
+    except Exception:
+        log.exception("recording a metric failed (the work itself is unaffected)")
 
 
 def _timer(
