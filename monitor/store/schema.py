@@ -172,6 +172,7 @@ deliveries = Table(
     Column("sent_at", Float),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_channel_status", "channel", "status"),
+    Index("ix_deliveries_alert", "alert_id"),  # an alert's deliveries (the console)
 )
 
 # An analyst's verdict on an alert (`monitor feedback`): labelled data for evaluate and train.
