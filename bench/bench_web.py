@@ -40,10 +40,21 @@ SEVERITIES = ["low", "medium", "high", "critical"]
 
 def fill(store: Store, n: int, now: float) -> None:
     feeds = [
-        {"id": i + 1, "url": f"https://news{i}.example/feed", "fetch_url": f"https://news{i}.example/feed",
-         "name": f"Outlet {i}", "active": True, "allow_private": False, "next_poll_at": now,
-         "consecutive_failures": 0, "broken_reported": False, "redirect_count": 0, "polls": 10,
-         "entries_total": n // 50, "created_at": now - 86400 * 30}
+        {
+            "id": i + 1,
+            "url": f"https://news{i}.example/feed",
+            "fetch_url": f"https://news{i}.example/feed",
+            "name": f"Outlet {i}",
+            "active": True,
+            "allow_private": False,
+            "next_poll_at": now,
+            "consecutive_failures": 0,
+            "broken_reported": False,
+            "redirect_count": 0,
+            "polls": 10,
+            "entries_total": n // 50,
+            "created_at": now - 86400 * 30,
+        }
         for i in range(50)
     ]
     message = json.dumps({"title": "t", "why": []})
@@ -53,32 +64,91 @@ def fill(store: Store, n: int, now: float) -> None:
         for start in range(0, n, batch):
             ids = range(start + 1, min(n, start + batch) + 1)
             t = [now - (n - i) * 60.0 for i in ids]  # one a minute: 100,000 over ~69 days
-            conn.execute(insert(s.stories), [
-                {"id": i, "title": f"Story {i}", "created_at": t[k], "updated_at": t[k]} for k, i in enumerate(ids)
-            ])
-            conn.execute(insert(s.articles), [
-                {"id": i, "feed_id": i % 50 + 1, "guid": f"g{i}", "url": f"https://news{i % 50}.example/a/{i}",
-                 "title": f"Article {i} about {RULES[i % 5]}", "summary": "Summary text " * 5,
-                 "body": "Body text. " * 200, "authors": "[]", "tags": "[]", "published": t[k] - 300,
-                 "fetched_at": t[k], "story_id": i, "story_reason": "new"}
-                for k, i in enumerate(ids)
-            ])
-            conn.execute(insert(s.matches), [
-                {"article_id": i, "rule": RULES[i % 5], "created_at": t[k],
-                 "explanation": json.dumps([{"field": "title", "leaf": RULES[i % 5], "text": RULES[i % 5], "start": 17, "end": 17 + len(RULES[i % 5])}])}
-                for k, i in enumerate(ids)
-            ])
-            conn.execute(insert(s.alerts), [
-                {"id": i, "key": f"k{i}", "rule": RULES[i % 5], "story_id": i, "article_id": i,
-                 "severity": SEVERITIES[i % 4], "status": "sent", "message": message, "created_at": t[k]}
-                for k, i in enumerate(ids)
-            ])
-            conn.execute(insert(s.deliveries), [
-                {"alert_id": i, "channel": "desk", "kind": "alert", "idempotency_key": f"k{i}:desk",
-                 "status": "dead" if i % 10 == 0 else "sent", "attempts": 1, "next_attempt_at": t[k],
-                 "payload": message, "created_at": t[k], "sent_at": t[k]}
-                for k, i in enumerate(ids)
-            ])
+            conn.execute(
+                insert(s.stories),
+                [
+                    {"id": i, "title": f"Story {i}", "created_at": t[k], "updated_at": t[k]}
+                    for k, i in enumerate(ids)
+                ],
+            )
+            conn.execute(
+                insert(s.articles),
+                [
+                    {
+                        "id": i,
+                        "feed_id": i % 50 + 1,
+                        "guid": f"g{i}",
+                        "url": f"https://news{i % 50}.example/a/{i}",
+                        "title": f"Article {i} about {RULES[i % 5]}",
+                        "summary": "Summary text " * 5,
+                        "body": "Body text. " * 200,
+                        "authors": "[]",
+                        "tags": "[]",
+                        "published": t[k] - 300,
+                        "fetched_at": t[k],
+                        "story_id": i,
+                        "story_reason": "new",
+                    }
+                    for k, i in enumerate(ids)
+                ],
+            )
+            conn.execute(
+                insert(s.matches),
+                [
+                    {
+                        "article_id": i,
+                        "rule": RULES[i % 5],
+                        "created_at": t[k],
+                        "explanation": json.dumps(
+                            [
+                                {
+                                    "field": "title",
+                                    "leaf": RULES[i % 5],
+                                    "text": RULES[i % 5],
+                                    "start": 17,
+                                    "end": 17 + len(RULES[i % 5]),
+                                }
+                            ]
+                        ),
+                    }
+                    for k, i in enumerate(ids)
+                ],
+            )
+            conn.execute(
+                insert(s.alerts),
+                [
+                    {
+                        "id": i,
+                        "key": f"k{i}",
+                        "rule": RULES[i % 5],
+                        "story_id": i,
+                        "article_id": i,
+                        "severity": SEVERITIES[i % 4],
+                        "status": "sent",
+                        "message": message,
+                        "created_at": t[k],
+                    }
+                    for k, i in enumerate(ids)
+                ],
+            )
+            conn.execute(
+                insert(s.deliveries),
+                [
+                    {
+                        "alert_id": i,
+                        "channel": "desk",
+                        "kind": "alert",
+                        "idempotency_key": f"k{i}:desk",
+                        "status": "dead" if i % 10 == 0 else "sent",
+                        "attempts": 1,
+                        "next_attempt_at": t[k],
+                        "payload": message,
+                        "created_at": t[k],
+                        "sent_at": t[k],
+                    }
+                    for k, i in enumerate(ids)
+                ],
+            )
 
 
 def serve(console: Console) -> tuple[WebServer, threading.Thread]:
@@ -115,26 +185,44 @@ web:
         store = Store(checked.settings.database)
         started = time.perf_counter()
         fill(store, args.alerts, time.time())
-        print(f"stored {args.alerts:,} alerts in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"stored {args.alerts:,} alerts in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
 
         async def snapshot() -> dict[str, object]:
-            return {"feeds": {"ok": 50}, "deliveries": await asyncio.to_thread(store.outbox.stats, time.time()),
-                    "counters": {}, "last_tick_age": 0.0}
+            return {
+                "feeds": {"ok": 50},
+                "deliveries": await asyncio.to_thread(store.outbox.stats, time.time()),
+                "counters": {},
+                "last_tick_age": 0.0,
+            }
 
-        console = Console(store=store, settings=lambda: checked.settings, ruleset=lambda: checked.ruleset,
-                          snapshot=snapshot, metrics=Metrics())
+        console = Console(
+            store=store,
+            settings=lambda: checked.settings,
+            ruleset=lambda: checked.ruleset,
+            snapshot=snapshot,
+            metrics=Metrics(),
+        )
         server, thread = serve(console)
         base = f"http://127.0.0.1:{server.port}"
         mid = args.alerts // 2
         cases = [
             ("GET /alerts (page, newest 50)", "/alerts"),
             ("GET /alerts?rule=ports", "/alerts?rule=ports"),
-            ("GET /alerts?severity=critical&channel_status=dead", "/alerts?severity=critical&channel_status=dead"),
+            (
+                "GET /alerts?severity=critical&channel_status=dead",
+                "/alerts?severity=critical&channel_status=dead",
+            ),
             (f"GET /alerts?before={mid}", f"/alerts?before={mid}"),
             ("GET /api/v1/alerts", "/api/v1/alerts"),
             ("GET /api/v1/alerts?rule=ports", "/api/v1/alerts?rule=ports"),
             ("GET /api/v1/alerts?channel_status=dead", "/api/v1/alerts?channel_status=dead"),
-            (f"GET /api/v1/alerts?before={mid}&limit=100", f"/api/v1/alerts?before={mid}&limit=100"),
+            (
+                f"GET /api/v1/alerts?before={mid}&limit=100",
+                f"/api/v1/alerts?before={mid}&limit=100",
+            ),
             (f"GET /api/v1/alerts/{mid}", f"/api/v1/alerts/{mid}"),
             (f"GET /alerts/{mid} (page)", f"/alerts/{mid}"),
             ("GET /api/v1/rules", "/api/v1/rules"),
@@ -142,7 +230,9 @@ web:
             ("GET /metrics", "/metrics"),
         ]
         rows = []
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        ) as client:
             for name, path in cases:
                 times = []
                 for i in range(args.repeat + 2):
@@ -155,11 +245,20 @@ web:
                         times.append(dt)
                 times.sort()
                 print(f"  {name}: {statistics.median(times):.1f} ms", file=sys.stderr)
-                rows.append((name, statistics.median(times), times[int(len(times) * 0.95) - 1], len(res.content)))
+                rows.append(
+                    (
+                        name,
+                        statistics.median(times),
+                        times[int(len(times) * 0.95) - 1],
+                        len(res.content),
+                    )
+                )
         server.server.should_exit = True  # type: ignore[union-attr]
         thread.join(10)
         store.close()
-    print(f"{args.alerts:,} alerts stored, {args.repeat} requests each (ms, over HTTP on 127.0.0.1)")
+    print(
+        f"{args.alerts:,} alerts stored, {args.repeat} requests each (ms, over HTTP on 127.0.0.1)"
+    )
     print(f"{'request':<52} {'median':>8} {'p95':>8} {'bytes':>9}")
     for name, med, p95, size in rows:
         flag = "" if med < 100 else "  over 100 ms"

@@ -332,7 +332,9 @@ class WebUser(_Model):
         if not self.password_hash and self.token is None:
             raise ValueError("a web user needs `password_hash` or `token`")
         if self.password_hash and not self.password_hash.startswith("scrypt$"):
-            raise ValueError("`password_hash` must be a scrypt hash from `python -m monitor.web.auth`")
+            raise ValueError(
+                "`password_hash` must be a scrypt hash from `python -m monitor.web.auth`"
+            )
         return self
 
 
@@ -361,7 +363,7 @@ class WebSettings(_Model):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"`listen` must be host:port, got {value!r}")
         return value

@@ -34,7 +34,9 @@ async def healthz(request: Request) -> Response:
     console: Console = request.app.state.console
     snap = await console.snapshot()
     ok = snap.get("last_tick_age", 0.0) <= console.stalled_after
-    return JSONResponse({"status": "ok" if ok else "stalled", **snap}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "stalled", **snap}, status_code=200 if ok else 503
+    )
 
 
 def _database_ok(console: Console) -> None:

@@ -34,12 +34,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter as PromCounter,
     Histogram,
     Info,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+)
+from prometheus_client import (
+    Counter as PromCounter,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,7 +59,9 @@ def test_alerts_list_filters_and_pages(operator: tuple[TestClient, str]) -> None
     assert c.get("/api/v1/alerts", params={"channel_status": "sent"}).json()["alerts"] == []
     future = time.time() + 3600
     assert c.get("/api/v1/alerts", params={"since": future}).json()["alerts"] == []
-    assert len(c.get("/api/v1/alerts", params={"until": "2100-01-01T00:00:00Z"}).json()["alerts"]) == 2
+    assert (
+        len(c.get("/api/v1/alerts", params={"until": "2100-01-01T00:00:00Z"}).json()["alerts"]) == 2
+    )
     bad = c.get("/api/v1/alerts", params={"since": "yesterday"})
     assert bad.status_code == 400 and "since" in bad.json()["error"]
 
@@ -83,7 +84,9 @@ def test_one_alert_has_article_hits_story_and_deliveries(operator: tuple[TestCli
     assert c.get("/api/v1/stories/99999").status_code == 404
 
 
-def test_feeds_pause_resume_poll_now_in_the_store(env: Env, operator: tuple[TestClient, str]) -> None:
+def test_feeds_pause_resume_poll_now_in_the_store(
+    env: Env, operator: tuple[TestClient, str]
+) -> None:
     c, csrf = operator
     (feed,) = c.get("/api/v1/feeds").json()["feeds"]
     assert feed["health"] == "ok" and feed["name"] == "Loopback News"
@@ -117,7 +120,9 @@ def test_deliveries_retry_and_replay(env: Env, operator: tuple[TestClient, str])
     target = rows[0]["id"]
     with write_tx(env.rt.store.engine) as conn:
         conn.execute(s.deliveries.update().where(s.deliveries.c.id == target).values(status="dead"))
-    assert [d["id"] for d in c.get("/api/v1/deliveries", params={"status": "dead"}).json()["deliveries"]] == [target]
+    assert [
+        d["id"] for d in c.get("/api/v1/deliveries", params={"status": "dead"}).json()["deliveries"]
+    ] == [target]
     replay = c.post(f"/api/v1/deliveries/{target}/replay", headers=h).json()
     assert replay["new_delivery"] > target
     new = env.console.repo.delivery(replay["new_delivery"])
@@ -146,7 +151,9 @@ def test_match_text_draft_query_and_refused_url(operator: tuple[TestClient, str]
     assert r["rule"] == "us-troops" and r["matched"]
     assert {x["text"] for x in r["hits"]} == {"rocket", "US troops"}
     draft = c.post(
-        "/api/v1/match", json={"text": "Ships in the harbour", "query": "harbour AND NOT ships"}, headers=h
+        "/api/v1/match",
+        json={"text": "Ships in the harbour", "query": "harbour AND NOT ships"},
+        headers=h,
     ).json()["results"][0]
     assert draft["rule"] == "draft" and not draft["matched"] and draft["explanation"]
     broken = c.post("/api/v1/match", json={"text": "x", "query": "(a OR"}, headers=h)
@@ -162,12 +169,22 @@ def test_feedback_recorded_and_shown(env: Env, operator: tuple[TestClient, str])
     c, csrf = operator
     alert = c.get("/api/v1/alerts").json()["alerts"][-1]["id"]
     h = {"X-CSRF-Token": csrf}
-    res = c.post(f"/api/v1/alerts/{alert}/feedback", json={"verdict": "irrelevant", "note": "old news"}, headers=h)
+    res = c.post(
+        f"/api/v1/alerts/{alert}/feedback",
+        json={"verdict": "irrelevant", "note": "old news"},
+        headers=h,
+    )
     assert res.status_code == 201
     (fb,) = c.get(f"/api/v1/alerts/{alert}/feedback").json()["feedback"]
     assert fb["verdict"] == "irrelevant" and fb["author"] == "olga" and fb["note"] == "old news"
-    assert c.post(f"/api/v1/alerts/{alert}/feedback", json={"verdict": "meh"}, headers=h).status_code == 400
-    assert c.post("/api/v1/alerts/9999/feedback", json={"verdict": "relevant"}, headers=h).status_code == 404
+    assert (
+        c.post(f"/api/v1/alerts/{alert}/feedback", json={"verdict": "meh"}, headers=h).status_code
+        == 400
+    )
+    assert (
+        c.post("/api/v1/alerts/9999/feedback", json={"verdict": "relevant"}, headers=h).status_code
+        == 404
+    )
     labelled = env.rt.store.feedback.labelled("us-troops")
     assert [x.alert_id for x in labelled] == [alert]
     (rule,) = c.get("/api/v1/rules").json()["rules"]
@@ -209,10 +226,22 @@ def test_metrics_parse_with_prometheus_client(operator: tuple[TestClient, str]) 
     names = [f.name for f in text_string_to_metric_families(text)]
     assert len(names) == len(set(names)), "two families with one name"
     fams = {f.name: f for f in text_string_to_metric_families(text)}
-    assert {"monitor_feeds", "monitor_outbox_deliveries", "monitor_deliveries", "monitor_polls",
-            "monitor_fetch_seconds", "monitor_parse_seconds", "monitor_extract_seconds",
-            "monitor_match_seconds", "monitor_delivery_seconds", "monitor_publish_to_alert_seconds",
-            "monitor_rule_matches", "monitor_rule_alerts", "monitor_build_info", "process_cpu_seconds"} <= set(fams)
+    assert {
+        "monitor_feeds",
+        "monitor_outbox_deliveries",
+        "monitor_deliveries",
+        "monitor_polls",
+        "monitor_fetch_seconds",
+        "monitor_parse_seconds",
+        "monitor_extract_seconds",
+        "monitor_match_seconds",
+        "monitor_delivery_seconds",
+        "monitor_publish_to_alert_seconds",
+        "monitor_rule_matches",
+        "monitor_rule_alerts",
+        "monitor_build_info",
+        "process_cpu_seconds",
+    } <= set(fams)
     outbox = {s.labels["status"]: s.value for s in fams["monitor_outbox_deliveries"].samples}
     assert outbox.get("failed", 0) + outbox.get("pending", 0) + outbox.get("dead", 0) >= 2
 
@@ -236,11 +265,15 @@ def test_pages_render_hostile_article_text_as_text(operator: tuple[TestClient, s
 def test_page_forms_work_with_csrf(env: Env, operator: tuple[TestClient, str]) -> None:
     c, csrf = operator
     alert = c.get("/api/v1/alerts").json()["alerts"][0]["id"]
-    res = c.post(f"/alerts/{alert}/feedback", data={"verdict": "relevant", "csrf": csrf}, follow_redirects=False)
+    res = c.post(
+        f"/alerts/{alert}/feedback",
+        data={"verdict": "relevant", "csrf": csrf},
+        follow_redirects=False,
+    )
     assert res.status_code == 303 and res.headers["location"] == f"/alerts/{alert}"
     assert "relevant</span> by olga" in c.get(f"/alerts/{alert}").text
     tested = c.post("/rules", data={"text": "Drone strike on US troops", "csrf": csrf})
-    assert tested.status_code == 200 and "us-troops: <span class=\"matched\">matches" in tested.text
+    assert tested.status_code == 200 and 'us-troops: <span class="matched">matches' in tested.text
     draft = c.post("/rules", data={"text": "a harbour", "query": "harbour", "csrf": csrf})
     assert 'draft: <span class="matched">' in draft.text
     bad = c.post("/rules", data={"text": "x", "query": "(", "csrf": csrf})

@@ -51,9 +51,16 @@ def browser() -> Iterator[webdriver.Chrome]:
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", f"--user-data-dir={profile}", "--window-size=1200,900",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,900",
     ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
@@ -82,8 +89,10 @@ def test_console_in_a_browser(tmp_path: Path, browser: webdriver.Chrome) -> None
         log = tmp_path / "run.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-            stdout=log.open("w"), stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            cwd=ROOT,
         )
         base = f"http://127.0.0.1:{port}"
         wait = WebDriverWait(browser, 30)
@@ -105,7 +114,9 @@ def test_console_in_a_browser(tmp_path: Path, browser: webdriver.Chrome) -> None
             browser.find_element(By.ID, "password").send_keys(PASSWORDS["olga"])
             browser.find_element(By.ID, "login").click()
             wait.until(EC.presence_of_element_located((By.ID, "timeline")))
-            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#timeline a.alert-link")) == 2)
+            wait.until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, "#timeline a.alert-link")) == 2
+            )
             # A new item in the loopback feed: its alert appears without a reload.
             marker = browser.execute_script("window.__same_page = 'yes'; return window.__same_page")
             site.feed("/feed.xml", [*ITEMS, FRESH])
@@ -119,15 +130,21 @@ def test_console_in_a_browser(tmp_path: Path, browser: webdriver.Chrome) -> None
             wait.until(EC.presence_of_element_located((By.ID, "article")))
             marks = {m.text for m in browser.find_elements(By.CSS_SELECTOR, "#article mark.hit")}
             assert {"Rocket", "US troops"} <= marks, marks
-            sources = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#sources td.source-feed")]
+            sources = [
+                td.text for td in browser.find_elements(By.CSS_SELECTOR, "#sources td.source-feed")
+            ]
             assert sources == ["Loopback News"]
             shot(browser, "alert")
             # Not relevant.
             browser.find_element(By.ID, "irrelevant").click()
-            wait.until(EC.text_to_be_present_in_element((By.ID, "feedback"), "not relevant by olga"))
+            wait.until(
+                EC.text_to_be_present_in_element((By.ID, "feedback"), "not relevant by olga")
+            )
             # A dead delivery (the hook's port is closed, one attempt allowed): retry it.
             browser.get(base + "/deliveries?status=dead")
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#delivery-list tr.st-dead button.retry"))
+            wait.until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#delivery-list tr.st-dead button.retry")
+            )
             row = browser.find_element(By.CSS_SELECTOR, "#delivery-list tr.st-dead")
             row_id = row.get_attribute("id")
             attempts = int(row.find_elements(By.TAG_NAME, "td")[5].text)
@@ -137,7 +154,10 @@ def test_console_in_a_browser(tmp_path: Path, browser: webdriver.Chrome) -> None
             def retried(d: webdriver.Chrome) -> bool:
                 d.get(base + "/deliveries?status=dead")
                 again = d.find_elements(By.ID, row_id)
-                return bool(again) and int(again[0].find_elements(By.TAG_NAME, "td")[5].text) > attempts
+                return (
+                    bool(again)
+                    and int(again[0].find_elements(By.TAG_NAME, "td")[5].text) > attempts
+                )
 
             WebDriverWait(browser, 30, poll_frequency=1).until(retried)
             # Sources page.
@@ -146,7 +166,9 @@ def test_console_in_a_browser(tmp_path: Path, browser: webdriver.Chrome) -> None
             shot(browser, "sources")
             # A draft rule in the tester.
             browser.get(base + "/rules")
-            browser.find_element(By.ID, "test-text").send_keys("Protesters gathered at the harbour.")
+            browser.find_element(By.ID, "test-text").send_keys(
+                "Protesters gathered at the harbour."
+            )
             browser.find_element(By.ID, "test-query").send_keys("harbour AND protest*")
             browser.find_element(By.ID, "test-run").click()
             result = wait.until(EC.presence_of_element_located((By.ID, "test-result")))

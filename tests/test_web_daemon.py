@@ -95,7 +95,11 @@ def test_health_ready_metrics_in_a_running_daemon(tmp_path: Path) -> None:
             assert status == 200 and health["status"] == "ok" and health["feeds"] == {"ok": 1}
             status, body = get(f"http://127.0.0.1:{port}/readyz")
             ready = json.loads(body)
-            assert status == 200 and ready["checks"] == {"database": True, "workers": True, "scheduler": True}
+            assert status == 200 and ready["checks"] == {
+                "database": True,
+                "workers": True,
+                "scheduler": True,
+            }
 
             def sent_counted() -> bool:
                 metrics = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
@@ -107,7 +111,11 @@ def test_health_ready_metrics_in_a_running_daemon(tmp_path: Path) -> None:
             names = [f.name for f in families]
             assert len(names) == len(set(names)), "two families with one name"
             fam = {f.name: f for f in families}
-            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in families
+                for s in f.samples
+            }
             assert samples[("monitor_polls_total", (("kind", "new"),))] == 1
             assert samples[("monitor_rule_matches_total", (("rule", "us-troops"),))] == 2
             assert samples[("monitor_rule_alerts_total", (("rule", "us-troops"),))] == 2
@@ -150,10 +158,15 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         site.feed("/feed.xml", [])
         cfg = write_config(tmp_path, site)
-        cfg.write_text(cfg.read_text().replace('listen: "127.0.0.1:0"', f'listen: "127.0.0.1:{port}"'))
+        cfg.write_text(
+            cfg.read_text().replace('listen: "127.0.0.1:0"', f'listen: "127.0.0.1:{port}"')
+        )
         res = subprocess.run(
             [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
         assert res.returncode == 1, res.stderr

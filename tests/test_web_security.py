@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 from starlette.routing import Mount, Route
-from starlette.testclient import TestClient
 
 from monitor.config import WebSettings
 from monitor.web.app import routes
 from monitor.web.auth import hash_password, verify_password
-from tests.webconsole import Env, client_for, csrf_of, login, polled_env, write_config
 from tests.feedserver import NewsSite
+from tests.webconsole import Env, client_for, csrf_of, login, polled_env, write_config
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +52,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 def test_the_table_of_state_changing_routes_is_complete() -> None:
     paths = {p for _, p in unsafe_routes()}
-    assert {"/api/v1/feeds/1/pause", "/api/v1/deliveries/1/retry", "/api/v1/alerts/1/feedback",
-            "/sources/1/pause", "/deliveries/1/retry", "/alerts/1/feedback", "/logout",
-            "/login", "/rules", "/api/v1/match"} <= paths
+    assert {
+        "/api/v1/feeds/1/pause",
+        "/api/v1/deliveries/1/retry",
+        "/api/v1/alerts/1/feedback",
+        "/sources/1/pause",
+        "/deliveries/1/retry",
+        "/alerts/1/feedback",
+        "/logout",
+        "/login",
+        "/rules",
+        "/api/v1/match",
+    } <= paths
 
 
 def test_no_state_change_without_a_session(env: Env) -> None:
@@ -78,7 +86,11 @@ def test_no_state_change_without_the_csrf_token(env: Env) -> None:
         for method, path in unsafe_routes():
             if path == "/login":
                 continue
-            for extra in ({}, {"headers": {"X-CSRF-Token": "forged"}}, {"data": {"csrf": "forged"}}):
+            for extra in (
+                {},
+                {"headers": {"X-CSRF-Token": "forged"}},
+                {"data": {"csrf": "forged"}},
+            ):
                 res = c.request(method, path, follow_redirects=False, **extra)  # type: ignore[arg-type]
                 if path == "/logout":
                     assert c.get("/api/v1/alerts").status_code == 200  # still logged in
@@ -97,11 +109,18 @@ def test_a_read_only_user_cannot_retry_pause_or_label(env: Env) -> None:
     with client_for(env.console) as c:
         token = login(c, "ravi")
         h = {"X-CSRF-Token": token}
-        for path in ("/api/v1/feeds/1/pause", "/api/v1/feeds/1/poll", "/api/v1/deliveries/1/retry",
-                     "/api/v1/deliveries/1/replay"):
+        for path in (
+            "/api/v1/feeds/1/pause",
+            "/api/v1/feeds/1/poll",
+            "/api/v1/deliveries/1/retry",
+            "/api/v1/deliveries/1/replay",
+        ):
             res = c.post(path, headers=h)
             assert res.status_code == 403 and "'read' role" in res.json()["error"], path
-        assert c.post("/api/v1/alerts/1/feedback", json={"verdict": "relevant"}, headers=h).status_code == 403
+        assert (
+            c.post("/api/v1/alerts/1/feedback", json={"verdict": "relevant"}, headers=h).status_code
+            == 403
+        )
         for path in ("/sources/1/pause", "/deliveries/1/retry"):
             assert c.post(path, data={"csrf": token}, follow_redirects=False).status_code == 403
         # Reading is fine, and the pages show no buttons it could not use.
@@ -109,7 +128,12 @@ def test_a_read_only_user_cannot_retry_pause_or_label(env: Env) -> None:
         assert "Retry</button>" not in c.get("/deliveries").text
         assert "Pause</button>" not in c.get("/sources").text
         # The rule tester changes nothing: a reader may use it.
-        assert c.post("/api/v1/match", json={"text": "US troops hit by a rocket"}, headers=h).status_code == 200
+        assert (
+            c.post(
+                "/api/v1/match", json={"text": "US troops hit by a rocket"}, headers=h
+            ).status_code
+            == 200
+        )
 
 
 def test_login_refuses_wrong_password_and_forged_form(env: Env) -> None:
@@ -174,7 +198,10 @@ def test_run_refuses_a_public_bind_without_users_in_one_line(tmp_path: Path, web
         for command in ("check", "run"):
             res = subprocess.run(
                 [sys.executable, "-m", "monitor", command, "--config", str(cfg)],
-                capture_output=True, text=True, timeout=120, cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=ROOT,
                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
             )
             assert res.returncode != 0, (command, res.stdout, res.stderr)

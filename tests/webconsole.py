@@ -44,7 +44,10 @@ HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}
 
 def write_config(tmp: Path, site: NewsSite, *, web: str | None = None, extra: str = "") -> Path:
     cfg = tmp / "monitor.yaml"
-    web = web if web is not None else f"""
+    web = (
+        web
+        if web is not None
+        else f"""
 web:
   listen: "127.0.0.1:0"
   secret_key: "test-secret-key-0123456789"
@@ -53,6 +56,7 @@ web:
     ravi: {{password_hash: "{HASHES["ravi"]}", role: read}}
     bot: {{token: "{TOKEN}", role: read}}
 """
+    )
     cfg.write_text(f"""
 database: sqlite:///{tmp}/monitor.db
 defaults: {{interval: 1h, min_interval: 1s, extract: false, channels: [hook]}}

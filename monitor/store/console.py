@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +93,7 @@ def _alert_query(f: AlertFilter) -> Select[Any]:
     return q.order_by(a.c.id.desc()).limit(f.limit)
 
 
-def _delivery_summary(rows: list[Any]) -> dict[int, dict[str, int]]:
+def _delivery_summary(rows: Sequence[Any]) -> dict[int, dict[str, int]]:
     out: dict[int, dict[str, int]] = {}
     for r in rows:
         out.setdefault(int(r.alert_id), {})[str(r.status)] = int(r.n)
@@ -232,13 +233,14 @@ class ConsoleRepo:
         """Active feeds with health, last error, polls, and entries per day over `days`."""
         since = now - days * DAY
         with read_tx(self.engine) as conn:
-            recent = dict(
-                conn.execute(
+            recent: dict[int, int] = {
+                int(feed_id): int(n)
+                for feed_id, n in conn.execute(
                     select(s.articles.c.feed_id, func.count())
                     .where(s.articles.c.fetched_at >= since)
                     .group_by(s.articles.c.feed_id)
-                ).all()
-            )
+                )
+            }
             rows = conn.execute(
                 select(s.feeds).where(s.feeds.c.active.is_(True)).order_by(s.feeds.c.name)
             ).all()
@@ -322,9 +324,7 @@ class ConsoleRepo:
                         alert_id=r.alert_id,
                         channel=r.channel,
                         kind=r.kind,
-                        idempotency_key=f"{r.idempotency_key}:replay:{uuid.uuid4().hex[:8]}"[
-                            :200
-                        ],
+                        idempotency_key=f"{r.idempotency_key}:replay:{uuid.uuid4().hex[:8]}"[:200],
                         status="pending",
                         attempts=0,
                         next_attempt_at=now,

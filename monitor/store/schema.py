@@ -148,6 +148,7 @@ alerts = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("rule", "story_id", name="uq_alerts_rule_story"),
     Index("ix_alerts_rule_created", "rule", "created_at"),
+    Index("ix_alerts_rule_id", "rule", "id"),  # the console's timeline of one rule, by id
 )
 
 deliveries = Table(

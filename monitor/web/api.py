@@ -73,7 +73,9 @@ def parse_time(value: str | None, name: str) -> float | None:
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise HTTPException(400, f"{name}: not a time (ISO 8601 or UNIX seconds): {value!r}")
+        raise HTTPException(
+            400, f"{name}: not a time (ISO 8601 or UNIX seconds): {value!r}"
+        ) from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
@@ -200,7 +202,12 @@ async def list_feedback(request: Request) -> Response:
     return ok(
         {
             "feedback": [
-                {"verdict": x.verdict, "note": x.note, "author": x.author, "created_at": x.created_at}
+                {
+                    "verdict": x.verdict,
+                    "note": x.note,
+                    "author": x.author,
+                    "created_at": x.created_at,
+                }
                 for x in rows
             ]
         }
@@ -436,8 +443,12 @@ def _op(summary: str, *, params: list[str] = (), body: bool = False, role: str =
         "summary": summary,
         "description": f"Needs the `{role}` role.",
         "parameters": [
-            {"name": p, "in": "path" if p in ("id", "action") else "query", "required": p in ("id", "action"),
-             "schema": {"type": "integer" if p in ("id", "before", "limit") else "string"}}
+            {
+                "name": p,
+                "in": "path" if p in ("id", "action") else "query",
+                "required": p in ("id", "action"),
+                "schema": {"type": "integer" if p in ("id", "before", "limit") else "string"},
+            }
             for p in params
         ],
         "responses": {"200": {"description": "OK", "content": {"application/json": {}}}},
@@ -468,18 +479,26 @@ OPENAPI: dict[str, Any] = {
         "/alerts/{id}": {"get": _op("One alert: article, hits, story, deliveries", params=["id"])},
         "/alerts/{id}/feedback": {
             "get": _op("Feedback recorded for an alert", params=["id"]),
-            "post": _op(
-                "Record relevant / irrelevant", params=["id"], body=True, role="operator"
-            ),
+            "post": _op("Record relevant / irrelevant", params=["id"], body=True, role="operator"),
         },
         "/stories/{id}": {"get": _op("A story and its sources", params=["id"])},
         "/feeds": {"get": _op("Feeds with health, polls and entry rates")},
         "/feeds/{id}/{action}": {
-            "post": _op("pause, resume or poll a feed now", params=["id", "action"], role="operator")
+            "post": _op(
+                "pause, resume or poll a feed now", params=["id", "action"], role="operator"
+            )
         },
-        "/deliveries": {"get": _op("Deliveries by status (default pending,failed,dead)", params=["status", "limit"])},
+        "/deliveries": {
+            "get": _op(
+                "Deliveries by status (default pending,failed,dead)", params=["status", "limit"]
+            )
+        },
         "/deliveries/{id}/{action}": {
-            "post": _op("retry (failed/dead) or replay (sent/dead)", params=["id", "action"], role="operator")
+            "post": _op(
+                "retry (failed/dead) or replay (sent/dead)",
+                params=["id", "action"],
+                role="operator",
+            )
         },
         "/rules": {"get": _op("Rules with query, examples, matches per day, labels")},
         "/match": {"post": _op("Match text, a URL or a draft query; explain", body=True)},

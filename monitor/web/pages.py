@@ -8,6 +8,7 @@ page they came from, so a reload never re-sends them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,7 +135,9 @@ async def alerts_page(request: Request) -> Response:
     rows = await asyncio.to_thread(console.repo.alerts, f)
     params = {k: v for k, v in request.query_params.items() if k != "before" and v}
     older = (
-        "/alerts?" + urlencode({**params, "before": rows[-1]["id"]}) if len(rows) == f.limit else None
+        "/alerts?" + urlencode({**params, "before": rows[-1]["id"]})
+        if len(rows) == f.limit
+        else None
     )
     latest = max((r["id"] for r in rows), default=0)
     if f.before is not None:
@@ -172,9 +175,7 @@ async def alert_page(request: Request) -> Response:
     if alert is None:
         raise HTTPException(404, f"no alert {alert_id}")
     feedback = await asyncio.to_thread(console.store.feedback.for_alert, alert_id)
-    return render(
-        request, "alert.html", alert=alert, fields=alert_view(alert), feedback=feedback
-    )
+    return render(request, "alert.html", alert=alert, fields=alert_view(alert), feedback=feedback)
 
 
 async def alert_feedback(request: Request) -> Response:
@@ -212,10 +213,8 @@ async def events(request: Request) -> Response:
                 yield ": keep-alive\n\n"
             if await request.is_disconnected():
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(console.stopping.wait(), timeout=EVENTS_EVERY)
-            except TimeoutError:
-                pass
 
     return StreamingResponse(
         stream(after),

@@ -71,7 +71,9 @@ def bind(listen: str) -> socket.socket:
         sock.bind((host, int(port)))
     except OSError as exc:
         sock.close()
-        raise ConfigError([f"web.listen: cannot listen on {listen}: {exc.strerror or exc}"]) from None
+        raise ConfigError(
+            [f"web.listen: cannot listen on {listen}: {exc.strerror or exc}"]
+        ) from None
     sock.listen(128)
     sock.setblocking(False)
     return sock

@@ -1,4 +1,4 @@
-"""feed control: pause from the console; an index of deliveries by alert
+"""feed control: pause from the console; indexes for the console's timeline
 
 Revision ID: 0004
 Revises: 0003
@@ -24,9 +24,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('paused_at', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('paused_by', sa.String(length=100), nullable=True))
     op.create_index('ix_deliveries_alert', 'deliveries', ['alert_id'], unique=False)
+    op.create_index('ix_alerts_rule_id', 'alerts', ['rule', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_alerts_rule_id', table_name='alerts')
     op.drop_index('ix_deliveries_alert', table_name='deliveries')
     with op.batch_alter_table('feeds', schema=None) as batch_op:
         batch_op.drop_column('paused_by')
