@@ -132,6 +132,7 @@ matches = Table(
     Column("explanation", Text, nullable=False),  # JSON: hits with fields and spans
     Column("created_at", Float, nullable=False),
     UniqueConstraint("article_id", "rule", name="uq_matches_article_rule"),
+    Index("ix_matches_rule_created", "rule", "created_at"),  # the console's matches per day
 )
 
 alerts = Table(

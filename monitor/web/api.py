@@ -306,7 +306,7 @@ async def post_delivery_action(request: Request) -> Response:
 def rules_view(console: Console) -> list[dict[str, Any]]:
     settings = console.settings()
     ruleset = console.ruleset()
-    days = console.repo.rule_days(console.clock())
+    days = console.repo.rule_days([r.name for r in settings.active_rules], console.clock())
     labelled = console.store.feedback.labelled()
     out = []
     for rule in settings.active_rules:
@@ -328,7 +328,7 @@ def rules_view(console: Console) -> list[dict[str, Any]]:
                 "query": rule.query,
                 "severity": rule.severity,
                 "examples": examples,
-                "per_day": days.get(rule.name, {"matches": [], "alerts": []}),
+                "per_day": days[rule.name],
                 "labels": {
                     "labelled": len(labels),
                     "relevant": relevant,

@@ -25,9 +25,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('paused_by', sa.String(length=100), nullable=True))
     op.create_index('ix_deliveries_alert', 'deliveries', ['alert_id'], unique=False)
     op.create_index('ix_alerts_rule_id', 'alerts', ['rule', 'id'], unique=False)
+    op.create_index('ix_matches_rule_created', 'matches', ['rule', 'created_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_matches_rule_created', table_name='matches')
     op.drop_index('ix_alerts_rule_id', table_name='alerts')
     op.drop_index('ix_deliveries_alert', table_name='deliveries')
     with op.batch_alter_table('feeds', schema=None) as batch_op:
