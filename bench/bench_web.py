@@ -212,7 +212,11 @@ web:
             ("GET /alerts (page, newest 50)", "/alerts"),
             ("GET /alerts?rule=ports", "/alerts?rule=ports"),
             (
-                "GET /alerts?severity=critical&channel_status=dead",
+                "GET /alerts?severity=high&channel_status=dead",
+                "/alerts?severity=high&channel_status=dead",
+            ),
+            (
+                "GET /alerts?severity=critical&channel_status=dead (none)",
                 "/alerts?severity=critical&channel_status=dead",
             ),
             (f"GET /alerts?before={mid}", f"/alerts?before={mid}"),
