@@ -73,6 +73,7 @@ def test_one_alert_has_article_hits_story_and_deliveries(operator: tuple[TestCli
     assert a["article"]["title"].startswith("Drone strike on US troops")
     hits = {(h["field"], h["text"]) for h in a["hits"]}
     assert ("title", "US troops") in hits and ("title", "Drone") in hits
+    assert "us-troops" in a["why"] and "US troops" in a["why"]  # the rule's explanation
     assert [src["feed"] for src in a["story"]["sources"]] == ["Loopback News"]
     assert a["story"]["sources"][0]["why"] == "first article of the story"
     (d,) = a["deliveries"]
@@ -257,6 +258,7 @@ def test_pages_render_hostile_article_text_as_text(operator: tuple[TestClient, s
     assert "<script>alert(" not in page and "<b>bold</b>" not in page
     assert "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in page
     assert '<mark class="hit">US troops</mark>' in page
+    assert 'id="explanation"' in page
     for path in ("/sources", "/deliveries", "/rules"):
         body = c.get(path).text
         assert "<script>alert(" not in body, path

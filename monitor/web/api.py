@@ -145,12 +145,32 @@ async def get_alert(request: Request) -> Response:
     alert = await asyncio.to_thread(console.repo.alert, _path_id(request))
     if alert is None:
         raise HTTPException(404, f"no alert {request.path_params['id']}")
+    alert["why"] = await asyncio.to_thread(rule_explanation, console, alert)
     fb = await asyncio.to_thread(console.store.feedback.for_alert, alert["id"])
     alert["feedback"] = [
         {"verdict": x.verdict, "note": x.note, "author": x.author, "created_at": x.created_at}
         for x in fb
     ]
     return ok(alert)
+
+
+def rule_explanation(console: Console, alert: dict[str, Any]) -> str | None:
+    """The rule's explanation of its verdict on the alert's article, by the running rules
+    (None when the rule is no longer configured)."""
+    ruleset = console.ruleset()
+    if alert["rule"] not in ruleset.rule_names:
+        return None
+    art = alert["article"]
+    fields = {
+        "title": art["title"] or "",
+        "summary": art["summary"] or "",
+        "body": art["body"] or "",
+        "author": "\n".join(art["authors"]),
+        "tags": "",
+        "url": art["url"] or "",
+        "feed": art["feed"] or "",
+    }
+    return ruleset.explain(fields, alert["rule"])
 
 
 async def get_story(request: Request) -> Response:

@@ -175,7 +175,10 @@ async def alert_page(request: Request) -> Response:
     if alert is None:
         raise HTTPException(404, f"no alert {alert_id}")
     feedback = await asyncio.to_thread(console.store.feedback.for_alert, alert_id)
-    return render(request, "alert.html", alert=alert, fields=alert_view(alert), feedback=feedback)
+    why = await asyncio.to_thread(api.rule_explanation, console, alert)
+    return render(
+        request, "alert.html", alert=alert, fields=alert_view(alert), feedback=feedback, why=why
+    )
 
 
 async def alert_feedback(request: Request) -> Response:
