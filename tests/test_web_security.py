@@ -150,6 +150,22 @@ def test_login_refuses_wrong_password_and_forged_form(env: Env) -> None:
     assert c.get("/alerts", follow_redirects=False).headers["location"] == "/login?next=/alerts"
 
 
+def test_login_redirects_only_to_this_site(env: Env) -> None:
+    from monitor.web.pages import safe_next
+
+    assert safe_next("/alerts/3")
+    for target in ("//evil.example/", "/\\evil.example/", "https://evil.example/", "evil"):
+        assert not safe_next(target), target
+    c = client_for(env.console)
+    page = c.get("/login", params={"next": "//evil.example/"})
+    res = c.post(
+        "/login?next=//evil.example/",
+        data={"username": "olga", "password": "operator-pass-1", "csrf": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert res.status_code == 303 and res.headers["location"] == "/alerts"
+
+
 def test_session_cookie_is_httponly_and_samesite(env: Env) -> None:
     c = client_for(env.console)
     res = c.get("/login")

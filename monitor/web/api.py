@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -458,7 +459,9 @@ ROUTES = [
 ]
 
 
-def _op(summary: str, *, params: list[str] = (), body: bool = False, role: str = "read") -> Any:  # type: ignore[assignment]
+def _op(
+    summary: str, *, params: Sequence[str] = (), body: bool = False, role: str = "read"
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "description": f"Needs the `{role}` role.",

@@ -98,10 +98,15 @@ env.globals["bars"] = bars
 # ---------------------------------------------------------------------- login
 
 
+def safe_next(path: str) -> bool:
+    """Whether a post-login target stays on this site (no `//host` or `/\\host`)."""
+    return path.startswith("/") and not path.startswith(("//", "/\\")) and "\\" not in path
+
+
 async def login(request: Request) -> Response:
     console = api.console_of(request)
     nxt = request.query_params.get("next", "/alerts")
-    nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/alerts"
+    nxt = nxt if safe_next(nxt) else "/alerts"
     if request.method == "GET":
         return render(request, "login.html", next=nxt, error=None)
     if not await csrf_ok(request):
