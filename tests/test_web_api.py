@@ -3,6 +3,11 @@ real poll of a loopback feed (alerts, stories, deliveries that failed against a 
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import dataclasses
+import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -280,3 +285,42 @@ def test_page_forms_work_with_csrf(env: Env, operator: tuple[TestClient, str]) -
     assert 'draft: <span class="matched">' in draft.text
     bad = c.post("/rules", data={"text": "x", "query": "(", "csrf": csrf})
     assert 'id="test-error"' in bad.text
+
+
+def test_healthz_503_when_the_scheduler_stalled(env: Env) -> None:
+    stalled = dataclasses.replace(env.console, stalled_after=-1.0)
+    res = client_for(stalled).get("/healthz")
+    assert res.status_code == 503 and res.json()["status"] == "stalled"
+    assert client_for(env.console).get("/healthz").json()["status"] == "ok"
+
+
+def test_readyz_names_what_is_not_ready(env: Env) -> None:
+    from sqlalchemy import create_engine
+
+    no_workers = dataclasses.replace(env.console, workers_up=lambda: False)
+    res = client_for(no_workers).get("/readyz")
+    assert res.status_code == 503
+    assert res.json()["checks"]["workers"] == "the worker pool is not running"
+    store = copy.copy(env.console.store)
+    store.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    res = client_for(dataclasses.replace(env.console, store=store)).get("/readyz")
+    body = res.json()
+    assert res.status_code == 503 and body["checks"]["workers"] is True
+    assert "OperationalError" in body["checks"]["database"]
+    store.engine.dispose()
+
+
+def test_events_stream_alerts_as_server_sent_events(env: Env) -> None:
+    console = dataclasses.replace(env.console, stopping=asyncio.Event())
+    with client_for(console) as c:
+        login(c, "ravi")
+        threading.Timer(2.5, console.stopping.set).start()  # ends the stream
+        res = c.get("/events", params={"after": 0})
+    assert res.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in res.text.split("\n\n") if e.startswith("id:")]
+    ids = [int(e.split("\n")[0][4:]) for e in events]
+    assert ids == sorted(ids) and len(ids) == 2  # oldest first, each once
+    data = json.loads(events[-1].split("data: ", 1)[1])
+    assert data["rule"] == "us-troops" and data["title"].startswith("Drone")
+    refused = client_for(console).get("/events", follow_redirects=False)
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
