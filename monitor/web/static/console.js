@@ -28,8 +28,13 @@
     link.textContent = a.title || a.url;
     cell(row, "").appendChild(link);
     cell(row, a.feed);
-    var d = [];
-    Object.keys(a.deliveries || {}).sort().forEach(function (k) { d.push(a.deliveries[k] + " " + k); });
-    cell(row, d.join(" "));
+    var td = cell(row, "");
+    Object.keys(a.deliveries || {}).sort().forEach(function (k) {
+      var span = document.createElement("span");
+      span.className = "st st-" + k;
+      span.textContent = a.deliveries[k] + " " + k;
+      td.appendChild(span);
+      td.appendChild(document.createTextNode(" "));
+    });
   });
 })();
