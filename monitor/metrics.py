@@ -290,8 +290,12 @@ def _wrap_async(obj: object, name: str, wrapper: Callable[[Any], Any]) -> None:
 
 
 def _wrap_sync(obj: object, name: str, wrapper: Callable[[Any], Any]) -> None:
-    """Replace `obj.name` (a bound method) by `wrapper(method)`, once."""
-    original = getattr(obj, name)
+    """Replace `obj.name` (a bound method) by `wrapper(method)`, once. A stage that is not
+    there (the pipeline changed) is logged and left unmeasured, never an error."""
+    original = getattr(obj, name, None)
+    if not callable(original):
+        log.warning("metrics: %s.%s not found; it is not measured", type(obj).__name__, name)
+        return
     if getattr(original, "__monitor_metrics__", False):
         return
     wrapped = functools.wraps(original)(wrapper(original))
