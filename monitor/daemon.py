@@ -408,13 +408,14 @@ class Daemon:
                 id=job_id,
                 **extra,
             )
-        from monitor.web.server import start_web  # only a daemon loads the web stack
+        if self.rt.settings.web is not None or d.health_listen:
+            from monitor.web.server import start_web  # loaded only when configured
 
-        try:
-            self.web = await start_web(self)  # console, /healthz, /readyz, /metrics
-        except BaseException:
-            await self.rt.aclose()
-            raise
+            try:
+                self.web = await start_web(self)  # console, /healthz, /readyz, /metrics
+            except BaseException:
+                await self.rt.aclose()
+                raise
         self._schedule_digests()
         self.scheduler.start()
         log.info(
