@@ -359,6 +359,11 @@ class WebSettings(_Model):
     session_max_age: Duration = Field(
         timedelta(hours=12), description="how long a login lasts without activity"
     )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="listen on a non-loopback address without users (only /healthz, /readyz "
+        "and /metrics answer): for a container whose port is published on the host's loopback",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -371,10 +376,10 @@ class WebSettings(_Model):
     @model_validator(mode="after")
     def _auth_off_loopback(self) -> WebSettings:
         host = self.listen.rpartition(":")[0].strip("[]")
-        if not self.users and not is_loopback_host(host):
+        if not self.users and not self.allow_unauthenticated and not is_loopback_host(host):
             raise ValueError(
                 f"refusing to listen on {self.listen} without authentication: "
-                "add `web.users` or listen on 127.0.0.1"
+                "add `web.users` or listen on 127.0.0.1 (or set `web.allow_unauthenticated`)"
             )
         return self
 

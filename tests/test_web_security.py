@@ -225,3 +225,32 @@ def test_run_refuses_a_public_bind_without_users_in_one_line(tmp_path: Path, web
             lines = [x for x in res.stderr.splitlines() if "without authentication" in x]
             assert len(lines) == 1, (command, res.stderr)
             assert "0.0.0.0:8080" in lines[0]
+
+
+def test_a_container_may_opt_in_to_unauthenticated_health(tmp_path: Path) -> None:
+    """`web.allow_unauthenticated` (set here from the environment, as a container would):
+    a non-loopback bind with no users is accepted, and still only health answers."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\n")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MONITOR_WEB__LISTEN": "0.0.0.0:8080"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    assert refused.returncode != 0 and "allow_unauthenticated" in refused.stderr
+    env["MONITOR_WEB__ALLOW_UNAUTHENTICATED"] = "true"
+    accepted = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    web = WebSettings(listen="0.0.0.0:8080", allow_unauthenticated=True)
+    assert web.users == {}  # so the console itself has nobody who could log in
