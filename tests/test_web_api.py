@@ -138,6 +138,12 @@ def test_deliveries_retry_and_replay(env: Env, operator: tuple[TestClient, str])
     again = c.post(f"/api/v1/deliveries/{target}/retry", headers=h)
     assert again.status_code == 409 and "not failed or dead" in again.json()["error"]
     assert c.get("/api/v1/deliveries", params={"status": "bogus"}).status_code == 400
+    with write_tx(env.rt.store.engine) as conn:
+        conn.execute(s.deliveries.update().values(status="dead"))
+    assert 'id="retry-dead"' in c.get("/deliveries").text
+    assert c.post("/api/v1/deliveries/retry-dead", headers=h).json()["retried"] >= 3
+    assert c.get("/api/v1/deliveries", params={"status": "dead"}).json()["deliveries"] == []
+    assert c.post("/api/v1/deliveries/retry-dead", headers=h).json()["retried"] == 0
 
 
 def test_rules_examples_and_matches_per_day(operator: tuple[TestClient, str]) -> None:

@@ -114,6 +114,7 @@ def test_a_read_only_user_cannot_retry_pause_or_label(env: Env) -> None:
             "/api/v1/feeds/1/poll",
             "/api/v1/deliveries/1/retry",
             "/api/v1/deliveries/1/replay",
+            "/api/v1/deliveries/retry-dead",
         ):
             res = c.post(path, headers=h)
             assert res.status_code == 403 and "'read' role" in res.json()["error"], path

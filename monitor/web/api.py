@@ -313,6 +313,16 @@ async def delivery_action(console: Console, delivery_id: int, action: str) -> di
     return {"id": delivery_id, "done": "replay", "new_delivery": new}
 
 
+async def retry_dead(console: Console) -> int:
+    """Every dead delivery due again now; how many."""
+    return await asyncio.to_thread(console.store.outbox.retry, None, dead=True, now=console.clock())
+
+
+async def post_retry_dead(request: Request) -> Response:
+    console, _ = await guard(request, "operator")
+    return ok({"retried": await retry_dead(console)})
+
+
 async def post_delivery_action(request: Request) -> Response:
     console, _ = await guard(request, "operator")
     action = request.path_params["action"]
@@ -452,6 +462,7 @@ ROUTES = [
     Route("/feeds", list_feeds, methods=["GET"]),
     Route("/feeds/{id:int}/{action:str}", post_feed_action, methods=["POST"]),
     Route("/deliveries", list_deliveries, methods=["GET"]),
+    Route("/deliveries/retry-dead", post_retry_dead, methods=["POST"]),
     Route("/deliveries/{id:int}/{action:str}", post_delivery_action, methods=["POST"]),
     Route("/rules", list_rules, methods=["GET"]),
     Route("/match", post_match, methods=["POST"]),
@@ -515,6 +526,9 @@ OPENAPI: dict[str, Any] = {
             "get": _op(
                 "Deliveries by status (default pending,failed,dead)", params=["status", "limit"]
             )
+        },
+        "/deliveries/retry-dead": {
+            "post": _op("Make every dead delivery due again", role="operator")
         },
         "/deliveries/{id}/{action}": {
             "post": _op(

@@ -256,6 +256,12 @@ async def deliveries_page(request: Request) -> Response:
     return render(request, "deliveries.html", deliveries=rows, statuses=statuses)
 
 
+async def deliveries_retry_dead(request: Request) -> Response:
+    console, _ = await api.guard(request, "operator")
+    await api.retry_dead(console)
+    return back(request, "/deliveries")
+
+
 async def delivery_action(request: Request) -> Response:
     console, _ = await api.guard(request, "operator")
     action = request.path_params["action"]
@@ -295,6 +301,7 @@ ROUTES = [
     Route("/sources", sources_page),
     Route("/sources/{id:int}/{action:str}", source_action, methods=["POST"]),
     Route("/deliveries", deliveries_page),
+    Route("/deliveries/retry-dead", deliveries_retry_dead, methods=["POST"]),
     Route("/deliveries/{id:int}/{action:str}", delivery_action, methods=["POST"]),
     Route("/rules", rules_page, methods=["GET", "POST"]),
 ]
