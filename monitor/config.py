@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import ipaddress
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -528,6 +529,100 @@ class DaemonSettings(_Model):
         ),
     )
 
+    @field_validator("health_listen")
+    @classmethod
+    def _health_listen(cls, value: str | None) -> str | None:
+        # The older setting: the console's server, with no users (see WebSettings).
+        if value and not is_loopback_host(value.rpartition(":")[0].strip("[]")):
+            raise ValueError(
+                f"refusing to listen on {value} without authentication: "
+                "use `web.listen` with `web.users`, or listen on 127.0.0.1"
+            )
+        return value
+
+
+class WebUser(_Model):
+    """One console user: a scrypt password hash (`python -m monitor.web.auth`) or an API
+    token (usually `${VAR}`), and a role."""
+
+    password_hash: str | None = Field(
+        None,
+        description="scrypt hash of the password, as printed by `python -m monitor.web.auth`",
+    )
+    token: SecretStr | None = Field(
+        None, description="API token (use `${VAR}`); sent as `Authorization: Bearer <token>`"
+    )
+    role: Literal["read", "operator"] = Field(
+        "read", description="`read` sees everything; `operator` may also pause, retry and label"
+    )
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> WebUser:
+        if not self.password_hash and self.token is None:
+            raise ValueError("a web user needs `password_hash` or `token`")
+        if self.password_hash and not self.password_hash.startswith("scrypt$"):
+            raise ValueError(
+                "`password_hash` must be a scrypt hash from `python -m monitor.web.auth`"
+            )
+        return self
+
+
+class WebSettings(_Model):
+    """The web console, its JSON API, `/healthz`, `/readyz` and `/metrics` (one server)."""
+
+    listen: str = Field(
+        "127.0.0.1:8080", description="host:port the console and health endpoints listen on"
+    )
+    users: dict[str, WebUser] = Field(
+        default_factory=dict,
+        description="who may log in; without users only /healthz, /readyz and /metrics answer",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="key signing session cookies (use `${VAR}`; the same on every node); "
+        "random per process when unset, so sessions end at a restart",
+    )
+    cookie_secure: bool = Field(
+        False, description="send the session cookie over HTTPS only (set behind a TLS proxy)"
+    )
+    session_max_age: Duration = Field(
+        timedelta(hours=12), description="how long a login lasts without activity"
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="listen on a non-loopback address without users (only /healthz, /readyz "
+        "and /metrics answer): for a container whose port is published on the host's loopback",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"`listen` must be host:port, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_off_loopback(self) -> WebSettings:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if not self.users and not self.allow_unauthenticated and not is_loopback_host(host):
+            raise ValueError(
+                f"refusing to listen on {self.listen} without authentication: "
+                "add `web.users` or listen on 127.0.0.1 (or set `web.allow_unauthenticated`)"
+            )
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen host only accepts local connections (names other than localhost
+    count as not loopback: what they resolve to can change)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 class Settings(BaseSettings):
     """The whole config. Env `MONITOR_*` (nested with `__`) overrides the YAML file."""
@@ -594,6 +689,9 @@ class Settings(BaseSettings):
     )
     daemon: DaemonSettings = Field(
         default_factory=DaemonSettings, description="The daemon's loops and health server."
+    )
+    web: WebSettings | None = Field(
+        None, description="The web console and health endpoints (off when absent)."
     )
 
     _source: SourceMap | None = PrivateAttr(default=None)

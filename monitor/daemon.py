@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -35,7 +35,6 @@ from monitor.config import Settings, load_config
 from monitor.delivery import Deliverer
 from monitor.errors import ConfigError
 from monitor.fetch import Fetcher
-from monitor.health import HealthServer
 from monitor.logs import setup_logging as setup_logging  # re-exported; lives in monitor.logs
 from monitor.notify import build_channel
 from monitor.notify.base import Channel
@@ -46,6 +45,9 @@ from monitor.store import FeedSpec, Store
 from monitor.store.engine import write_tx
 from monitor.store.stories import StoryRepo
 from monitor.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from monitor.web.server import WebServer
 
 log = logging.getLogger("monitor.daemon")
 
@@ -241,7 +243,7 @@ class Daemon:
         self.polls: Counter[str] = Counter()
         self.alerts = 0
         self.last_tick = time.monotonic()
-        self.health: HealthServer | None = None
+        self.web: WebServer | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -277,13 +279,16 @@ class Daemon:
                 id=job_id,
                 **extra,
             )
+        if self.rt.settings.web is not None or d.health_listen:
+            from monitor.web.server import start_web  # loaded only when configured
+
+            try:
+                self.web = await start_web(self)  # console, /healthz, /readyz, /metrics
+            except BaseException:
+                await self.rt.aclose()
+                raise
         self._schedule_digests()
         self.scheduler.start()
-        if d.health_listen:
-            self.health = HealthServer(
-                d.health_listen, self.snapshot, stalled_after=max(60.0, 10 * d.tick.total_seconds())
-            )
-            await self.health.start()
         log.info(
             "monitor running: %d feeds, %d rules, %d channels (node %s)",
             len(self.rt.settings.feed_list),
@@ -296,8 +301,8 @@ class Daemon:
         finally:
             log.info("stopping")
             self.scheduler.shutdown(wait=False)
-            if self.health is not None:
-                await self.health.stop()
+            if self.web is not None:
+                await self.web.stop()
             # `stopping` ends the poll loop's leasing; its polls in flight, and the scheduler's
             # jobs that were running (a delivery round, a digest), get the grace period before
             # they are cancelled (leases are released by expiry and the work done again:

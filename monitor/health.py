@@ -1,133 +1,76 @@
-"""Liveness and metrics over HTTP for the daemon: `GET /healthz` and `GET /metrics`.
+"""`/healthz`, `/readyz` and `/metrics`: the endpoints a supervisor and Prometheus poll.
 
-A few dozen lines on asyncio streams rather than a web framework: the daemon answers two fixed
-GET paths on a port that should stay on a private interface, and a framework would add a
-dependency and a server loop for nothing. `/healthz` is 200 while the scheduler ticks and 503
-when it has stalled; `/metrics` is Prometheus text from the store and the daemon's counters.
+They are routes of the console's Starlette app (`monitor.web`), served by uvicorn in the
+daemon's event loop; this replaced a hand-written listener on asyncio streams. None needs a
+login. `/healthz` is liveness: 200 while the scheduler ticks, 503 when it has stalled, with the
+same JSON as before (feeds by health, the outbox, the daemon's counters). `/readyz` is
+readiness: 200 when the database answers and the worker processes are up, else 503 naming
+what is not. `/metrics` is `prometheus_client`'s exposition of the daemon's own registry
+(`monitor.metrics`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from monitor.metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from monitor.web.context import Console
 
 log = logging.getLogger("monitor.health")
 
-Snapshot = Callable[[], Awaitable[dict[str, Any]]]
+#: Seconds a readiness check may take before it counts as failed.
+READY_TIMEOUT = 5.0
 
 
-def render_metrics(snap: dict[str, Any]) -> str:
-    """Prometheus exposition text for a snapshot (see `Daemon.snapshot`)."""
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: dict[str, float]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples.items():
-            lines.append(f"{name}{labels} {value:g}")
-
-    feeds = snap.get("feeds", {})
-    metric(
-        "monitor_feeds",
-        "gauge",
-        "Active feeds by health.",
-        {f'{{state="{k}"}}': float(v) for k, v in feeds.items()},
+async def healthz(request: Request) -> Response:
+    console: Console = request.app.state.console
+    snap = await console.snapshot()
+    ok = snap.get("last_tick_age", 0.0) <= console.stalled_after
+    return JSONResponse(
+        {"status": "ok" if ok else "stalled", **snap}, status_code=200 if ok else 503
     )
-    deliveries = snap.get("deliveries", {})
-    metric(
-        "monitor_deliveries",
-        "gauge",
-        "Deliveries in the outbox by status.",
-        {f'{{status="{k}"}}': float(v) for k, v in deliveries.get("by_status", {}).items()},
+
+
+def _database_ok(console: Console) -> None:
+    with console.store.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+async def readiness(console: Console) -> dict[str, Any]:
+    """Each check's result: True, or the reason it failed."""
+    checks: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await asyncio.to_thread(_database_ok, console)
+        checks["database"] = True
+    except TimeoutError:
+        checks["database"] = f"no answer in {READY_TIMEOUT:g} s"
+    except Exception as exc:  # any driver error: the database is not reachable
+        checks["database"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    checks["workers"] = True if console.workers_up() else "the worker pool is not running"
+    checks["scheduler"] = True if not console.stopping.is_set() else "stopping"
+    return checks
+
+
+async def readyz(request: Request) -> Response:
+    console: Console = request.app.state.console
+    checks = await readiness(console)
+    ready = all(v is True for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
     )
-    oldest = deliveries.get("oldest_pending_age")
-    metric(
-        "monitor_oldest_pending_delivery_seconds",
-        "gauge",
-        "Age of the oldest delivery not yet sent.",
-        {"": float(oldest or 0)},
-    )
-    counters = snap.get("counters", {})
-    for name, samples in sorted(counters.items()):
-        metric(
-            f"monitor_{name}_total",
-            "counter",
-            f"{name.replace('_', ' ')} since start.",
-            {f'{{kind="{k}"}}' if k else "": float(v) for k, v in samples.items()},
-        )
-    metric(
-        "monitor_last_tick_age_seconds",
-        "gauge",
-        "Seconds since the scheduler last ticked.",
-        {"": float(snap.get("last_tick_age", 0.0))},
-    )
-    return "\n".join(lines) + "\n"
 
 
-class HealthServer:
-    def __init__(self, listen: str, snapshot: Snapshot, *, stalled_after: float) -> None:
-        host, _, port = listen.rpartition(":")
-        self.host = host.strip("[]") or "127.0.0.1"
-        self.port = int(port)
-        self.snapshot = snapshot
-        self.stalled_after = stalled_after
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        sock = self._server.sockets[0].getsockname()
-        self.port = int(sock[1])
-        log.info("health endpoint on http://%s:%d/healthz", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(5):
-                request = await reader.readline()
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-            parts = request.decode("latin-1").split()
-            path = parts[1] if len(parts) >= 2 and parts[0] in ("GET", "HEAD") else ""
-            if path == "/healthz":
-                snap = await self.snapshot()
-                ok = snap.get("last_tick_age", 0.0) <= self.stalled_after
-                body = json.dumps({"status": "ok" if ok else "stalled", **snap}).encode()
-                await self._reply(writer, 200 if ok else 503, "application/json", body)
-            elif path == "/metrics":
-                body = render_metrics(await self.snapshot()).encode()
-                await self._reply(writer, 200, "text/plain; version=0.0.4", body)
-            else:
-                await self._reply(writer, 404, "text/plain", b"not found\n")
-        except (TimeoutError, ConnectionError, UnicodeDecodeError):
-            pass
-        except Exception:
-            log.exception("health endpoint failed")
-            with contextlib.suppress(Exception):
-                await self._reply(writer, 500, "text/plain", b"error\n")
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    @staticmethod
-    async def _reply(writer: asyncio.StreamWriter, status: int, ctype: str, body: bytes) -> None:
-        reason = {
-            200: "OK",
-            404: "Not Found",
-            500: "Internal Server Error",
-            503: "Service Unavailable",
-        }[status]
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode()
-        writer.write(head + body)
-        await writer.drain()
+async def metrics(request: Request) -> Response:
+    console: Console = request.app.state.console
+    console.metrics.update(await console.snapshot())
+    return Response(console.metrics.render(), media_type=CONTENT_TYPE)

@@ -50,6 +50,7 @@ def _lease_statements(dialect: str) -> _LeaseStatements:
         select(s.feeds.c.id)
         .where(
             s.feeds.c.active.is_(True),
+            s.feeds.c.paused.is_(False),  # paused from the console
             s.feeds.c.next_poll_at <= now,
             or_(s.feeds.c.lease_until.is_(None), s.feeds.c.lease_until < now),
         )

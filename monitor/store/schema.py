@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -57,6 +58,10 @@ feeds = Table(
     Column("polls", Integer, nullable=False, default=0),
     Column("entries_total", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
+    # Paused from the console (any node): not leased until resumed.
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("paused_at", Float),
+    Column("paused_by", String(100)),
     Index("ix_feeds_due", "next_poll_at"),
 )
 
@@ -127,6 +132,7 @@ matches = Table(
     Column("explanation", Text, nullable=False),  # JSON: hits with fields and spans
     Column("created_at", Float, nullable=False),
     UniqueConstraint("article_id", "rule", name="uq_matches_article_rule"),
+    Index("ix_matches_rule_created", "rule", "created_at"),  # the console's matches per day
 )
 
 alerts = Table(
@@ -143,6 +149,7 @@ alerts = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("rule", "story_id", name="uq_alerts_rule_story"),
     Index("ix_alerts_rule_created", "rule", "created_at"),
+    Index("ix_alerts_rule_id", "rule", "id"),  # the console's timeline of one rule, by id
 )
 
 deliveries = Table(
@@ -167,6 +174,21 @@ deliveries = Table(
     Column("sent_at", Float),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_channel_status", "channel", "status"),
+    Index("ix_deliveries_alert", "alert_id"),  # an alert's deliveries (the console)
+)
+
+# An analyst's verdict on an alert (`monitor feedback`): labelled data for evaluate and train.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("verdict", Text, nullable=False),  # relevant | irrelevant
+    Column("note", Text),
+    Column("author", Text),
+    Column("created_at", Float, nullable=False),
+    CheckConstraint("verdict IN ('relevant', 'irrelevant')", name="ck_feedback_verdict"),
+    Index("ix_feedback_alert", "alert_id"),
 )
 
 # An analyst's verdict on an alert (`monitor feedback`): labelled data for evaluate and train.

@@ -1,0 +1,371 @@
+"""What the web console reads from the store, and the few things it changes.
+
+Reads (`ConsoleRepo`): the alerts timeline with filters and keyset paging (by id, newest
+first, so a page costs the same with 100,000 alerts as with 100), one alert with its article,
+hits, story sources and deliveries, the feeds with their health and entry rates, deliveries by
+status, and per-rule matches and alerts per day. Every read is one snapshot transaction.
+
+Writes, each one statement: pause and resume a feed (the lease skips paused feeds, so this
+works across nodes), "poll now" (the feed becomes due), and replay of a sent or dead delivery
+(a new pending row with its own idempotency key, so the receiver sees a new message). Retrying a
+failed or dead delivery is `Outbox.retry`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Integer, Select, and_, cast, exists, func, insert, select, update
+
+from monitor.store import schema as s
+from monitor.store.engine import is_postgres, new_id, read_tx, write_tx
+
+DAY = 86400.0
+#: Delivery statuses the deliveries page lists (sent rows are on each alert's page).
+OPEN_STATUSES = ("pending", "failed", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """The timeline's filters; None means any. `before` is the paging cursor (an alert id)."""
+
+    rule: str | None = None
+    severity: str | None = None
+    channel_status: str | None = None  # alerts with a delivery in this status
+    since: float | None = None
+    until: float | None = None
+    before: int | None = None
+    after: int | None = None  # only alerts newer than this id (server-sent events)
+    limit: int = 50
+
+
+def feed_health(consecutive_failures: int, broken_reported: bool, paused: bool) -> str:
+    """ok | failing | broken | paused (as /healthz counts them, plus paused)."""
+    if paused:
+        return "paused"
+    if consecutive_failures == 0:
+        return "ok"
+    return "broken" if broken_reported else "failing"
+
+
+def _alert_query(f: AlertFilter) -> Select[Any]:
+    a, ar, fd = s.alerts, s.articles, s.feeds
+    q = (
+        select(
+            a.c.id,
+            a.c.rule,
+            a.c.severity,
+            a.c.status,
+            a.c.created_at,
+            a.c.story_id,
+            ar.c.title,
+            ar.c.url,
+            ar.c.published,
+            fd.c.name.label("feed"),
+        )
+        .join(ar, ar.c.id == a.c.article_id)
+        .join(fd, fd.c.id == ar.c.feed_id)
+    )
+    conditions = []
+    if f.rule:
+        conditions.append(a.c.rule == f.rule)
+    if f.severity:
+        conditions.append(a.c.severity == f.severity)
+    if f.since is not None:
+        conditions.append(a.c.created_at >= f.since)
+    if f.until is not None:
+        conditions.append(a.c.created_at < f.until)
+    if f.before is not None:
+        conditions.append(a.c.id < f.before)
+    if f.after is not None:
+        conditions.append(a.c.id > f.after)
+    if f.channel_status:
+        d = s.deliveries
+        conditions.append(
+            exists().where(and_(d.c.alert_id == a.c.id, d.c.status == f.channel_status))
+        )
+    if conditions:
+        q = q.where(and_(*conditions))
+    return q.order_by(a.c.id.desc()).limit(f.limit)
+
+
+def _delivery_summary(rows: Sequence[Any]) -> dict[int, dict[str, int]]:
+    out: dict[int, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(int(r.alert_id), {})[str(r.status)] = int(r.n)
+    return out
+
+
+def _delivery(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "alert_id": r.alert_id,
+        "channel": r.channel,
+        "kind": r.kind,
+        "status": r.status,
+        "attempts": r.attempts,
+        "next_attempt_at": r.next_attempt_at,
+        "last_error": r.last_error,
+        "receipt": r.receipt,
+        "created_at": r.created_at,
+        "sent_at": r.sent_at,
+    }
+
+
+class ConsoleRepo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ alerts
+
+    def alerts(self, f: AlertFilter) -> list[dict[str, Any]]:
+        """Newest first, with each alert's deliveries counted by status."""
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(_alert_query(f)).all()
+            ids = [r.id for r in rows]
+            summary: dict[int, dict[str, int]] = {}
+            if ids:
+                d = s.deliveries
+                summary = _delivery_summary(
+                    conn.execute(
+                        select(d.c.alert_id, d.c.status, func.count().label("n"))
+                        .where(d.c.alert_id.in_(ids))
+                        .group_by(d.c.alert_id, d.c.status)
+                    ).all()
+                )
+        return [{**r._asdict(), "deliveries": summary.get(r.id, {})} for r in rows]
+
+    def latest_alert_id(self) -> int:
+        with read_tx(self.engine) as conn:
+            return int(conn.execute(select(func.max(s.alerts.c.id))).scalar() or 0)
+
+    def alert(self, alert_id: int) -> dict[str, Any] | None:
+        """One alert: its article, the rule's hits in it, its story's sources, its deliveries."""
+        a, ar = s.alerts, s.articles
+        with read_tx(self.engine) as conn:
+            row = conn.execute(select(a).where(a.c.id == alert_id)).first()
+            if row is None:
+                return None
+            art = conn.execute(
+                select(ar, s.feeds.c.name.label("feed"))
+                .join(s.feeds, s.feeds.c.id == ar.c.feed_id)
+                .where(ar.c.id == row.article_id)
+            ).one()
+            explanation = conn.execute(
+                select(s.matches.c.explanation).where(
+                    s.matches.c.article_id == row.article_id, s.matches.c.rule == row.rule
+                )
+            ).scalar()
+            story = self._story(conn, int(row.story_id))
+            deliveries = conn.execute(
+                select(s.deliveries)
+                .where(s.deliveries.c.alert_id == alert_id)
+                .order_by(s.deliveries.c.id)
+            ).all()
+        message = json.loads(row.message)
+        return {
+            "id": row.id,
+            "rule": row.rule,
+            "severity": row.severity,
+            "status": row.status,
+            "created_at": row.created_at,
+            "article": {
+                "id": art.id,
+                "feed": art.feed,
+                "title": art.title,
+                "url": art.url,
+                "summary": art.summary,
+                "body": art.body,
+                "authors": json.loads(art.authors),
+                "published": art.published,
+                "fetched_at": art.fetched_at,
+                "extract_error": art.extract_error,
+            },
+            "hits": json.loads(explanation) if explanation else message.get("why", []),
+            "explanation": message.get("why", []),
+            "story": story,
+            "deliveries": [_delivery(d) for d in deliveries],
+        }
+
+    @staticmethod
+    def _story(conn: Any, story_id: int) -> dict[str, Any]:
+        st = conn.execute(select(s.stories).where(s.stories.c.id == story_id)).one()
+        ar = s.articles
+        rows = conn.execute(
+            select(
+                ar.c.id,
+                ar.c.title,
+                ar.c.url,
+                ar.c.fetched_at,
+                ar.c.story_reason,
+                s.feeds.c.name.label("feed"),
+            )
+            .join(s.feeds, s.feeds.c.id == ar.c.feed_id)
+            .where(ar.c.story_id == story_id)
+            .order_by(ar.c.fetched_at, ar.c.id)
+        ).all()
+        return {
+            "id": st.id,
+            "title": st.title,
+            "url": st.url,
+            "created_at": st.created_at,
+            "sources": [
+                {
+                    "article_id": r.id,
+                    "feed": r.feed,
+                    "title": r.title,
+                    "url": r.url,
+                    "joined_at": r.fetched_at,
+                    "reason": r.story_reason or "new",
+                    "why": why_joined(r.story_reason),
+                }
+                for r in rows
+            ],
+        }
+
+    # ------------------------------------------------------------------ feeds
+
+    def feeds(self, now: float, days: int = 7) -> list[dict[str, Any]]:
+        """Active feeds with health, last error, polls, and entries per day over `days`."""
+        since = now - days * DAY
+        with read_tx(self.engine) as conn:
+            recent: dict[int, int] = {
+                int(feed_id): int(n)
+                for feed_id, n in conn.execute(
+                    select(s.articles.c.feed_id, func.count())
+                    .where(s.articles.c.fetched_at >= since)
+                    .group_by(s.articles.c.feed_id)
+                )
+            }
+            rows = conn.execute(
+                select(s.feeds).where(s.feeds.c.active.is_(True)).order_by(s.feeds.c.name)
+            ).all()
+        return [
+            {
+                "id": r.id,
+                "url": r.url,
+                "fetch_url": r.fetch_url,
+                "name": r.name,
+                "health": feed_health(r.consecutive_failures, r.broken_reported, r.paused),
+                "paused": bool(r.paused),
+                "paused_by": r.paused_by,
+                "failing_since": r.failing_since,
+                "consecutive_failures": r.consecutive_failures,
+                "last_error_kind": r.last_error_kind,
+                "last_error": r.last_error,
+                "last_poll_at": r.last_attempt_at,
+                "last_success_at": r.last_success_at,
+                "next_poll_at": r.next_poll_at,
+                "polls": r.polls,
+                "entries_total": r.entries_total,
+                "entries_per_day": round(recent.get(r.id, 0) / days, 2),
+            }
+            for r in rows
+        ]
+
+    def set_paused(self, feed_id: int, paused: bool, *, by: str | None, now: float) -> bool:
+        """Pause or resume a feed; False for an unknown feed."""
+        values: dict[str, Any] = (
+            {"paused": True, "paused_at": now, "paused_by": by}
+            if paused
+            else {"paused": False, "paused_at": None, "paused_by": None}
+        )
+        with write_tx(self.engine) as conn:
+            res = conn.execute(update(s.feeds).where(s.feeds.c.id == feed_id).values(**values))
+            return bool(res.rowcount)
+
+    def poll_feed_now(self, feed_id: int, now: float) -> bool:
+        """Make a feed due now (the next lease on any node takes it); False if unknown."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(
+                update(s.feeds).where(s.feeds.c.id == feed_id).values(next_poll_at=now)
+            )
+            return bool(res.rowcount)
+
+    # ------------------------------------------------------------------ deliveries
+
+    def deliveries(
+        self, statuses: tuple[str, ...] = OPEN_STATUSES, *, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        d, a, ar = s.deliveries, s.alerts, s.articles
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(
+                select(d, a.c.rule, ar.c.title)
+                .outerjoin(a, a.c.id == d.c.alert_id)
+                .outerjoin(ar, ar.c.id == a.c.article_id)
+                .where(d.c.status.in_(statuses))
+                .order_by(d.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [{**_delivery(r), "rule": r.rule, "title": r.title} for r in rows]
+
+    def delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        with read_tx(self.engine) as conn:
+            r = conn.execute(select(s.deliveries).where(s.deliveries.c.id == delivery_id)).first()
+        return _delivery(r) if r is not None else None
+
+    def replay(self, delivery_id: int, now: float) -> int | None:
+        """A sent or dead delivery sent again as a new row (new idempotency key): its id, or
+        None when there is no such delivery or it is not sent or dead."""
+        d = s.deliveries
+        with write_tx(self.engine) as conn:
+            r = conn.execute(
+                select(d).where(d.c.id == delivery_id, d.c.status.in_(("sent", "dead")))
+            ).first()
+            if r is None:
+                return None
+            return new_id(
+                conn.execute(
+                    insert(d).values(
+                        alert_id=r.alert_id,
+                        channel=r.channel,
+                        kind=r.kind,
+                        idempotency_key=f"{r.idempotency_key}:replay:{uuid.uuid4().hex[:8]}"[:200],
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        payload=r.payload,
+                        created_at=now,
+                    )
+                )
+            )
+
+    # ------------------------------------------------------------------ rules
+
+    def rule_days(
+        self, rules: Sequence[str], now: float, days: int = 14
+    ) -> dict[str, dict[str, list[int]]]:
+        """Per rule: matches and alerts on each of the last `days` days (oldest first). One
+        indexed range per rule and table (`rule, created_at`), not a scan of all matches."""
+        start = (now // DAY - days + 1) * DAY
+        postgres = is_postgres(self.engine)
+        out = {rule: {"matches": [0] * days, "alerts": [0] * days} for rule in rules}
+        with read_tx(self.engine) as conn:
+            for kind, table in (("matches", s.matches), ("alerts", s.alerts)):
+                offset = (table.c.created_at - start) / DAY
+                # SQLite may lack floor(); its CAST truncates, which is floor for offset >= 0
+                # (PostgreSQL's CAST rounds, so it gets floor).
+                day = func.floor(offset) if postgres else cast(offset, Integer)
+                for rule in rules:
+                    rows = conn.execute(
+                        select(day.label("day"), func.count())
+                        .where(table.c.rule == rule, table.c.created_at >= start)
+                        .group_by(day)
+                    ).all()
+                    for i, n in rows:
+                        if 0 <= int(i) < days:
+                            out[rule][kind][int(i)] = int(n)
+        return out
+
+
+def why_joined(reason: str | None) -> str:
+    """A story source's reason in words: new, same URL, same title, near-duplicate text."""
+    if not reason or reason == "new":
+        return "first article of the story"
+    if reason.startswith("text~"):
+        return f"near-duplicate text (similarity {reason[5:]})"
+    return f"same {reason}"

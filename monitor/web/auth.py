@@ -1,0 +1,166 @@
+"""Who is asking, and may they: users, password hashes, API tokens, roles and CSRF.
+
+- Passwords are stored as scrypt hashes (`hashlib.scrypt`, n=2**14, r=8, p=1, 16-byte salt):
+  `scrypt$16384$8$1$<salt>$<hash>` (base64). `python -m monitor.web.auth` prints one.
+- A browser logs in with a form and gets a session: Starlette's `SessionMiddleware`, a cookie
+  signed with `itsdangerous` (HttpOnly, SameSite=Strict, Secure when `web.cookie_secure`).
+  The session holds the user name and a random CSRF token; every state-changing request made
+  with a session must carry that token (form field `csrf` or header `X-CSRF-Token`).
+- A script sends `Authorization: Bearer <token>`. Such a request carries no ambient
+  credential a third-party page could make the browser send, so it needs no CSRF token.
+- Roles: `read` sees everything; `operator` may also pause, poll, retry, replay and label.
+  The user's role is looked up on every request, so a reload that removes a user or changes
+  a role takes effect at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from monitor.config import WebSettings
+
+Role = Literal["read", "operator"]
+ROLES: dict[str, int] = {"read": 0, "operator": 1}
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_N, _R, _P = 2**14, 8, 1
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether `password` matches a `hash_password` string (False for a malformed one)."""
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(want),
+            maxmem=128 * int(r) * int(n) * 2 + 1024 * 1024,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    role: str
+    via: Literal["session", "token"]
+
+    def may(self, role: str) -> bool:
+        return ROLES[self.role] >= ROLES[role]
+
+
+def authenticate_password(web: WebSettings, name: str, password: str) -> bool:
+    user = web.users.get(name)
+    if user is None or not user.password_hash:
+        # The same work for an unknown name, so timing does not tell which names exist.
+        verify_password(password, _DUMMY_HASH)
+        return False
+    return verify_password(password, user.password_hash)
+
+
+def user_for_token(web: WebSettings, token: str) -> User | None:
+    found: User | None = None
+    for name, cfg in web.users.items():
+        if cfg.token is not None and hmac.compare_digest(
+            cfg.token.get_secret_value().encode(), token.encode()
+        ):
+            found = User(name, cfg.role, "token")
+    return found
+
+
+def current_user(request: Request, web: WebSettings) -> User | None:
+    """The user a request is made by (token first, then session), or None."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return user_for_token(web, header[7:].strip())
+    name = request.session.get("user")
+    cfg = web.users.get(name) if isinstance(name, str) else None
+    if cfg is None or not cfg.password_hash:
+        return None
+    return User(name, cfg.role, "session")  # type: ignore[arg-type]
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (created on first use)."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def csrf_ok(request: Request) -> bool:
+    """Whether an unsafe request made with a session carries the session's CSRF token."""
+    want = request.session.get("csrf")
+    if not isinstance(want, str):
+        return False
+    got = request.headers.get("x-csrf-token")
+    if got is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get("csrf")
+        got = value if isinstance(value, str) else None
+    return got is not None and hmac.compare_digest(got.encode(), want.encode())
+
+
+async def require(request: Request, web: WebSettings, role: str = "read") -> User:
+    """The request's user if it may act with `role`; else 401 (who are you?) or 403."""
+    user = current_user(request, web)
+    if user is None:
+        raise HTTPException(401, "log in first (or send an API token)")
+    if request.method in UNSAFE_METHODS and user.via == "session" and not await csrf_ok(request):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+    if not user.may(role):
+        raise HTTPException(403, f"{user.name} has the {user.role!r} role; this needs {role!r}")
+    return user
+
+
+_DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)
+
+
+def main() -> int:
+    """`python -m monitor.web.auth`: read a password (twice) and print its hash."""
+    try:
+        if sys.stdin.isatty():
+            first = getpass.getpass("password: ")
+            if getpass.getpass("again: ") != first:
+                print("the passwords differ", file=sys.stderr)
+                return 1
+        else:
+            first = sys.stdin.readline().rstrip("\n")
+    except (KeyboardInterrupt, EOFError):
+        return 1
+    if len(first) < 8:
+        print("use at least 8 characters", file=sys.stderr)
+        return 1
+    print(hash_password(first))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
