@@ -196,8 +196,7 @@ class Metrics:
             _wrap_async(rt.workers, name, _timer(self.parse))
         _wrap_async(rt.workers, "extract", _timer(self.extract))
         _wrap_sync(rt.pipeline, "_prepare", self._timed_match)
-        _wrap_sync(rt.store.articles, "commit_articles_in", self._counted_commit)
-        _wrap_sync(rt.store.articles, "commit_article", self._counted_commit_one)
+        _wrap_async(rt.store, "commit", self._counted_commit)  # the one commit path of polls
         _wrap_async(rt.deliverer, "_send", self._timed_send(rt))
 
     def _timed_fetch(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -226,22 +225,13 @@ class Metrics:
 
         return prepare
 
-    def _counted_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def commit(*args: Any, **kwargs: Any) -> Any:
-            results = fn(*args, **kwargs)
+    def _counted_commit(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def commit(poll: Any, *args: Any, **kwargs: Any) -> Any:
+            committed = await fn(poll, *args, **kwargs)
             with _harmless():
-                items = kwargs.get("items", ())
-                self.observed_commit((item[0] for item in items), results, time.time())
-            return results
-
-        return commit
-
-    def _counted_commit_one(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def commit(*args: Any, **kwargs: Any) -> Any:
-            result = fn(*args, **kwargs)
-            with _harmless():
-                self.observed_commit([kwargs.get("article")], [result], time.time())
-            return result
+                articles = (new.article for new in poll.articles)
+                self.observed_commit(articles, committed.results, time.time())
+            return committed
 
         return commit
 

@@ -190,17 +190,3 @@ feedback = Table(
     CheckConstraint("verdict IN ('relevant', 'irrelevant')", name="ck_feedback_verdict"),
     Index("ix_feedback_alert", "alert_id"),
 )
-
-# An analyst's verdict on an alert (`monitor feedback`): labelled data for evaluate and train.
-feedback = Table(
-    "feedback",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
-    Column("verdict", Text, nullable=False),  # relevant | irrelevant
-    Column("note", Text),
-    Column("author", Text),
-    Column("created_at", Float, nullable=False),
-    CheckConstraint("verdict IN ('relevant', 'irrelevant')", name="ck_feedback_verdict"),
-    Index("ix_feedback_alert", "alert_id"),
-)
