@@ -51,7 +51,9 @@ from monitor.notify import AlertMessage, build_channel  # noqa: E402
 from monitor.store import Enqueue, Store, enqueue  # noqa: E402
 from monitor.store.engine import write_tx  # noqa: E402
 
-AG_NEWS = ROOT.parent / "shared" / "corpora" / "news" / "ag_news" / "train_subset.csv"
+# The corpora folder: $MONITOR_CORPORA, else ../shared/corpora beside the checkout.
+CORPORA = Path(os.environ.get("MONITOR_CORPORA") or ROOT.parent / "shared" / "corpora")
+AG_NEWS = CORPORA / "news" / "ag_news" / "train_subset.csv"
 
 
 # --------------------------------------------------------------------------- part 1

@@ -53,7 +53,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-AG_NEWS = ROOT.parent / "shared" / "corpora" / "news" / "ag_news" / "train_subset.csv"
+# The corpora folder: $MONITOR_CORPORA, else ../shared/corpora beside the checkout.
+CORPORA = Path(os.environ.get("MONITOR_CORPORA") or ROOT.parent / "shared" / "corpora")
+AG_NEWS = CORPORA / "news" / "ag_news" / "train_subset.csv"
 HOSTS = 50
 ITEMS = 10
 CHANGED = 0.01

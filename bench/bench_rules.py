@@ -41,7 +41,10 @@ from typing import Any
 from monitor.rules import RuleSpec, compile_rules
 from monitor.rules.text import tokenize
 
-CORPORA = Path("/work/shared/corpora")
+# The corpora folder: $MONITOR_CORPORA, else ../shared/corpora beside the checkout.
+CORPORA = Path(
+    os.environ.get("MONITOR_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora"
+)
 ARTICLES = CORPORA / "articles/scrapinghub-aeb/ground-truth.json"
 NEWS = CORPORA / "news/ag_news/train_subset.csv"
 ARTICLE_CHARS = 4096

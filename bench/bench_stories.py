@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import random
 import statistics
@@ -58,7 +59,10 @@ from monitor.store.engine import write_tx
 from monitor.store.stories import StoryBatch, StoryRepo
 from monitor.stories import Fingerprint, StoryIndex
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+# The corpora folder: $MONITOR_CORPORA, else ../shared/corpora beside the checkout.
+CORPORA = Path(
+    os.environ.get("MONITOR_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora"
+)
 NOW = 1_700_000_000.0
 BOILERPLATE = (
     "Copyright 2023 The Local Daily. All rights reserved. This material may not be published, "

@@ -137,7 +137,7 @@ class WorkerPool:
             while True:
                 done, _ = await asyncio.wait({waiter}, timeout=_HEALTH_CHECK_INTERVAL)
                 if done:
-                    return waiter.result()  # type: ignore[no-any-return]
+                    return waiter.result()
                 if not pool.active:
                     future.cancel()  # type: ignore[no-untyped-call]
                     self._replace(pool, "a manager thread stopped")

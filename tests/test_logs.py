@@ -58,11 +58,14 @@ channels:
             cwd=ROOT,
             timeout=180,
         )
-        assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 3, proc.stderr  # one feed (gone.xml) failed: exit 3
         assert len(hook.requests) == 1
     lines = proc.stderr.splitlines()
-    assert lines[-1].startswith("polled 2 feeds")  # the command's summary, not a log line
-    records = [json.loads(line) for line in lines[:-1]]
+    # The command's own summary (which feeds failed, then the counts) follows the log lines.
+    summary = [line for line in lines if not line.startswith("{")]
+    assert summary[-1].startswith("polled 2 feeds") and summary[0].startswith("failed: "), lines
+    assert lines[-len(summary) :] == summary
+    records = [json.loads(line) for line in lines[: -len(summary)]]
     assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records), lines
     for r in records:
         ts = datetime.fromisoformat(r["ts"])
