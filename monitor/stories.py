@@ -125,27 +125,35 @@ def canonical_url(url: str) -> str:
     host = (parts.hostname or "").lower().rstrip(".")
     if scheme not in _DEFAULT_PORT or not host:
         return raw
-    path = parts.path or "/"
     if host.endswith(".cdn.ampproject.org"):
-        cached = _AMP_CACHE.match(path)
+        cached = _AMP_CACHE.match(parts.path or "/")
         if cached:
             return canonical_url("https://" + cached.group("rest"))
-    while _HOST_PREFIX.match(host) and host.count(".") >= 2:
-        host = _HOST_PREFIX.sub("", host, count=1)
-    if port is not None and port != _DEFAULT_PORT[scheme]:
-        host = f"{host}:{port}"
-    path = re.sub(r"/{2,}", "/", _SESSION.sub("", path))
-    path = _AMP_PATH.sub("", path) or "/"
-    if path.lower().startswith("/amp/"):
-        path = path[4:]
-    if len(path) > 1:
-        path = path.rstrip("/") or "/"
     query = sorted(
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING.match(k)
     )
     # A "#!/..." fragment is a route of a single-page site, not an anchor: it names the page.
     fragment = parts.fragment if parts.fragment.startswith("!") else ""
-    return urlunsplit(("", host, path, urlencode(query), fragment))[2:]
+    netloc = _canonical_host(host, port, _DEFAULT_PORT[scheme])
+    return urlunsplit(("", netloc, _canonical_path(parts.path), urlencode(query), fragment))[2:]
+
+
+def _canonical_host(host: str, port: int | None, default_port: int) -> str:
+    """The host without its `www.`/`m.`/`amp.` prefixes, with a port other than the default."""
+    while _HOST_PREFIX.match(host) and host.count(".") >= 2:
+        host = _HOST_PREFIX.sub("", host, count=1)
+    return host if port is None or port == default_port else f"{host}:{port}"
+
+
+def _canonical_path(path: str) -> str:
+    """The path without session ids, AMP variants, doubled or trailing slashes."""
+    path = re.sub(r"/{2,}", "/", _SESSION.sub("", path or "/"))
+    path = _AMP_PATH.sub("", path) or "/"
+    if path.lower().startswith("/amp/"):
+        path = path[4:]
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    return path
 
 
 def is_page_url(canonical: str) -> bool:
