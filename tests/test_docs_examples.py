@@ -15,7 +15,7 @@ checked by its language, or by a marker comment on the line just before its fenc
 - `run` (console): each `$ command` is run (`monitor` is this checkout's `python -m monitor`)
   and its output compared with the lines below it: `...` alone matches any lines, and inside
   a line any text;
-- `skip REASON`: not run, and the reason is shown as the skip reason;
+- `skip REASON`: not run (a test checks that every such marker gives its reason);
 - other languages: not run.
 
 `file=NAME` also writes the block to NAME in the page's scratch folder, where its `run` blocks
