@@ -163,6 +163,26 @@ class FetchSettings(_Model):
     per_host_delay: Duration = Field(
         timedelta(0), description="Pause between two requests to one host."
     )
+    slot_wait: Duration = Field(
+        timedelta(minutes=2),
+        description="Longest wait for a free slot (per host and overall) before a request is "
+        "given up unsent, as `slot_wait`; the deadline starts only once a slot is held.",
+    )
+    idle_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="Longest gap between two pieces of a response body; a stalled body is cut "
+        "as `idle`.",
+    )
+    min_rate: ByteSize = Field(
+        1024,
+        ge=0,
+        description="Slowest body accepted, in bytes per second over `rate_window`; a body "
+        "that trickles slower is cut as `slow` (0: no minimum).",
+    )
+    rate_window: Duration = Field(
+        timedelta(seconds=10),
+        description="The window `min_rate` is measured over (a body done sooner is never cut).",
+    )
     parse_timeout: Duration = Field(
         timedelta(seconds=30), description="Time limit for parsing one feed in a worker process."
     )

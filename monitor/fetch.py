@@ -5,6 +5,12 @@ between "this URL is due" and "here are its bytes": conditional GET, redirects (
 one hop at a time, so each hop is checked), a total deadline, global and per-host concurrency
 limits with an optional per-host delay, a body cap enforced on the raw stream with bounded
 decompression, and refusal of private, loopback and metadata addresses at connection time.
+
+Slow servers are contained: the wait for a slot has its own bound (`slot_wait`) and does not
+count against the deadline, which runs only while a request is on the wire; a body is cut when
+it stalls (`idle_timeout`) or trickles slower than `min_rate` over `rate_window`; and a URL
+whose last request was slow may hold only one of its host's slots (the host's "slow lane"), so
+slow feeds never take every slot from the healthy ones (`_HostGate`).
 `parse_retry_after` reads the server's Retry-After for the pipeline and the channels (the
 backoff itself is `monitor.schedule.next_poll_after_failure`).
 """
@@ -21,7 +27,8 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -59,6 +66,24 @@ class FetchTimeout(FetchError):
     """The connection, a read, or the whole fetch's deadline ran out."""
 
     kind = "timeout"
+
+
+class IdleTimeout(FetchTimeout):
+    """The body stalled: no byte for `idle_timeout`, well before the deadline."""
+
+    kind = "idle"
+
+
+class TooSlow(FetchTimeout):
+    """The body trickled slower than `min_rate` bytes per second over `rate_window`."""
+
+    kind = "slow"
+
+
+class SlotWaitTimeout(FetchError):
+    """No slot for the host (or the process) came free within `slot_wait`: never requested."""
+
+    kind = "slot_wait"
 
 
 class ConnectFailed(FetchError):
@@ -344,18 +369,88 @@ def _cache_max_age(value: str | None) -> float | None:
 # --------------------------------------------------------------------------- fetcher
 
 
+class _RateWatch:
+    """Decides when a body trickles too slowly: fewer than `min_rate` bytes per second over
+    the last `window` seconds. Pure bookkeeping on (time, bytes) samples; the caller reads.
+
+    A body that finishes within the first window is never judged, so a small answer from a
+    slow-to-start server passes; a body that starts fast and then trickles is caught once the
+    window slides past its fast part.
+    """
+
+    def __init__(self, min_rate: float, window: float, started: float) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self.started = started
+        self.total = 0
+        self._samples: deque[tuple[float, int]] = deque([(started, 0)])
+
+    def add(self, now: float, size: int) -> float | None:
+        """Count `size` bytes received at `now`; the rate over the window if it is too slow."""
+        self.total += size
+        self._samples.append((now, self.total))
+        if self.min_rate <= 0 or now - self.started < self.window:
+            return None
+        cutoff = now - self.window
+        while len(self._samples) > 1 and self._samples[1][0] <= cutoff:
+            self._samples.popleft()
+        then, at_then = self._samples[0]
+        rate = (self.total - at_then) / max(now - then, 1e-9)
+        return rate if rate < self.min_rate else None
+
+
+class _Deadline:
+    """What is left of one fetch's deadline (spent only while a hop holds its slots)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.left = seconds
+
+
+#: How many slow URLs a host's gate remembers (the oldest mark is dropped first).
+_SLOW_MARKS = 256
+
+
 class _HostGate:
-    """Per-host politeness: at most `per_host` requests at once and a gap between starts."""
+    """Per-host politeness and fairness: at most `per_host` requests at once, a gap between
+    starts, and at most one of those slots held by URLs marked slow.
+
+    The policy, kept simple so that it can be explained in one sentence: a URL whose last
+    request on this host was cut (deadline, idle, slow) or took longer than `idle_timeout` is
+    "slow" until a request of it is quick again, and a slow URL must first take the host's one
+    slow-lane token. Healthy URLs never wait for that token, so with `per_host` 2 or more the
+    slow ones can hold at most one slot and the healthy ones always keep the others. With
+    `per_host: 1` there is nothing to keep back: everyone shares the one slot.
+    """
 
     def __init__(self, per_host: int, delay: float) -> None:
+        self.per_host = per_host
         self.semaphore = asyncio.Semaphore(per_host)
+        self.slow_lane = asyncio.Semaphore(1)
         self.delay = delay
         self.next_start = 0.0
         self.users = 0
+        self._slow: OrderedDict[str, None] = OrderedDict()
+
+    def is_slow(self, url: str) -> bool:
+        return url in self._slow
+
+    def judge(self, url: str, *, slow: bool) -> None:
+        """Record how the last request of `url` went (see the class's policy)."""
+        if not slow:
+            self._slow.pop(url, None)
+            return
+        self._slow[url] = None
+        self._slow.move_to_end(url)
+        while len(self._slow) > _SLOW_MARKS:
+            self._slow.popitem(last=False)
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self.semaphore:
+    async def slot(self, *, slow: bool = False) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as held:
+            if slow and self.per_host > 1:
+                await held.enter_async_context(self.slow_lane)
+            await held.enter_async_context(self.semaphore)
             if self.delay > 0:
                 now = time.monotonic()
                 wait = self.next_start - now
@@ -514,15 +609,8 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified and _sendable(last_modified):
             headers["If-Modified-Since"] = last_modified
-        deadline = self.settings.deadline.total_seconds()
         origin = private_origin if private_origin is not None else url if allow_private else None
-        try:
-            async with self._semaphore, asyncio.timeout(deadline):
-                return await self._follow(url, headers, cap, _origin_of(origin))
-        except TimeoutError as exc:
-            raise FetchTimeout(
-                url, f"no complete response within the {deadline:g} s deadline"
-            ) from exc
+        return await self._follow(url, headers, cap, _origin_of(origin))
 
     async def _follow(
         self, url: str, headers: dict[str, str], cap: int, origin: Origin | None
@@ -533,6 +621,9 @@ class Fetcher:
         visited = {url}
         all_permanent = True
         hops = 0
+        # The deadline counts time on the wire only: each hop spends from it once it holds
+        # its slots, so waiting behind other requests to a host never times a request out.
+        deadline = _Deadline(self.settings.deadline.total_seconds())
         while True:
             target = _check_url(current)
             host = target.raw_host or ""
@@ -549,8 +640,9 @@ class Fetcher:
             gate = self._gate(host.lower())
             gate.users += 1
             try:
-                async with gate.slot():
-                    result = await self._one(session, url, current, target, headers, cap)
+                async with self._slots(gate, url, current):
+                    request = self._one(session, url, current, target, headers, cap)
+                    result = await self._timed(gate, deadline, url, current, request)
             finally:
                 gate.users -= 1
             if isinstance(result, FetchResult):
@@ -575,6 +667,62 @@ class Fetcher:
                 )
             visited.add(nxt)
             current = nxt
+
+    @contextlib.asynccontextmanager
+    async def _slots(self, gate: _HostGate, url: str, current: str) -> AsyncIterator[None]:
+        """The host's slot (its slow lane first if `current` is marked slow), then one of the
+        process's; waiting for both together is bounded by `slot_wait`.
+
+        The host's slot comes first so that requests queued behind one busy host never hold
+        the process's slots that other hosts could use.
+        """
+        wait = self.settings.slot_wait.total_seconds()
+        slow = gate.is_slow(current)
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout(wait):
+                    await held.enter_async_context(gate.slot(slow=slow))
+                    await held.enter_async_context(self._semaphore)
+            except TimeoutError:
+                lane = " (its slow lane: this URL was slow last time)" if slow else ""
+                raise SlotWaitTimeout(
+                    url,
+                    f"not requested: no free slot for {urlsplit(current).hostname}{lane} "
+                    f"within {wait:g} s (per_host {gate.per_host})",
+                ) from None
+            yield
+
+    async def _timed(
+        self,
+        gate: _HostGate,
+        deadline: _Deadline,
+        url: str,
+        current: str,
+        request: Coroutine[Any, Any, FetchResult | tuple[int, str]],
+    ) -> FetchResult | tuple[int, str]:
+        """`request` (one hop) within what is left of the deadline; the gate learns whether
+        it was slow."""
+        started = time.monotonic()
+        slow = True
+        try:
+            async with asyncio.timeout(max(deadline.left, 0.0)):
+                result = await request
+            slow = time.monotonic() - started > self.settings.idle_timeout.total_seconds()
+            return result
+        except TimeoutError as exc:
+            raise FetchTimeout(
+                url,
+                f"no complete response within the {deadline.seconds:g} s deadline "
+                "(counted from the request, not from the wait for a slot)",
+            ) from exc
+        except FetchTimeout:
+            raise
+        except BaseException:
+            slow = False  # refused, broken or cancelled: nothing says the URL is slow
+            raise
+        finally:
+            deadline.left -= time.monotonic() - started
+            gate.judge(current, slow=slow)
 
     async def _one(
         self,
@@ -601,7 +749,7 @@ class Fetcher:
                         retry_after = parse_retry_after(response.headers.get("retry-after"))
                     raise HTTPStatus(url, status, retry_after=retry_after)
                 try:
-                    body = await _read_capped(url, response, cap)
+                    body = await _read_capped(url, response, cap, self.settings)
                 except BaseException:
                     response.close()  # drop the connection: the rest of the body is unread
                     raise
@@ -668,8 +816,11 @@ def _validator(value: str | None) -> str | None:
     return value
 
 
-async def _read_capped(url: str, response: aiohttp.ClientResponse, cap: int) -> bytes:
-    """The decoded body, refusing it as soon as it (raw or decoded) passes `cap` bytes."""
+async def _read_capped(
+    url: str, response: aiohttp.ClientResponse, cap: int, settings: FetchSettings
+) -> bytes:
+    """The decoded body, refusing it as soon as it (raw or decoded) passes `cap` bytes, and
+    cutting it when it stalls (`idle_timeout`) or trickles (`min_rate` over `rate_window`)."""
     too_large = f"body larger than the {cap:,}-byte cap"
     length = response.headers.get("content-length")
     if length and length.strip().isdigit() and int(length) > cap:
@@ -685,8 +836,18 @@ async def _read_capped(url: str, response: aiohttp.ClientResponse, cap: int) -> 
     parts: list[bytes] = []
     size = 0
     raw_size = 0
+    idle = settings.idle_timeout.total_seconds()
+    window = settings.rate_window.total_seconds()
+    pace = _RateWatch(float(settings.min_rate), window, time.monotonic())
     try:
-        async for chunk in response.content.iter_any():
+        while chunk := await _next_chunk(url, response, idle):
+            rate = pace.add(time.monotonic(), len(chunk))
+            if rate is not None:
+                raise TooSlow(
+                    url,
+                    f"body trickles at {rate:.0f} bytes/s over {window:g} s, under the "
+                    f"{settings.min_rate:,} bytes/s minimum ({pace.total:,} bytes so far)",
+                )
             raw_size += len(chunk)
             if raw_size > cap:
                 raise BodyTooLarge(url, too_large)
@@ -699,3 +860,15 @@ async def _read_capped(url: str, response: aiohttp.ClientResponse, cap: int) -> 
     except zlib.error as exc:
         raise DecodeFailed(url, f"corrupt {decoder.encoding} body: {exc}") from exc
     return b"".join(parts)
+
+
+async def _next_chunk(url: str, response: aiohttp.ClientResponse, idle: float) -> bytes:
+    """The next piece of the raw body (b"" at its end), or `IdleTimeout` after `idle` s."""
+    waiting = asyncio.timeout(idle)
+    try:
+        async with waiting:
+            return await response.content.readany()
+    except TimeoutError:
+        if not waiting.expired():
+            raise
+        raise IdleTimeout(url, f"body stalled: no byte for {idle:g} s") from None

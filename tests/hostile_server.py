@@ -133,6 +133,16 @@ def trickle(handler: RequestHandler) -> None:
         time.sleep(0.05)
 
 
+def stall(handler: RequestHandler) -> None:
+    """A 200 that sends the start of a feed and then nothing, until the server stops."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/rss+xml")
+    handler.end_headers()
+    handler.wfile.write(b"<rss>")
+    handler.wfile.flush()
+    handler.server.owner.stopping.wait()
+
+
 def huge(size: int, *, declare_length: bool = False) -> Handler:
     """A 200 with `size` bytes of body, streamed in 64 KiB writes."""
 
