@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from monitor.config import WebhookChannel as WebhookConfig
 from monitor.errors import DeliveryError
 from monitor.notify import templates
 from monitor.notify.base import (
@@ -29,6 +28,7 @@ from monitor.notify.base import (
 from monitor.notify.message import AlertMessage
 from monitor.notify.pinning import pin_destination
 from monitor.notify.ratelimit import TokenBucket
+from monitor.notify.webhook_config import WebhookChannel as WebhookConfig
 
 SCHEMA = "news-monitor/alert"
 SCHEMA_VERSION = "1"
