@@ -60,6 +60,7 @@ class Alert:
     why: list[dict[str, Any]]  # the hits: field, leaf, text, start, end
     created_at: datetime
     version: int = ALERT_VERSION
+    enclosures: list[dict[str, Any]] = field(default_factory=list)  # url, type, length
 
     def to_dict(self) -> dict[str, Any]:
         """The stored message: everything but `why`, which its match row holds."""
@@ -74,6 +75,7 @@ class Alert:
             "snippet": self.snippet,
             "highlights": [[s, e] for s, e in self.highlights],
             "created_at": self.created_at.isoformat(),
+            "enclosures": [dict(e) for e in self.enclosures],
         }
 
     @staticmethod
@@ -93,6 +95,7 @@ class Alert:
             why=[dict(w) for w in (d.get("why", []) if why is None else why)],
             created_at=datetime.fromisoformat(str(d["created_at"])),
             version=int(d.get("v", ALERT_VERSION)),
+            enclosures=[dict(e) for e in d.get("enclosures", [])],
         )
 
 

@@ -101,6 +101,7 @@ def alert_of(article: Article, match: Match, route: Route, *, now: float) -> Ale
         highlights=list(snip.highlights),
         why=why,
         created_at=datetime.fromtimestamp(now, UTC),
+        enclosures=[e.to_dict() for e in article.enclosures],
     )
 
 

@@ -56,6 +56,10 @@ def _alert_fields(msg: AlertMessage) -> dict[str, Any]:
         "why": [dict(w) for w in msg.why],
         "created_at": msg.created_at.isoformat(),
         "detail": msg.detail,
+        "enclosures": [
+            {"url": e.get("url"), "type": e.get("type") or None, "length": e.get("length")}
+            for e in msg.enclosures
+        ],
     }
 
 
