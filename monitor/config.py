@@ -370,6 +370,12 @@ class DaemonSettings(_Model):
         timedelta(seconds=1), description="How often due deliveries are looked for."
     )
     feed_batch: int = Field(20, ge=1, description="Due feeds leased at once.")
+    summary_every: Duration = Field(
+        timedelta(minutes=5),
+        description="How often `monitor run` logs one INFO line of what it did since the last:"
+        " polls (unchanged, failed), new entries, alerts, deliveries sent and failed; 0 is"
+        " never. Each poll's own line is at DEBUG.",
+    )
     feed_lease: Duration = Field(
         timedelta(minutes=5),
         description="How long a node holds the feeds it leased before others may take them.",
