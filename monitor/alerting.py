@@ -31,8 +31,9 @@ class Route:
     within: float | None = None
 
 
-#: The version of `Alert.to_dict`'s shape, stored with each alert ("v").
-ALERT_VERSION = 1
+#: The version of `Alert.to_dict`'s shape, stored with each alert ("v"). 2: the explanation
+#: (`why`) is the match row's, no longer a copy in the alert; 1 carried it.
+ALERT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,10 @@ class Alert:
     Deliveries point to it (deliveries.alert_id) and keep only what differs per channel and
     send (kind, idempotency key, the story's sources at that moment); the outbox puts the two
     together into the `AlertMessage` a channel renders.
+
+    `why` (the rule's hits, its explanation) is stored once too: in the rule's match row
+    (matches.explanation, written with the article), not in the alert's message; readers of
+    the alert join the match (`from_dict(d, why=...)`). Messages of version 1 carried it.
     """
 
     rule: str
@@ -55,8 +60,10 @@ class Alert:
     why: list[dict[str, Any]]  # the hits: field, leaf, text, start, end
     created_at: datetime
     version: int = ALERT_VERSION
+    enclosures: list[dict[str, Any]] = field(default_factory=list)  # url, type, length
 
     def to_dict(self) -> dict[str, Any]:
+        """The stored message: everything but `why`, which its match row holds."""
         return {
             "v": self.version,
             "rule": self.rule,
@@ -67,13 +74,14 @@ class Alert:
             "published": self.published.isoformat() if self.published else None,
             "snippet": self.snippet,
             "highlights": [[s, e] for s, e in self.highlights],
-            "why": [dict(w) for w in self.why],
             "created_at": self.created_at.isoformat(),
+            "enclosures": [dict(e) for e in self.enclosures],
         }
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> Alert:
-        """Inverse of `to_dict`; also reads the full messages stored before version 1."""
+    def from_dict(d: dict[str, Any], why: list[dict[str, Any]] | None = None) -> Alert:
+        """Inverse of `to_dict`, with `why` from the alert's match row; also reads messages of
+        version 1 (which carry their own `why`) and the full messages stored before them."""
         published = d.get("published")
         return Alert(
             rule=str(d.get("rule") or ""),
@@ -84,9 +92,10 @@ class Alert:
             published=datetime.fromisoformat(published) if published else None,
             snippet=str(d.get("snippet", "")),
             highlights=[(int(s), int(e)) for s, e in d.get("highlights", [])],
-            why=[dict(w) for w in d.get("why", [])],
+            why=[dict(w) for w in (d.get("why", []) if why is None else why)],
             created_at=datetime.fromisoformat(str(d["created_at"])),
             version=int(d.get("v", ALERT_VERSION)),
+            enclosures=[dict(e) for e in d.get("enclosures", [])],
         )
 
 

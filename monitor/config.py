@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -36,6 +35,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,38 +44,23 @@ from pydantic_settings import (
 )
 
 from monitor import secrets
+from monitor.configtypes import SEVERITY_ORDER as SEVERITY_ORDER
+from monitor.configtypes import Duration, Severity, StrictModel
+from monitor.configtypes import parse_duration as parse_duration
 from monitor.errors import ConfigError
+from monitor.notify.apprise_config import AppriseChannel as AppriseChannel
+
+# The built-in channel kinds (importing a config model registers it); each config model
+# lives beside its channel, see `monitor.notify.channel_config`.
+from monitor.notify.channel_config import ChannelConfigBase as _ChannelBase
+from monitor.notify.channel_config import channel_union, on_register
+from monitor.notify.channel_config import parse_rate as parse_rate
+from monitor.notify.console_config import ConsoleChannel
+from monitor.notify.email_config import EmailChannel as EmailChannel
+from monitor.notify.slack_config import SlackChannel as SlackChannel
+from monitor.notify.webhook_config import WebhookChannel as WebhookChannel
 
 # --------------------------------------------------------------------------- value types
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`"10m"`, `"1.5h"`, `"30s"`, `"7d"`, or a number of seconds -> timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 10m, 2h, 7d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        total = 0.0
-        parts = re.findall(r"\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)?", value)
-        if not parts or "".join(parts).replace(" ", "") != value.replace(" ", ""):
-            raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 10m, 2h, 7d, 1h30m")
-        for part in parts:
-            m = _DURATION_RE.match(part)
-            assert m is not None
-            total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        seconds = total
-    else:
-        raise ValueError("a duration is a number of seconds or a string like 10m, 2h, 7d")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return timedelta(seconds=seconds)
-
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 
@@ -95,10 +80,7 @@ def parse_size(value: Any) -> int:
     raise ValueError(f"invalid size {value!r}: use e.g. 512KB, 10MB")
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
-Severity = Literal["low", "medium", "high", "critical"]
-SEVERITY_ORDER: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
 def _http_url(value: str) -> str:
@@ -112,8 +94,8 @@ def _http_url(value: str) -> str:
 HttpUrlStr = Annotated[str, BeforeValidator(lambda v: _http_url(str(v)))]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Model(StrictModel):
+    """A config section of this module (see `StrictModel`)."""
 
 
 # --------------------------------------------------------------------------- sections
@@ -356,126 +338,10 @@ class RuleConfig(_Model):
     )
 
 
-class _ChannelBase(_Model):
-    min_severity: Severity = Field("low", description="Skip alerts of lower severity.")
-    health: bool = Field(
-        False, description="Also send `source.broken` and `source.recovered` messages."
-    )
-    rate_limit: str | None = Field(
-        None,
-        description="At most N messages per period: `1/s`, `30/min`, `500/h` (bursts up to N).",
-    )
-    digest: str | None = Field(
-        None, description="A cron expression: hold alerts and send one message per period."
-    )
-    template: str | None = Field(
-        None, description="A Jinja2 template (sandboxed) of the message body."
-    )
-    enabled: bool = Field(True, description="`false` keeps the channel defined but silent.")
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _rate(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_rate(v)
-        return v
-
-
-def parse_rate(value: str) -> tuple[float, float]:
-    """`"30/min"` -> (30 tokens, per 60 s)."""
-    m = re.fullmatch(
-        r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*", value
-    )
-    if not m:
-        raise ValueError(f"invalid rate {value!r}: use e.g. 1/s, 30/min, 500/h")
-    unit = {
-        "s": 1,
-        "sec": 1,
-        "second": 1,
-        "m": 60,
-        "min": 60,
-        "minute": 60,
-        "h": 3600,
-        "hour": 3600,
-        "d": 86400,
-        "day": 86400,
-    }[m.group(3)]
-    per = float(m.group(2) or 1) * unit
-    return float(m.group(1)), per
-
-
-class ConsoleChannel(_ChannelBase):
-    type: Literal["console"] = Field(description="`console`: prints each message.")
-    stream: Literal["stdout", "stderr"] = Field("stdout", description="Where to print.")
-
-
-class WebhookChannel(_ChannelBase):
-    type: Literal["webhook"] = Field(description="`webhook`: a JSON POST per message.")
-    url: SecretStr = Field(description="The receiver's URL (a secret: write it as `${VAR}`).")
-    secret: SecretStr | None = Field(
-        None, description="HMAC-SHA256 key: requests carry X-Monitor-Timestamp and -Signature."
-    )
-    headers: dict[str, SecretStr] = Field(
-        default_factory=dict, description="Extra request headers (secrets)."
-    )
-    timeout: Duration = Field(timedelta(seconds=15), description="Time allowed for one request.")
-    allow_private: bool = Field(
-        False, description="Allow a loopback or private address for the URL."
-    )
-
-
-class SlackChannel(_ChannelBase):
-    type: Literal["slack"] = Field(
-        description="`slack`: a Block Kit message to an incoming webhook."
-    )
-    webhook_url: SecretStr = Field(description="The Slack incoming-webhook URL (a secret).")
-    timeout: Duration = Field(timedelta(seconds=15), description="Time allowed for one request.")
-    allow_private: bool = Field(
-        False, description="Allow a loopback or private address for the URL."
-    )
-
-
-class EmailChannel(_ChannelBase):
-    type: Literal["email"] = Field(
-        description="`email`: a multipart text + HTML message over SMTP."
-    )
-    host: str = Field("localhost", description="SMTP server host.")
-    port: int | None = Field(
-        None, description="SMTP port (default: 587 for starttls, 465 for tls, 25 for none)."
-    )
-    security: Literal["starttls", "tls", "none"] = Field(
-        "starttls",
-        description="`starttls` requires STARTTLS, `tls` is TLS from the start, `none` is clear.",
-    )
-    username: str | None = Field(None, description="SMTP login name.")
-    password: SecretStr | None = Field(None, description="SMTP password (a secret).")
-    sender: str = Field(
-        "news-monitor@localhost", alias="from", description="The From address (written `from:`)."
-    )
-    to: list[str] = Field(
-        min_length=1, description="Recipients (the only recipients a message ever has)."
-    )
-    subject: str | None = Field(None, description="A Jinja2 template of the subject line.")
-    timeout: Duration = Field(
-        timedelta(seconds=30), description="Time allowed for one SMTP session."
-    )
-    validate_certs: bool = Field(True, description="Verify the server's TLS certificate.")
-
-
-class AppriseChannel(_ChannelBase):
-    type: Literal["apprise"] = Field(description="`apprise`: any service Apprise supports.")
-    urls: list[SecretStr] = Field(
-        min_length=1, description="Apprise URLs (secrets); every one must succeed."
-    )
-    timeout: Duration = Field(
-        timedelta(seconds=30), description="Time allowed for sending to all URLs."
-    )
-
-
-ChannelConfig = Annotated[
-    ConsoleChannel | WebhookChannel | SlackChannel | EmailChannel | AppriseChannel,
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:  # the union is built from the registry at run time
+    ChannelConfig: TypeAlias = _ChannelBase
+else:
+    ChannelConfig = channel_union()
 
 
 class DeliverySettings(_Model):
@@ -524,6 +390,12 @@ class DaemonSettings(_Model):
         timedelta(seconds=1), description="How often due deliveries are looked for."
     )
     feed_batch: int = Field(20, ge=1, description="Due feeds leased at once.")
+    summary_every: Duration = Field(
+        timedelta(minutes=5),
+        description="How often `monitor run` logs one INFO line of what it did since the last:"
+        " polls (unchanged, failed), new entries, alerts, deliveries sent and failed; 0 is"
+        " never. Each poll's own line is at DEBUG.",
+    )
     feed_lease: Duration = Field(
         timedelta(minutes=5),
         description="How long a node holds the feeds it leased before others may take them.",
@@ -775,6 +647,21 @@ class Settings(BaseSettings):
     @property
     def source(self) -> SourceMap:
         return self._source or SourceMap()
+
+
+def rebuild_channels() -> None:
+    """Rebuild `channels:` from the registry: a kind registered after this module loaded
+    is accepted from then on (and one removed from `CHANNEL_CONFIGS` is not)."""
+    global ChannelConfig
+    ChannelConfig = channel_union()
+    old = Settings.model_fields["channels"]
+    Settings.model_fields["channels"] = FieldInfo.merge_field_infos(
+        old, annotation=dict[str, ChannelConfig]
+    )
+    Settings.model_rebuild(force=True)
+
+
+on_register(rebuild_channels)
 
 
 # --------------------------------------------------------------------------- positions

@@ -30,6 +30,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from monitor.activity import Activity, Totals
 from monitor.checks import CheckedConfig, compile_settings
 from monitor.config import Settings, load_config
 from monitor.delivery import Deliverer
@@ -242,6 +243,8 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.polls: Counter[str] = Counter()
         self.alerts = 0
+        self.new_entries = 0
+        self.activity = Activity(time.monotonic())  # the periodic INFO summary
         self.last_tick = time.monotonic()
         self.web: WebServer | None = None
 
@@ -267,6 +270,8 @@ class Daemon:
             ("digests", self.rt.collect_due_digests, 60.0, now),
             ("prune", self.rt.prune_stories, 3600.0, None),
         ]
+        if d.summary_every.total_seconds() > 0:  # the first one a period from now
+            jobs.append(("summary", self._summary, d.summary_every.total_seconds(), None))
         for job_id, func, seconds, first in jobs:
             # Left out rather than None: next_run_time=None adds the job paused.
             extra = {"next_run_time": first} if first is not None else {}
@@ -389,6 +394,12 @@ class Daemon:
     def _polled(self, outcome: PollOutcome) -> None:
         self.polls[outcome.status] += 1
         self.alerts += outcome.alerts
+        self.new_entries += outcome.new if outcome.status == "new" else 0
+
+    async def _summary(self) -> None:
+        deliveries = dict(self.rt.deliverer.counts)  # a copy: the next summary diffs it
+        totals = Totals(dict(self.polls), self.new_entries, self.alerts, deliveries)
+        log.info("%s", self.activity.line(totals, time.monotonic()))
 
     async def _feeds_tick(self) -> None:
         """Keep one poll loop (`Runtime.poll_due`) running while feeds are due.

@@ -162,7 +162,7 @@ class Deliverer:
             self.outbox.mark_sent, d.id, self.owner, receipt=receipt.detail, now=self.clock()
         )
         self.counts["sent"] += 1
-        log.info(
+        log.debug(  # INFO counts them in the periodic summary (`monitor.activity`)
             "sent %s %s via %s", d.kind, d.idempotency_key, channel.name, extra={"delivery": d.id}
         )
 

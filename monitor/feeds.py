@@ -26,7 +26,7 @@ import lxml.etree  # type: ignore[import-untyped]  # lxml ships no stubs
 import lxml.html  # type: ignore[import-untyped]
 
 from monitor.errors import FeedError
-from monitor.models import Entry, ParsedFeed
+from monitor.models import Enclosure, Entry, ParsedFeed
 from monitor.textsafety import clean_line, clean_url
 
 __all__ = ["Entry", "ParsedFeed", "parse_feed"]
@@ -237,6 +237,43 @@ def _link(value: object, base: str | None) -> str | None:
     return link
 
 
+#: Enclosures kept per entry (a podcast item has one; some feeds list a dozen images).
+MAX_ENCLOSURES = 10
+
+
+def _enclosure(url: object, mime: object, length: object, base: str | None) -> Enclosure | None:
+    """One enclosure as a feed declared it, or None when its URL is not http(s). The type and
+    length are the feed's word (shown, never trusted): cleaned text, a non-negative integer."""
+    link = _link(url, base)
+    if link is None:
+        return None
+    kind = _clean(mime[: MAX_NAME * 4], MAX_NAME) if isinstance(mime, str) else ""
+    size: int | None = None
+    if isinstance(length, int) and not isinstance(length, bool):
+        size = length
+    elif isinstance(length, str) and length.strip().isdigit():
+        size = int(length.strip())
+    if size is not None and not 0 <= size < 2**63:
+        size = None
+    return Enclosure(url=link, type=kind, length=size)
+
+
+def _enclosures(items: object, keys: tuple[str, str, str], base: str | None) -> list[Enclosure]:
+    """The entry's enclosures (`keys`: the url, type and length keys), unique by URL."""
+    out: list[Enclosure] = []
+    if not isinstance(items, list):
+        return out
+    for item in items[: MAX_ENCLOSURES * 4]:
+        if not isinstance(item, dict):
+            continue
+        enc = _enclosure(item.get(keys[0]), item.get(keys[1]), item.get(keys[2]), base)
+        if enc is not None and all(e.url != enc.url for e in out):
+            out.append(enc)
+        if len(out) == MAX_ENCLOSURES:
+            break
+    return out
+
+
 def _date(parsed: object) -> datetime | None:
     if not isinstance(parsed, time.struct_time):
         return None
@@ -281,6 +318,7 @@ def _entry(raw: Any, base: str | None) -> Entry:
         or _date(dict.get(raw, "updated_parsed")),
         authors=authors[:MAX_LIST],
         tags=tags[:MAX_LIST],
+        enclosures=_enclosures(raw.get("enclosures"), ("href", "type", "length"), base),
     )
 
 
@@ -372,6 +410,9 @@ def _json_entry(item: dict[str, Any], base: str | None) -> Entry:
         published=published,
         authors=authors[:MAX_LIST],
         tags=tags[:MAX_LIST],
+        enclosures=_enclosures(
+            item.get("attachments"), ("url", "mime_type", "size_in_bytes"), base
+        ),
     )
 
 

@@ -15,6 +15,19 @@ TEXT_FIELDS = ("title", "summary", "body")
 FIELDS = ("title", "summary", "body", "author", "tags", "url", "feed")
 
 
+@dataclass(frozen=True, slots=True)
+class Enclosure:
+    """A media file an entry carries (a podcast episode, an image): RSS `<enclosure>`, Atom
+    `<link rel="enclosure">`, JSON Feed `attachments`. `url` is an http(s) URL."""
+
+    url: str
+    type: str = ""  # the MIME type the feed declares, as given (may be empty)
+    length: int | None = None  # the size in bytes the feed declares
+
+    def to_dict(self) -> dict[str, str | int | None]:
+        return {"url": self.url, "type": self.type, "length": self.length}
+
+
 @dataclass(slots=True)
 class Entry:
     """One item of a feed, normalised to plain text."""
@@ -26,6 +39,7 @@ class Entry:
     published: datetime | None = None
     authors: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    enclosures: list[Enclosure] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -48,6 +62,7 @@ class Entry:
             published=self.published,
             authors=list(self.authors),
             tags=list(self.tags),
+            enclosures=list(self.enclosures),
         )
 
 
@@ -79,6 +94,7 @@ class Article:
     tags: list[str] = field(default_factory=list)
     canonical_url: str | None = None
     id: str | None = None
+    enclosures: list[Enclosure] = field(default_factory=list)
 
     def fields(self) -> dict[str, str]:
         """The text of every rule field (see `FIELDS`)."""

@@ -63,6 +63,27 @@ class PollOutcome:
     alerts: int = 0
     error: str | None = None
     kinds: list[str] = field(default_factory=list)
+    http_status: int | None = None  # the feed's answer: 200, 304, ... (None: no answer)
+    seconds: dict[str, float] = field(default_factory=dict)  # fetch, parse, articles, commit
+
+    def describe(self) -> str:
+        """What the poll did, in one line (the DEBUG log of each poll)."""
+        answer = f"HTTP {self.http_status}" if self.http_status is not None else "no answer"
+        if self.status == "not_modified":
+            what = f"{answer} not modified"
+        elif self.status == "unchanged":
+            what = f"{answer}, body unchanged since the last poll"
+        elif self.status == "new":
+            what = (
+                f"{answer}, {self.entries} entries, {self.new} new,"
+                f" {self.alerts} alert{'' if self.alerts == 1 else 's'}"
+            )
+        elif self.status == "failed":
+            what = f"failed [{', '.join(self.kinds)}]: {self.error}"
+        else:
+            what = self.status.replace("_", " ")
+        times = ", ".join(f"{stage} {sec * 1000:.0f} ms" for stage, sec in self.seconds.items())
+        return f"{what} ({times})" if times else what
 
 
 def alert_of(article: Article, match: Match, route: Route, *, now: float) -> Alert:
@@ -101,6 +122,7 @@ def alert_of(article: Article, match: Match, route: Route, *, now: float) -> Ale
         highlights=list(snip.highlights),
         why=why,
         created_at=datetime.fromtimestamp(now, UTC),
+        enclosures=[e.to_dict() for e in article.enclosures],
     )
 
 
@@ -146,6 +168,19 @@ class Polled:
 
     result: PollResult
     outcome: PollOutcome
+
+
+class _Laps:
+    """Stage durations of one poll: `lap("fetch")` records the time since the last lap."""
+
+    def __init__(self, seconds: dict[str, float] | None = None) -> None:
+        self.seconds = seconds if seconds is not None else {}
+        self._last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now
 
 
 def poll_policy(settings: Settings, cfg: FeedConfig) -> PollPolicy:
@@ -212,6 +247,7 @@ class Pipeline:
         if conf is None:  # removed from the config since it was leased
             return Polled(PollResult(feed, owner, None), PollOutcome(feed.url, "removed"))
         started = self.clock()
+        begun = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.daemon.feed_lease.total_seconds() * 0.8):
                 return await self._poll(feed, conf, owner)
@@ -223,12 +259,15 @@ class Pipeline:
         except Exception as exc:  # a bug must not kill the daemon; record it on the feed
             log.exception("unexpected error polling %s", feed.url)
             failure = Failure("internal", secrets.redact(f"{type(exc).__name__}: {exc}"))
-        return self._failed(feed, conf, owner, failure)
+        failed = self._failed(feed, conf, owner, failure)
+        failed.outcome.seconds["poll"] = time.perf_counter() - begun
+        return failed
 
     async def _poll(self, feed: FeedState, conf: _Feed, owner: str) -> Polled:
         lease = self.settings.daemon.feed_lease.total_seconds()
         deadline = asyncio.get_running_loop().time() + lease * EXTRACT_BUDGET
         poll_budget(self.settings.daemon.regex_budget_per_poll.total_seconds())  # this task's
+        lap = _Laps()
         res = await self.fetcher.fetch(
             secrets.expand(feed.fetch_url),
             etag=feed.etag,
@@ -243,15 +282,26 @@ class Pipeline:
             content_hash=res.content_hash,
             permanent_redirect=_redacted(res.permanent_redirect),
         )
+        lap("fetch")
         if not fetched.changed:
             status = "not_modified" if res.not_modified else "unchanged"
             update = await self._plan(feed, conf, fetched, FeedHints.of(None, res.cache_max_age))
-            return self._done(feed, owner, update, PollOutcome(feed.url, status))
+            outcome = PollOutcome(feed.url, status, http_status=res.status, seconds=lap.seconds)
+            return self._done(feed, owner, update, outcome)
         parsed, prints = await self._parse(feed, conf, res)
+        lap("parse")
         entries = _unique(parsed.entries)
         new = await self._unseen(feed, conf, entries)
-        outcome = PollOutcome(feed.url, "new", entries=len(entries), new=len(new))
+        outcome = PollOutcome(
+            feed.url,
+            "new",
+            entries=len(entries),
+            new=len(new),
+            http_status=res.status,
+            seconds=lap.seconds,
+        )
         articles = await self._articles(feed, conf, new, res.final_url, prints, deadline)
+        lap("articles")  # extraction (when on), stories and rules
         if len(articles) < len(new):  # pages left for the next poll: it must fetch the feed again
             fetched = FetchSummary(
                 changed=True, permanent_redirect=_redacted(res.permanent_redirect)
@@ -263,11 +313,13 @@ class Pipeline:
     async def commit(self, polled: Polled) -> PollOutcome:
         """Write a poll's result (one piece of the group commit) and log what it did."""
         result, outcome = polled.result, polled.outcome
+        lap = _Laps(outcome.seconds)
         try:
             committed = await self.store.commit(result)
         except Exception as exc:  # e.g. the disk is full: nothing of the poll was stored
             log.exception("committing the poll of %s failed", result.feed.url)
             return await self._commit_failed(result, exc)
+        lap("commit")
         if not committed.recorded:
             log.warning("lease on %s was lost before its poll finished", result.feed.url)
         elif result.update is not None and result.update.health:
@@ -276,6 +328,9 @@ class Pipeline:
             outcome.new = committed.stored
         for new, res in zip(result.articles, committed.results, strict=True):
             outcome.alerts += _log_alerts(new.article, res)
+        if outcome.status != "failed" and log.isEnabledFor(logging.DEBUG):  # failures: WARNING
+            name = result.feed.name or result.feed.url
+            log.debug("poll %s: %s", name, outcome.describe(), extra={"feed": result.feed.url})
         return outcome
 
     async def _commit_failed(self, result: PollResult, exc: Exception) -> PollOutcome:

@@ -10,10 +10,15 @@ import pytest
 
 from monitor.notify import AlertMessage, Channel, SendReceipt, build_channel
 from monitor.notify.base import REGISTRY
+from monitor.notify.channel_config import CHANNEL_CONFIGS
+from monitor.notify.registry import channel_class
 
 
 def test_every_configurable_channel_type_is_registered() -> None:
-    assert {"console", "webhook", "slack", "email", "apprise"} <= set(REGISTRY)
+    assert {"console", "webhook", "slack", "email", "apprise"} <= set(CHANNEL_CONFIGS)
+    for kind in ("console", "webhook", "slack", "email", "apprise"):
+        cls = channel_class(kind)  # imports the channel's module on first use
+        assert cls is not None and cls.kind == kind and REGISTRY[kind] is cls
 
 
 async def test_a_new_channel_is_one_subclass_that_names_its_kind() -> None:

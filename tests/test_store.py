@@ -191,14 +191,37 @@ def test_an_alert_is_stored_once_and_its_deliveries_keep_only_their_own_fields(
     assert a.alerts == ["r"]
     with st.engine.connect() as conn:
         [stored] = conn.execute(select(s.alerts.c.message)).scalars().all()
+        [explained] = conn.execute(select(s.matches.c.explanation)).scalars().all()
         payloads = conn.execute(select(s.deliveries.c.payload)).scalars().all()
-    assert json.loads(stored)["v"] == 1 and json.loads(stored)["why"] == why
+    # The explanation's one copy is the match row's; the alert's message does not repeat it.
+    assert json.loads(stored)["v"] == 2 and "why" not in json.loads(stored)
+    assert json.loads(explained) == why
     for raw in payloads:  # no copy of the alert (title, snippet, explanation) per channel
         assert set(json.loads(raw)) == {"kind", "idempotency_key", "story_id", "sources"}
     for d in st.outbox.list_deliveries():  # what a channel gets: the alert and its own fields
         msg = AlertMessage.from_dict(d.payload)
         assert (msg.title, msg.why, msg.alert_id) == ("Drone strike", why, d.alert_id)
         assert msg.idempotency_key == d.idempotency_key and msg.story_id == a.story_id
+
+
+def test_an_alert_stored_with_its_own_explanation_before_version_2_still_reads(
+    store_url: str,
+) -> None:
+    st, fid = open_store(store_url)
+    why = [{"field": "title", "leaf": "drone", "text": "Drone", "start": 0, "end": 5}]
+    alert = dataclasses.replace(Alert.from_dict(message("Drone strike")), rule="r", why=why)
+    route = Route(rule="r", severity="high", channels=[("hook", False)])
+    commit(st, fid, "g1", "Drone strike", "http://news.example/a", RuleHit(route, alert))
+    old_why = [{"field": "title", "leaf": "old", "text": "Drone", "start": 0, "end": 5}]
+    with write_tx(st.engine) as conn:  # as version 1 stored it: the message carried `why`
+        conn.execute(
+            s.alerts.update().values(
+                message=json.dumps({**alert.to_dict(), "v": 1, "why": old_why})
+            )
+        )
+        conn.execute(s.matches.delete())  # and nothing else holds it
+    [d] = st.outbox.list_deliveries()
+    assert AlertMessage.from_dict(d.payload).why == old_why
 
 
 def test_updates_follow_when_a_story_gains_a_source(store_url: str) -> None:

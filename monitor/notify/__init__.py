@@ -3,21 +3,23 @@
 `build_channel` makes a `Channel` from a channel's config; the delivery worker calls
 `Channel.send` and treats any `DeliveryError` as a failed attempt. `check_templates` validates
 a channel's Jinja2 templates for `monitor check`.
+
+The names below load on first use: the config models (`notify/*_config.py`, pydantic only)
+are imported by `monitor.config`, which must not pull in an HTTP client or Jinja2 with them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-# Importing each channel module registers its class (see `base.REGISTRY`).
-from monitor.notify import apprise, console, email, slack, webhook  # noqa: F401
-from monitor.notify.base import REGISTRY, Channel, SendReceipt
-from monitor.notify.message import AlertMessage
-from monitor.notify.ratelimit import TokenBucket
-from monitor.notify.templates import ChannelConfig, check_templates
-from monitor.notify.webhook import sign, webhook_payload
+if TYPE_CHECKING:
+    from monitor.notify.base import Channel, SendReceipt
+    from monitor.notify.message import AlertMessage
+    from monitor.notify.ratelimit import TokenBucket
+    from monitor.notify.registry import build_channel
+    from monitor.notify.templates import check_templates
+    from monitor.notify.webhook import sign, webhook_payload
 
 __all__ = [
     "AlertMessage",
@@ -30,16 +32,20 @@ __all__ = [
     "webhook_payload",
 ]
 
+_HOME = {
+    "AlertMessage": "monitor.notify.message",
+    "Channel": "monitor.notify.base",
+    "SendReceipt": "monitor.notify.base",
+    "TokenBucket": "monitor.notify.ratelimit",
+    "build_channel": "monitor.notify.registry",
+    "check_templates": "monitor.notify.templates",
+    "sign": "monitor.notify.webhook",
+    "webhook_payload": "monitor.notify.webhook",
+}
 
-def build_channel(name: str, config: ChannelConfig, *, client: httpx.AsyncClient) -> Channel:
-    """The channel for a config entry, by its `type` (see `base.REGISTRY`). `client` is shared
-    and stays owned by the caller."""
-    cls = REGISTRY.get(config.type)
-    if cls is None:
-        raise TypeError(f"unknown channel type {config.type!r}")
-    limiter = TokenBucket.from_spec(config.rate_limit) if config.rate_limit else None
-    extra: dict[str, Any] = {"client": client} if cls.http else {}
-    # Each channel class takes its own config model: the registry cannot type that for mypy.
-    factory: Any = cls
-    channel: Channel = factory(name, config, limiter=limiter, **extra)
-    return channel
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from monitor.config import AppriseChannel as AppriseConfig
 from monitor.errors import DeliveryError
 from monitor.notify import templates
+from monitor.notify.apprise_config import AppriseChannel as AppriseConfig
 from monitor.notify.base import Channel, SendReceipt
 from monitor.notify.message import AlertMessage
 from monitor.notify.ratelimit import TokenBucket

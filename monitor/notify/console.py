@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from monitor.config import ConsoleChannel as ConsoleConfig
 from monitor.errors import DeliveryError
 from monitor.notify import templates
 from monitor.notify.base import Channel, SendReceipt
+from monitor.notify.console_config import ConsoleChannel as ConsoleConfig
 from monitor.notify.message import AlertMessage
 from monitor.notify.ratelimit import TokenBucket
 

@@ -18,10 +18,10 @@ from email.utils import format_datetime, formatdate
 import aiosmtplib
 import nh3
 
-from monitor.config import EmailChannel as EmailConfig
 from monitor.errors import DeliveryError
 from monitor.notify import templates
 from monitor.notify.base import Channel, SendReceipt
+from monitor.notify.email_config import EmailChannel as EmailConfig
 from monitor.notify.message import AlertMessage, truncate
 from monitor.notify.ratelimit import TokenBucket
 

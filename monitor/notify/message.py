@@ -36,6 +36,7 @@ class AlertMessage:
     detail: str = ""
     items: list[AlertMessage] = field(default_factory=list)
     thread_ts: str | None = None
+    enclosures: list[dict[str, Any]] = field(default_factory=list)  # url, type, length
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; `from_dict` restores an equal message."""
@@ -58,6 +59,7 @@ class AlertMessage:
             "detail": self.detail,
             "items": [item.to_dict() for item in self.items],
             "thread_ts": self.thread_ts,
+            "enclosures": [dict(e) for e in self.enclosures],
         }
 
     @classmethod
@@ -88,6 +90,7 @@ class AlertMessage:
             detail=str(d.get("detail", "")),
             items=[cls.from_dict(i) for i in d.get("items", [])],
             thread_ts=d.get("thread_ts"),
+            enclosures=[dict(e) for e in d.get("enclosures", [])],
         )
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from monitor.config import parse_rate
+from monitor.notify.channel_config import parse_rate
 
 
 class TokenBucket:

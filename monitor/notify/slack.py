@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from monitor.config import SlackChannel as SlackConfig
 from monitor.errors import DeliveryError
 from monitor.notify import mrkdwn, templates
 from monitor.notify.base import (
@@ -30,6 +29,7 @@ from monitor.notify.message import AlertMessage, truncate
 from monitor.notify.mrkdwn import escape
 from monitor.notify.pinning import pin_destination
 from monitor.notify.ratelimit import TokenBucket
+from monitor.notify.slack_config import SlackChannel as SlackConfig
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000

@@ -31,21 +31,18 @@ import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
-from monitor.config import (
-    AppriseChannel,
-    ConsoleChannel,
-    EmailChannel,
-    SlackChannel,
-    WebhookChannel,
-)
 from monitor.errors import DeliveryError
 from monitor.notify import mrkdwn
+from monitor.notify.channel_config import ChannelConfigBase
+from monitor.notify.email_config import EmailChannel
 from monitor.notify.message import AlertMessage, mark, segments
+from monitor.notify.slack_config import SlackChannel
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 Flavour = Literal["text", "html", "mrkdwn"]
 
-ChannelConfig = ConsoleChannel | WebhookChannel | SlackChannel | EmailChannel | AppriseChannel
+#: Any registered channel's config (see `notify.channel_config`).
+ChannelConfig = ChannelConfigBase
 
 # Names a template may use besides the message fields.
 _EXTRA_NAMES = frozenset({"msg", "hl_open", "hl_close", "severity_label"})

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from monitor.config import WebhookChannel as WebhookConfig
 from monitor.errors import DeliveryError
 from monitor.notify import templates
 from monitor.notify.base import (
@@ -29,6 +28,7 @@ from monitor.notify.base import (
 from monitor.notify.message import AlertMessage
 from monitor.notify.pinning import pin_destination
 from monitor.notify.ratelimit import TokenBucket
+from monitor.notify.webhook_config import WebhookChannel as WebhookConfig
 
 SCHEMA = "news-monitor/alert"
 SCHEMA_VERSION = "1"
@@ -56,6 +56,10 @@ def _alert_fields(msg: AlertMessage) -> dict[str, Any]:
         "why": [dict(w) for w in msg.why],
         "created_at": msg.created_at.isoformat(),
         "detail": msg.detail,
+        "enclosures": [
+            {"url": e.get("url"), "type": e.get("type") or None, "length": e.get("length")}
+            for e in msg.enclosures
+        ],
     }
 
 

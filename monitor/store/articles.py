@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, distinct, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    distinct,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from monitor.alerting import Action, Alert, AlertDecision, Route, StoryState, decide
 from monitor.models import Article
@@ -217,6 +227,7 @@ class ArticleRepo:
         batch.remember(fingerprint, story_id=story_id, article_id=article_id)
         result = CommitResult(article_id=article_id, story_id=story_id, story_reason=reason)
         for hit in hits:
+            # The explanation's one stored copy: the alert reads it from here (`Alert`).
             explanation = json.dumps(hit.explanation)
             if cur is not None:
                 cur.execute(_SQLITE_INSERT_MATCH, (article_id, hit.route.rule, explanation, now))
@@ -249,12 +260,18 @@ class ArticleRepo:
             return []
         matched = {h.route.rule for h in hits}
         waiting = conn.execute(
-            select(s.alerts.c.rule, s.alerts.c.message).where(
-                s.alerts.c.story_id == story_id, s.alerts.c.status == "waiting"
+            select(s.alerts.c.rule, s.alerts.c.message, s.matches.c.explanation)
+            .outerjoin(
+                s.matches,
+                and_(
+                    s.matches.c.article_id == s.alerts.c.article_id,
+                    s.matches.c.rule == s.alerts.c.rule,
+                ),
             )
+            .where(s.alerts.c.story_id == story_id, s.alerts.c.status == "waiting")
         ).all()
         return [
-            RuleHit(routes[w.rule], Alert.from_dict(json.loads(w.message)))
+            RuleHit(routes[w.rule], _stored_alert(w.message, w.explanation))
             for w in waiting
             if w.rule not in matched and w.rule in routes
         ]
@@ -361,6 +378,12 @@ class _StoryView:
             last_sent_at=last_sent,
             new_outlet=self._outlets()[1] if previous == "sent" and route.updates else False,
         )
+
+
+def _stored_alert(message: str, explanation: str | None) -> Alert:
+    """An alert row's message with its explanation from the match row (stored once there)."""
+    d = json.loads(message)
+    return Alert.from_dict(d, why=None if "why" in d else json.loads(explanation or "[]"))
 
 
 def stored_article(row: Mapping[str, Any]) -> Article:

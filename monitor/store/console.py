@@ -186,7 +186,8 @@ class ConsoleRepo:
                 "extract_error": art.extract_error,
             },
             "hits": json.loads(explanation) if explanation else message.get("why", []),
-            "explanation": message.get("why", []),
+            # Stored once, in the match row (messages of version 1 carried a copy).
+            "explanation": json.loads(explanation) if explanation else message.get("why", []),
             "story": story,
             "deliveries": [_delivery(d) for d in deliveries],
         }

@@ -40,21 +40,33 @@ class Delivery:
     sent_at: float | None = None
 
 
-#: Deliveries with their alert's message (None for a health notice or a digest).
-_DELIVERIES = select(s.deliveries, s.alerts.c.message.label("alert_message")).outerjoin(
-    s.alerts, s.alerts.c.id == s.deliveries.c.alert_id
+#: Deliveries with their alert's message and the explanation in its match row (None for a
+#: health notice or a digest).
+_DELIVERIES = (
+    select(
+        s.deliveries,
+        s.alerts.c.message.label("alert_message"),
+        s.matches.c.explanation.label("alert_why"),
+    )
+    .outerjoin(s.alerts, s.alerts.c.id == s.deliveries.c.alert_id)
+    .outerjoin(
+        s.matches,
+        and_(s.matches.c.article_id == s.alerts.c.article_id, s.matches.c.rule == s.alerts.c.rule),
+    )
 )
 
 
 def message_of(r: Any) -> dict[str, Any]:
-    """The message a delivery sends: its alert (stored once, see `alerting.Alert`) with the
-    delivery's own fields (kind, idempotency key, the story's sources at the time). A delivery
-    without an alert (health, digest), or one queued before alerts were stored once, carries
-    its whole message."""
+    """The message a delivery sends: its alert (stored once, see `alerting.Alert`; its `why`
+    from the match row) with the delivery's own fields (kind, idempotency key, the story's
+    sources at the time). A delivery without an alert (health, digest), or one queued before
+    alerts were stored once, carries its whole message."""
     payload: dict[str, Any] = json.loads(r.payload)
     if r.alert_message is None:
         return payload
     alert: dict[str, Any] = json.loads(r.alert_message)
+    if "why" not in alert:  # version 2 on: the explanation is the match row's
+        alert["why"] = json.loads(r.alert_why) if r.alert_why else []
     return {**alert, "alert_id": r.alert_id, **payload}
 
 
