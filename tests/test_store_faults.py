@@ -67,9 +67,7 @@ def test_a_poll_cut_short_by_a_full_disk_gives_its_feed_back_when_space_returns(
 
     async def scenario() -> float:
         stop = asyncio.Event()
-        loop = asyncio.create_task(
-            rt.poll_due(stop=stop, on_outcome=outcomes.append, recheck=0.2)
-        )
+        loop = asyncio.create_task(rt.poll_due(stop=stop, on_outcome=outcomes.append, recheck=0.2))
         await _until(lambda: outcomes, 10)
         # The commit was refused: the feed is not failed, its entries are still new, the
         # store's condition says why, and the feed is still leased (held by the loop).
@@ -134,9 +132,7 @@ def test_a_failed_poll_whose_failure_cannot_be_recorded_is_given_back(
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        loop = asyncio.create_task(
-            rt.poll_due(stop=stop, on_outcome=outcomes.append, recheck=0.2)
-        )
+        loop = asyncio.create_task(rt.poll_due(stop=stop, on_outcome=outcomes.append, recheck=0.2))
         await _until(lambda: outcomes, 10)
         assert rt.store.health.current.condition == READ_ONLY
         fault.on = False

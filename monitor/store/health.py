@@ -143,6 +143,31 @@ class StoreCondition:
         }
 
 
+#: The database of the last `StoreHealth` made (the store a command opened), shown without
+#: its password, for `fault_message`.
+_last_database = ""
+
+
+def fault_message(exc: BaseException) -> str | None:
+    """The one line a command prints when a store condition stops it (e.g. starting on a
+    read-only database), or None when `exc` is not one."""
+    condition = classify(exc)
+    if condition is None:
+        return None
+    advice = _ADVICE.get(condition, "")
+    name = _last_database or "the database"
+    return f"database: {name} is {condition} ({cause_of(exc)}){advice}"
+
+
+_ADVICE = {
+    READ_ONLY: ": make the file, its folder or the server writable, or set `database` to a"
+    " writable one",
+    FULL: ": free space on its disk, or set `database` to another one",
+    LOCKED: ": another process holds its write lock; try again",
+    UNREACHABLE: ": check that the server is running and reachable, or set `database`",
+}
+
+
 class StoreHealth:
     """The store's condition, changed by `failed` and `succeeded` (thread-safe: the writer
     thread, the event loop and worker threads all report)."""
@@ -154,7 +179,8 @@ class StoreHealth:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.database = database  # shown without its password
+        global _last_database
+        self.database = _last_database = database  # shown without its password
         self.clock = clock
         self.monotonic = monotonic
         self._lock = threading.Lock()
@@ -219,3 +245,42 @@ class StoreHealth:
 
     def to_dict(self) -> dict[str, Any]:
         return self._state.to_dict(self.database)
+
+
+def probe(engine: Any) -> StoreCondition:
+    """Whether the database accepts writes now, asked without changing anything: on SQLite
+    a write transaction with a no-op UPDATE, rolled back at once (a short busy timeout, so a
+    held lock shows as locked rather than a wait), on PostgreSQL `transaction_read_only` (a
+    standby, or a read-only default). What `monitor status` shows; the daemon's own condition is
+    `StoreHealth`, fed by the writes it does."""
+    try:
+        raw = engine.raw_connection()
+    except Exception as exc:
+        return StoreCondition(classify(exc) or UNREACHABLE, time.time(), cause_of(exc))
+    try:
+        cur = raw.cursor()
+        if engine.dialect.name == "sqlite":
+            cur.execute("PRAGMA busy_timeout=2000")
+            try:
+                cur.execute("BEGIN IMMEDIATE")  # succeeds on a read-only file in WAL mode:
+                try:  # a write that changes nothing, rolled back, tells
+                    cur.execute("UPDATE alembic_version SET version_num = version_num")
+                finally:
+                    cur.execute("ROLLBACK")
+            finally:
+                cur.execute("PRAGMA busy_timeout=30000")
+        else:
+            cur.execute("SHOW transaction_read_only")
+            row = cur.fetchone()
+            raw.rollback()
+            if row and str(row[0]).lower() == "on":
+                return StoreCondition(READ_ONLY, time.time(), "transaction_read_only is on")
+        cur.close()
+    except Exception as exc:
+        condition = classify(exc)
+        if condition is None:
+            raise
+        return StoreCondition(condition, time.time(), cause_of(exc))
+    finally:
+        raw.close()
+    return StoreCondition(WRITABLE)
