@@ -30,6 +30,8 @@ from tests.test_poll_schedule import conditional, rss
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+RUN = ("run", "--config")
+INITDB = ("--no-sync", "-E", "UTF8")
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +101,15 @@ def test_a_daemon_whose_disk_fills_reports_it_and_polls_again_once_space_is_back
         cfg = config(tmp_path, f"sqlite:///{db}", srv.url("/f"), port)
         log = tmp_path / "run.log"
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "storefault.py"), str(flag), "full", "--"]
-            + ["run", "--config", str(cfg)],
+            [
+                sys.executable,
+                str(ROOT / "tests" / "storefault.py"),
+                str(flag),
+                "full",
+                "--",
+                *RUN,
+                str(cfg),
+            ],
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             env=ENV,
@@ -193,3 +202,152 @@ def test_every_command_on_a_read_only_database_is_one_line(tmp_path: Path) -> No
         data = json.loads(monitor("status", "--format", "json").stdout)
         assert data["store"]["condition"] == "read-only"
         assert data["store"]["database"] == ro
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test alone (the session's server is shared), so it can be
+    stopped and started again on the same port."""
+
+    def __init__(self, base: Path) -> None:
+        import shutil
+
+        from tests.conftest import _free_port, _pg_bin
+
+        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if not initdb or not pg_ctl:
+            pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        self.pg_ctl = pg_ctl
+        self.base = base
+        self.data = base / "data"
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(base, user="postgres")
+            base.chmod(0o700)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.port = _free_port()
+        subprocess.run(
+            [*self.prefix, initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", *INITDB],
+            check=True,
+            capture_output=True,
+        )
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.log = str(base / "log")
+
+    def start(self) -> None:
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off"
+            f" -c unix_socket_directories={self.base}"
+        )
+        subprocess.run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-o",
+                opts,
+                "-l",
+                self.log,
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"],
+            capture_output=True,
+        )
+
+
+def test_a_postgresql_restart_is_a_store_condition_not_the_feeds_failure(
+    tmp_path: Path,
+) -> None:
+    import shutil
+    import tempfile
+
+    import psycopg
+
+    base = Path(tempfile.mkdtemp(prefix="monitor-pg-"))  # the postgres user must reach it
+    pg = PrivatePostgres(base)
+    pg.start()
+    down = [0.0]
+    requests: list[float] = []
+    answers = {f"/f{i}": conditional(rss(2)) for i in range(3)}
+
+    def handler(path: str):  # type: ignore[no-untyped-def]
+        def handle(h: RequestHandler) -> None:
+            requests.append(time.monotonic())
+            if path == "/f0" and not down[0]:
+                pg.stop()  # the database goes away while the feeds are fetched
+                down[0] = time.monotonic()
+            answers[path](h)
+
+        return handle
+
+    port = free_port()
+    try:
+        with HostileServer() as srv:
+            for path in answers:
+                srv.routes[path] = handler(path)
+            cfg = config(tmp_path, pg.url, srv.url("/f0"), port)
+            feeds = "".join(f'  - {{url: "{srv.url(p)}", allow_private: true}}\n' for p in answers)
+            text = cfg.read_text()
+            cfg.write_text(
+                text[: text.index("feeds:")]
+                + "feeds:\n"
+                + feeds
+                + "rules:"
+                + (text.split("rules:", 1)[1])
+            )
+            log = tmp_path / "run.log"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+                env=ENV,
+                cwd=ROOT,
+            )
+            try:
+                wait_for(lambda: down[0] or proc.poll() is not None, timeout=60)
+                assert proc.poll() is None, log.read_text()
+
+                def answers_503() -> bool:
+                    status, body = get(f"http://127.0.0.1:{port}/healthz")
+                    assert status != 500, body
+                    return status == 503
+
+                wait_for(answers_503, timeout=30)
+                health = json.loads(get(f"http://127.0.0.1:{port}/healthz")[1])
+                assert health["store"]["condition"] == "unreachable", health
+                assert "unreachable" in health["reason"]
+                time.sleep(1)
+                pg.start()
+                back = time.monotonic()
+
+                def stored() -> int:
+                    with psycopg.connect(pg.url, autocommit=True) as conn:
+                        return int(conn.execute("SELECT count(*) FROM articles").fetchone()[0])
+
+                wait_for(lambda: stored() == 6, timeout=60)
+                took = time.monotonic() - back
+                wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 200, timeout=15)
+                with psycopg.connect(pg.url, autocommit=True) as conn:
+                    rows = conn.execute(
+                        "SELECT url, failing_since, last_error, consecutive_failures FROM feeds"
+                    ).fetchall()
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=60)
+    finally:
+        pg.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
+    text = log.read_text()
+    assert code == 0, text
+    assert took < 10, f"the feeds were stored {took:.1f} s after PostgreSQL came back"
+    assert all(r[1:] == (None, None, 0) for r in rows), rows  # no feed was blamed
+    assert "failed [" not in text and "Traceback" not in text, text
+    assert text.count("is unreachable") == 1, text
+    assert "writable again" in text, text
