@@ -350,6 +350,9 @@ class Daemon:
             self._running.add(task)
             try:
                 await fn()
+            except Exception as exc:
+                if self.rt.store.health.failed(exc) is None:  # a store fault: its health logs
+                    raise
             except asyncio.CancelledError:
                 if not self.stopping.is_set():
                     raise
@@ -432,8 +435,9 @@ class Daemon:
             while await self.rt.deliverer.run_once():
                 if self.stopping.is_set():
                     return
-        except Exception:
-            log.exception("delivery round failed (will retry next tick)")
+        except Exception as exc:
+            if self.rt.store.health.failed(exc) is None:  # a store fault: its health logs it
+                log.exception("delivery round failed (will retry next tick)")
 
 
 def load_checked(path: str | Path) -> CheckedConfig:

@@ -46,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 import monitor
+from monitor.store.health import CONDITIONS
 
 if TYPE_CHECKING:
     from monitor.daemon import Runtime
@@ -89,6 +90,16 @@ class _SnapshotCollector(Collector):
             "Seconds since the scheduler last ticked.",
             value=float(snap.get("last_tick_age", 0.0)),
         )
+        store = GaugeMetricFamily(
+            "monitor_store_condition",
+            "The store's condition: 1 for the current one (writable, read-only, full, locked,"
+            " unreachable).",
+            labels=["condition"],
+        )
+        now = snap.get("store", {}).get("condition", "writable")
+        for condition in CONDITIONS:
+            store.add_metric([condition], 1.0 if condition == now else 0.0)
+        yield store
         counters = snap.get("counters", {})
         polls = CounterMetricFamily(
             "monitor_polls", "Feed polls since start by outcome.", labels=["kind"]

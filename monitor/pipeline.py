@@ -41,6 +41,7 @@ from monitor.rules import Match, RuleSet
 from monitor.rules.budget import poll_budget, run_matching
 from monitor.schedule import ADAPTIVE_WINDOW
 from monitor.store import CommitResult, Enqueue, NewArticle, PollResult, RuleHit, Store
+from monitor.store.health import cause_of, classify
 from monitor.store.polls import Notice
 from monitor.stories import Fingerprint, StoryIndex
 from monitor.workers import WorkerPool
@@ -57,7 +58,7 @@ EXTRACT_BUDGET = 0.6
 @dataclass(slots=True)
 class PollOutcome:
     feed: str
-    status: str  # new | not_modified | unchanged | failed | lease_lost
+    status: str  # new | not_modified | unchanged | failed | lease_lost | deferred
     entries: int = 0
     new: int = 0
     alerts: int = 0
@@ -84,6 +85,12 @@ class PollOutcome:
             what = self.status.replace("_", " ")
         times = ", ".join(f"{stage} {sec * 1000:.0f} ms" for stage, sec in self.seconds.items())
         return f"{what} ({times})" if times else what
+
+
+def _deferred(feed: FeedState, exc: BaseException) -> PollOutcome:
+    """A poll cut short by a store condition: not the feed's failure (its health is kept);
+    its lease is given back when the store accepts writes again (`monitor.poll_loop`)."""
+    return PollOutcome(feed.url, "deferred", error=f"store {classify(exc)}: {cause_of(exc)}")
 
 
 def alert_of(article: Article, match: Match, route: Route, *, now: float) -> Alert:
@@ -257,6 +264,8 @@ class Pipeline:
             elapsed = self.clock() - started
             failure = Failure("timeout", f"poll took longer than {elapsed:.0f} s")
         except Exception as exc:  # a bug must not kill the daemon; record it on the feed
+            if self.store.health.failed(exc) is not None:  # the store's fault, not the feed's
+                return Polled(PollResult(feed, owner, None), _deferred(feed, exc))
             log.exception("unexpected error polling %s", feed.url)
             failure = Failure("internal", secrets.redact(f"{type(exc).__name__}: {exc}"))
         failed = self._failed(feed, conf, owner, failure)
@@ -317,6 +326,8 @@ class Pipeline:
         try:
             committed = await self.store.commit(result)
         except Exception as exc:  # e.g. the disk is full: nothing of the poll was stored
+            if classify(exc) is not None:  # a store condition (the writer reported it)
+                return _deferred(result.feed, exc)  # the poll loop gives the feed back
             log.exception("committing the poll of %s failed", result.feed.url)
             return await self._commit_failed(result, exc)
         lap("commit")
@@ -342,8 +353,10 @@ class Pipeline:
         failed = self._failed(feed, conf, result.owner, Failure("internal", error))
         try:
             await self.store.commit(failed.result)
-        except Exception:  # the lease expires and the feed is polled again
-            log.exception("recording the failure of %s failed too", feed.url)
+        except Exception as again:
+            if classify(again) is not None:  # the poll loop gives the feed back
+                return _deferred(feed, again)
+            log.exception("recording the failure of %s failed too", feed.url)  # lease expires
         return failed.outcome
 
     # ------------------------------------------------------------------ stages

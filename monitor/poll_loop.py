@@ -11,6 +11,12 @@ feeds come due: `recheck` seconds after the last lease that found nothing it loo
 with polls in flight), `on_outcome` takes each outcome (nothing is kept), a lease that fails is
 retried after `recheck` seconds instead of raised, and setting `stop` ends the leasing (the
 polls in flight finish; cancelling the run cancels them).
+
+A store condition (the disk is full, the database read-only or down: `monitor.store.health`)
+is never a feed's failure. A poll it cut short (outcome `deferred`) keeps its feed here, and
+the loop gives the leases back as soon as the store accepts writes again, retrying with a
+short backoff (`RELEASE_BACKOFF`): the feeds are due again at once instead of a whole lease
+later. A lease that fails that way is retried on the same backoff, without a traceback.
 """
 
 from __future__ import annotations
@@ -23,11 +29,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import Connection
+
 from monitor.models import FeedState
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.store import Store
+from monitor.store.health import classify
 
 log = logging.getLogger("monitor.poll_loop")
+
+#: Seconds between two tries to give back the leases of polls a store fault cut short:
+#: doubling from the first to the last.
+RELEASE_BACKOFF = (0.25, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,10 @@ class LoopState:
     next_lease: float = 0.0  # monotonic time before which leasing waits (nothing was due)
     lease_error: Exception | None = None  # raised once the polls in flight are done
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Feeds whose poll a store fault cut short, by id: (feed, monotonic end of its lease).
+    held: dict[int, tuple[FeedState, float]] = field(default_factory=dict)
+    release_at: float = 0.0  # monotonic time of the next try to give them back
+    release_delay: float = RELEASE_BACKOFF[0]
 
     @property
     def fetching(self) -> int:
@@ -81,10 +98,12 @@ class PollLoop:
         try:
             while True:
                 self._collect(on_outcome)
+                if st.held and time.monotonic() >= st.release_at:
+                    await self._release_held()
                 stopping = stop is not None and stop.is_set()
                 if not stopping and self._may_lease() and await self._lease():
                     continue  # more may be due: fill the window first
-                if not st.polls and not st.finished:  # nothing due, nothing left
+                if not st.polls and not st.finished and (not st.held or stopping):  # all done
                     if st.lease_error is not None:
                         raise st.lease_error
                     return st.outcomes  # the daemon's next tick runs another loop
@@ -134,6 +153,8 @@ class PollLoop:
         except Exception as exc:
             if cfg.recheck is None:
                 st.lease_error = exc
+            elif classify(exc) is not None:  # the store's condition, logged by its health
+                st.next_lease = time.monotonic() + min(cfg.recheck, RELEASE_BACKOFF[1])
             else:
                 log.exception("could not lease due feeds (retrying in %g s)", cfg.recheck)
                 st.next_lease = time.monotonic() + cfg.recheck
@@ -153,9 +174,47 @@ class PollLoop:
         self.state.committing += 1
         self.state.wake.set()
         try:
-            return await self.pipeline.commit(polled)
+            outcome = await self.pipeline.commit(polled)
         finally:
             self.state.committing -= 1
+        if outcome.status == "deferred":  # a store fault: give the lease back once it clears
+            self._hold(feed)
+        return outcome
+
+    def _hold(self, feed: FeedState) -> None:
+        st = self.state
+        if not st.held:
+            st.release_at = time.monotonic() + st.release_delay
+        st.held[feed.id] = (feed, time.monotonic() + self.config.lease)
+
+    async def _release_held(self) -> None:
+        """Give back the leases of the held feeds, all in one write; on a store fault, try
+        again after a doubled delay (a lease that has expired meanwhile is simply dropped)."""
+        st, now = self.state, time.monotonic()
+        for fid in [fid for fid, (_f, until) in st.held.items() if until <= now]:
+            del st.held[fid]  # its lease expired: the feed is due for any node again
+        if not st.held:
+            return
+        feeds = [f for f, _until in st.held.values()]
+        owner = self.config.owner
+
+        def release(conn: Connection) -> None:
+            for feed in feeds:
+                self.store.feeds.release(feed, owner, conn=conn)
+
+        try:
+            await self.store.writer.run(release)
+        except Exception as exc:
+            if classify(exc) is None:
+                log.exception("could not give back %d leases", len(feeds))
+            st.release_delay = min(st.release_delay * 2, RELEASE_BACKOFF[1])
+            st.release_at = time.monotonic() + st.release_delay
+            return
+        log.info("gave back %d feeds a store fault had held; they are due again", len(feeds))
+        for feed in feeds:
+            st.held.pop(feed.id, None)
+        st.release_delay = RELEASE_BACKOFF[0]
+        st.next_lease = 0.0  # they are due: lease them now, not at the next look
 
     def _done(self, task: asyncio.Task[PollOutcome]) -> None:
         self.state.polls.discard(task)
@@ -172,5 +231,8 @@ class PollLoop:
         now = time.monotonic()
         if self.config.recheck is not None and not stopping and st.next_lease > now:
             timeout = st.next_lease - now  # leasing waits for time, not for room
+        if st.held:  # the next try to give leases back
+            wait = max(0.0, st.release_at - now)
+            timeout = wait if timeout is None else min(timeout, wait)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(st.wake.wait(), timeout)

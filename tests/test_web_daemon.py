@@ -97,6 +97,7 @@ def test_health_ready_metrics_in_a_running_daemon(tmp_path: Path) -> None:
             ready = json.loads(body)
             assert status == 200 and ready["checks"] == {
                 "database": True,
+                "store": True,
                 "workers": True,
                 "scheduler": True,
             }

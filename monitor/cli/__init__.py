@@ -306,3 +306,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         # Errors raised on purpose (an unusable database, an unknown id): one line, no traceback.
         print(f"monitor {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:
+        from monitor.store.health import fault_message  # a read-only, full, down database
+
+        if (problem := fault_message(exc)) is None:
+            raise
+        print(f"monitor {args.command}: {problem}", file=sys.stderr)
+        return EXIT_ERROR

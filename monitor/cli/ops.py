@@ -22,6 +22,7 @@ from monitor.rules.budget import counts_from_health
 from monitor.store import Store
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
+from monitor.store.health import StoreCondition, probe
 
 log = logging.getLogger("monitor.cli")
 
@@ -54,6 +55,7 @@ def status(path: str, *, fmt: str = "text") -> int:
         feeds = store.feeds.all()
         queue = store.outbox.stats(now)
         alerts, members = _recent_alerts(store)
+        condition = probe(store.engine)  # writable, read-only, locked...
     finally:
         store.close()
     sources = {k: len({m["feed"] for m in v}) for k, v in members.items()}
@@ -61,8 +63,10 @@ def status(path: str, *, fmt: str = "text") -> int:
     if fmt == "json":
         data = _status_json(feeds, queue, alerts, members, sources)
         data["regex_budget_exhausted"] = slow_rules
+        data["store"] = condition.to_dict(store.health.database)
         print(json.dumps(iso_times(data), indent=2))  # every --format json: ISO 8601 UTC
         return 0
+    print(_store_line(condition, store.health.database))
     _print_feeds(feeds, now)
     oldest = queue["oldest_pending_age"]
     print(
@@ -85,6 +89,15 @@ def status(path: str, *, fmt: str = "text") -> int:
             for m in story:
                 print(f"      {m['feed'][:24]:<24} {m['why_grouped'] or 'first':<12} {m['url']}")
     return 0
+
+
+def _store_line(condition: StoreCondition, database: str) -> str:
+    if condition.ok:
+        return f"Store: {database} writable"
+    return (
+        f"Store: {database} is {condition.condition.upper()} ({condition.cause}): polls cannot"
+        " be recorded; feeds below show their state before the fault"
+    )
 
 
 def _recent_alerts(store: Store) -> tuple[list[Any], dict[int, list[dict[str, Any]]]]:

@@ -12,9 +12,17 @@ from monitor.alerting import Route
 from monitor.models import FeedState
 from monitor.store import schema
 from monitor.store.articles import ArticleRepo, CommitResult, NewArticle, RuleHit
-from monitor.store.engine import StoreError, make_engine, migrate, reclaim_dead_leases, write_tx
+from monitor.store.engine import (
+    StoreError,
+    make_engine,
+    migrate,
+    reclaim_dead_leases,
+    shown_url,
+    write_tx,
+)
 from monitor.store.feedback import Feedback, FeedbackRepo, LabelledAlert
 from monitor.store.feedstate import FeedRepo, FeedSpec
+from monitor.store.health import StoreHealth
 from monitor.store.outbox import Delivery, Enqueue, Outbox, enqueue
 from monitor.store.polls import PollCommitted, PollResult, commit_poll
 from monitor.store.writer import GroupWriter
@@ -39,6 +47,7 @@ __all__ = [
     "RuleHit",
     "Store",
     "StoreError",
+    "StoreHealth",
     "commit_poll",
     "enqueue",
 ]
@@ -48,12 +57,13 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self.health = StoreHealth(shown_url(url))  # writable, read-only, full, ...
         migrate(self.engine)
         self.feeds = FeedRepo(self.engine)
         self.articles = ArticleRepo(self.engine)
         self.outbox = Outbox(self.engine)
         self.feedback = FeedbackRepo(self.engine)
-        self.writer = GroupWriter(self.engine)
+        self.writer = GroupWriter(self.engine, health=self.health)
 
     def reclaim_orphaned_leases(self, host: str, now: float) -> int:
         """Take back feeds and deliveries leased by dead processes of this host."""

@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 
 from monitor.store.engine import write_tx
+from monitor.store.health import StoreHealth
 
 T = TypeVar("T")
 
@@ -58,8 +59,11 @@ def _settle_all(works: list[_Work[Any]]) -> None:
 class GroupWriter:
     """Runs `fn(conn)` for many callers in shared write transactions, one commit per group."""
 
-    def __init__(self, engine: Engine, *, max_group: int = 64) -> None:
+    def __init__(
+        self, engine: Engine, *, max_group: int = 64, health: StoreHealth | None = None
+    ) -> None:
         self.engine = engine
+        self.health = health  # told of every group's store fault, and of each commit
         self.max_group = max_group
         self._pending: list[_Work[Any]] = []
         self._lock = threading.Lock()
@@ -129,9 +133,15 @@ class GroupWriter:
                 work.result = None
             if not isinstance(exc, Exception):
                 raise
+            if self.health is not None:
+                self.health.failed(exc)
             return
         self.groups += 1
         self.pieces += len(group)
+        if self.health is not None:
+            faults = [w.error for w in group if w.error is not None]
+            if not any(self.health.failed(e) for e in faults):
+                self.health.succeeded()
 
     def close(self) -> None:
         """Finish the queued work and stop the writer thread."""
