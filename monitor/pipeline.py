@@ -242,6 +242,7 @@ class Pipeline:
             last_modified=res.last_modified,
             content_hash=res.content_hash,
             permanent_redirect=_redacted(res.permanent_redirect),
+            not_modified=res.not_modified,
         )
         if not fetched.changed:
             status = "not_modified" if res.not_modified else "unchanged"

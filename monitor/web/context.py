@@ -18,6 +18,7 @@ from monitor.metrics import Metrics
 from monitor.rules import RuleSet
 from monitor.store import Store
 from monitor.store.console import ConsoleRepo
+from monitor.web.auth import LoginLimiter
 
 if TYPE_CHECKING:
     from monitor.daemon import Daemon
@@ -37,6 +38,7 @@ class Console:
     fetch_page: PageFetcher | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Callable[[], float] = time.time
+    logins: LoginLimiter = field(default_factory=LoginLimiter)
     repo: ConsoleRepo = field(init=False)
 
     def __post_init__(self) -> None:

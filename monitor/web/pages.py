@@ -23,7 +23,13 @@ from starlette.routing import Route
 
 from monitor.store.console import AlertFilter
 from monitor.web import api
-from monitor.web.auth import authenticate_password, csrf_ok, csrf_token, current_user
+from monitor.web.auth import (
+    authenticate_password,
+    csrf_ok,
+    csrf_token,
+    current_user,
+    login_keys,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 env = Environment(
@@ -113,8 +119,25 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", 403, next=nxt, error="The form expired: try again.")
     form = await request.form()
     name, password = str(form.get("username", "")), str(form.get("password", ""))
-    if not await asyncio.to_thread(authenticate_password, console.web, name, password):
+    web = console.web
+    keys = login_keys(web, name, request.client.host if request.client else None)
+    window = web.login_window.total_seconds()
+    refused = console.logins.blocked(keys, window)
+    if refused is not None:
+        minutes = max(1, round(refused[1] / 60))
+        res = render(
+            request,
+            "login.html",
+            429,
+            next=nxt,
+            error=f"Too many failed logins: try again in {minutes} min.",
+        )
+        res.headers["Retry-After"] = str(int(refused[1]) + 1)
+        return res
+    if not await asyncio.to_thread(authenticate_password, web, name, password):
+        console.logins.failed(list(keys))
         return render(request, "login.html", 401, next=nxt, error="Wrong user name or password.")
+    console.logins.succeeded(f"user:{name[:100]}")
     request.session.clear()
     request.session["user"] = name
     csrf_token(request)  # a new token for the new session
