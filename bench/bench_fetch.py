@@ -349,11 +349,13 @@ async def open_console(rt: Any, sse: int) -> tuple[Any, list[asyncio.Task[None]]
     async def reader() -> None:
         headers = {"Authorization": "Bearer bench-token-0123456789"}
         url = f"http://127.0.0.1:{web.port}/events?after=0"
-        async with httpx.AsyncClient(timeout=None, trust_env=False) as client:
-            async with client.stream("GET", url, headers=headers) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("event: alert"):
-                        events.append(1)
+        async with (
+            httpx.AsyncClient(timeout=None, trust_env=False) as client,
+            client.stream("GET", url, headers=headers) as r,
+        ):
+            async for line in r.aiter_lines():
+                if line.startswith("event: alert"):
+                    events.append(1)
 
     tasks = [asyncio.create_task(reader()) for _ in range(sse)]
     await asyncio.sleep(0.5)  # the streams are open before timing

@@ -22,6 +22,7 @@ from monitor.store.engine import write_tx
 from monitor.web.app import create_app
 from monitor.web.auth import LoginLimiter, is_loopback_client
 from monitor.web.context import Console, from_daemon
+from monitor.web.live import AlertFeed
 from tests.webconsole import PASSWORDS, TOKEN, Env, csrf_of, polled_env
 
 pytestmark = pytest.mark.slow
@@ -192,3 +193,44 @@ def test_status_filter_same_answer_by_either_query_shape(
         assert answers[0] == answers[1], status
         assert len(answers[0][0]) == expected, status
         assert answers[0][2] == [], status  # no low alert
+
+
+# ---------------------------------------------------------------------- live timeline
+
+
+class CountingRepo:
+    def __init__(self, repo: Any) -> None:
+        self.repo, self.calls = repo, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.repo, name)
+
+    def alerts(self, f: AlertFilter) -> list[dict[str, Any]]:
+        self.calls += 1
+        return self.repo.alerts(f)
+
+
+def test_one_poller_serves_every_open_timeline(env: Env) -> None:
+    async def run(tabs: int) -> tuple[int, list[list[int]]]:
+        stopping = asyncio.Event()
+        repo = CountingRepo(env.console.repo)
+        feed = AlertFeed(lambda: repo, stopping, every=0.05)  # type: ignore[arg-type,return-value]
+        queues = [await feed.subscribe() for _ in range(tabs)]
+        feed.last = 0  # as if both stored alerts arrived after the tabs opened
+        got: list[list[int]] = [[] for _ in queues]
+        for i, q in enumerate(queues):
+            for _ in range(2):
+                row = await asyncio.wait_for(q.get(), 5)
+                assert row is not None
+                got[i].append(int(row["id"]))
+        await asyncio.sleep(0.5)
+        stopping.set()
+        ends = [await asyncio.wait_for(q.get(), 5) for q in queues]
+        assert ends == [None] * tabs
+        return repo.calls, got
+
+    one, got_one = asyncio.run(run(1))
+    many, got_many = asyncio.run(run(8))
+    assert got_one[0] == sorted(got_one[0]) and len(got_one[0]) == 2
+    assert got_many == [got_one[0]] * 8  # every tab gets every alert, oldest first
+    assert many <= one * 1.5 + 2  # eight tabs cost the store what one does

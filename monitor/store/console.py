@@ -44,6 +44,7 @@ class AlertFilter:
     before: int | None = None
     after: int | None = None  # only alerts newer than this id (server-sent events)
     limit: int = 50
+    oldest_first: bool = False  # the live timeline reads forward from `after`
 
 
 def feed_health(consecutive_failures: int, broken_reported: bool, paused: bool) -> str:
@@ -99,7 +100,7 @@ def _alert_query(f: AlertFilter, *, sparse_status: bool = False) -> Select[Any]:
         )
     if conditions:
         q = q.where(and_(*conditions))
-    return q.order_by(a.c.id.desc()).limit(f.limit)
+    return q.order_by(a.c.id.asc() if f.oldest_first else a.c.id.desc()).limit(f.limit)
 
 
 def _delivery_summary(rows: Sequence[Any]) -> dict[int, dict[str, int]]:
