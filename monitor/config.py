@@ -603,6 +603,11 @@ class WebSettings(_Model):
         description="/metrics answers anyone; false (default): only a client on a loopback "
         "address, a request with the `metrics_token`, or a user of any role",
     )
+    probes_from_loopback: bool = Field(
+        True,
+        description="a client on a loopback address may read /metrics (and closed health "
+        "endpoints) without credentials; set false behind a reverse proxy on the same host",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="bearer token (use `${VAR}`) that may read /metrics, /healthz and /readyz "

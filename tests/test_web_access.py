@@ -76,6 +76,10 @@ def test_default_health_open_metrics_only_loopback_token_or_user(env: Env) -> No
         ).status_code
         == 401
     )
+    # Behind a reverse proxy on the same host, loopback is everyone: it can be turned off.
+    behind_proxy = console_with(env, probes_from_loopback=False)
+    assert client(behind_proxy, "127.0.0.1").get("/metrics").status_code == 401
+    assert client(behind_proxy, "127.0.0.1").get("/healthz").status_code == 200
 
 
 def test_public_metrics_and_closed_health(env: Env) -> None:

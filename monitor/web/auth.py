@@ -169,7 +169,9 @@ def probe_allowed(request: Request, web: WebSettings, endpoint: str) -> bool:
     answer this request (see the module's docstring)."""
     if web.public_health if endpoint == "health" else web.public_metrics:
         return True
-    if is_loopback_client(request.client.host if request.client else None):
+    if web.probes_from_loopback and is_loopback_client(
+        request.client.host if request.client else None
+    ):
         return True
     header = request.headers.get("authorization", "")
     if web.metrics_token is not None and header.lower().startswith("bearer "):
