@@ -232,9 +232,16 @@ class LoginLimiter:
             del self._failures[oldest]
             self._logged.discard(oldest)
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
-        self._logged.discard(key)
+    def succeeded(self, keys: list[str]) -> None:
+        """A good login: its user name's count is cleared; the one attempt counted for each
+        other key (its address) is taken back."""
+        for key in keys:
+            times = self._failures.get(key)
+            if key.startswith("user:") or (times is not None and len(times) <= 1):
+                self._failures.pop(key, None)
+                self._logged.discard(key)
+            elif times:
+                times.pop()
 
 
 def login_keys(web: WebSettings, name: str, address: str | None) -> dict[str, int]:

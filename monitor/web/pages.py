@@ -131,10 +131,11 @@ async def login(request: Request) -> Response:
         )
         res.headers["Retry-After"] = str(int(refused[1]) + 1)
         return res
+    # Counted as failed before the (slow) check, so parallel guesses cannot pass the limit.
+    console.logins.failed(list(keys))
     if not await asyncio.to_thread(authenticate_password, web, name, password):
-        console.logins.failed(list(keys))
         return render(request, "login.html", 401, next=nxt, error="Wrong user name or password.")
-    console.logins.succeeded(f"user:{name[:100]}")
+    console.logins.succeeded(list(keys))
     request.session.clear()
     request.session["user"] = name
     csrf_token(request)  # a new token for the new session
