@@ -3,6 +3,7 @@
     python bench/bench_fetch.py                       # N = 200 and 2,000, every tool
     python bench/bench_fetch.py --n 200 --tools monitor,pool
     python bench/bench_fetch.py --n 200 --tools monitor,newsboat --repeat 10   # medians, wins
+    python bench/bench_fetch.py --n 200 --tools monitor+rules,monitor+web,monitor+web+sse --repeat 5
     python bench/bench_fetch.py --profile             # where the monitor's time goes, N = 2,000
 
 A loopback server (its own process, asyncio, HTTP/1.1 keep-alive) serves N synthetic RSS 2.0
@@ -16,6 +17,10 @@ Tools, each in a fresh process so its peak RSS is its own:
   * monitor: the real code path, `Runtime.poll_due()` with a SQLite store, the fetcher, the
     worker pool (`fetch.workers` processes; started before timing, as in a running daemon),
     the shipped rules, `extract: false` on every feed (so the work equals a feed reader's).
+  * monitor+rules: the same with the shipped rules (config/rules/*.yaml) loaded.
+  * monitor+web, monitor+web+sse: monitor+rules with a `web:` section, the console served as
+    `monitor run` serves it (uvicorn in the same loop, the pipeline wrapped for /metrics), and
+    for +sse one client reading the live timeline (/events) throughout: the console's cost.
   * pool: a plain ThreadPoolExecutor(16) of httpx + feedparser.parse with ETag handling, state
     in memory, no store: the floor for "feedparser in Python".
   * newsboat (Debian package): `newsboat -x reload` with `reload-threads 8` and a urls file.
@@ -323,7 +328,45 @@ class TreeMemory(threading.Thread):
 # --------------------------------------------------------------------------- tools
 
 
-def run_monitor(srv: Server, tmp: Path, profile: bool, rules: bool = False) -> dict[str, Any]:
+WEB_CFG = """
+web:
+  listen: "127.0.0.1:0"
+  users: {bench: {token: "bench-token-0123456789", role: read}}
+"""
+
+
+async def open_console(rt: Any, sse: int) -> tuple[Any, list[asyncio.Task[None]]]:
+    """`monitor+web`: the console served as `monitor run` serves it (the pipeline wrapped for
+    /metrics); `monitor+web+sse`: also `sse` clients reading the live timeline (/events)."""
+    import httpx
+
+    from monitor.daemon import Daemon
+    from monitor.web.server import start_web
+
+    daemon = Daemon(rt)
+    web = await start_web(daemon)
+    assert web is not None
+    events: list[int] = []
+
+    async def reader() -> None:
+        headers = {"Authorization": "Bearer bench-token-0123456789"}
+        url = f"http://127.0.0.1:{web.port}/events?after=0"
+        async with (
+            httpx.AsyncClient(timeout=None, trust_env=False) as client,
+            client.stream("GET", url, headers=headers) as r,
+        ):
+            async for line in r.aiter_lines():
+                if line.startswith("event: alert"):
+                    events.append(1)
+
+    tasks = [asyncio.create_task(reader()) for _ in range(sse)]
+    await asyncio.sleep(0.5)  # the streams are open before timing
+    return web, tasks
+
+
+def run_monitor(
+    srv: Server, tmp: Path, profile: bool, rules: bool = False, web: str = ""
+) -> dict[str, Any]:
     from monitor.daemon import Runtime, load_checked
 
     feeds = "\n".join(
@@ -336,6 +379,8 @@ database: sqlite:///{tmp}/monitor.db
 log_level: WARNING
 defaults: {{interval: 10m, extract: false}}
 include: [{f'"{ROOT}/config/rules/*.yaml"' if rules else ""}]
+include_outside: {"true" if rules else "false"}
+{WEB_CFG if web else ""}
 feeds:
 {feeds}
 """)
@@ -353,6 +398,7 @@ feeds:
             ),
             return_exceptions=True,
         )
+        server, readers = await open_console(rt, 1 if web == "sse" else 0) if web else (None, [])
         tree = TreeMemory()
         tree.start()
         for phase in ("cold", "warm"):
@@ -381,6 +427,11 @@ feeds:
         tree.join()
         out["workers_rss"] = max(tree.child_hwm.values(), default=0.0)
         out["tree_rss"], out["tree_pss"] = tree.rss_mb, tree.pss_mb
+        if server is not None:
+            await server.stop()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         await rt.aclose()
 
     if profile:
@@ -561,6 +612,9 @@ def tool_main(args: argparse.Namespace) -> None:
         tmp = Path(d)
         if args.tool in ("monitor", "monitor+rules"):
             res = run_monitor(srv, tmp, args.profile, rules=args.tool == "monitor+rules")
+        elif args.tool in ("monitor+web", "monitor+web+sse"):
+            web = "sse" if args.tool.endswith("sse") else "web"
+            res = run_monitor(srv, tmp, args.profile, rules=True, web=web)
         elif args.tool == "pool":
             res = run_pool(srv, tmp, args.profile)
         else:

@@ -208,6 +208,7 @@ web:
         server, thread = serve(console)
         base = f"http://127.0.0.1:{server.port}"
         mid = args.alerts // 2
+        old = time.time() - 400 * 86400  # before the first alert
         cases = [
             ("GET /alerts (page, newest 50)", "/alerts"),
             ("GET /alerts?rule=ports", "/alerts?rule=ports"),
@@ -219,10 +220,20 @@ web:
                 "GET /alerts?severity=critical&channel_status=dead (none)",
                 "/alerts?severity=critical&channel_status=dead",
             ),
+            (
+                "GET /alerts?rule=ports&channel_status=dead (none)",
+                "/alerts?rule=ports&channel_status=dead",
+            ),
+            ("GET /alerts?channel_status=pending (none)", "/alerts?channel_status=pending"),
+            (f"GET /alerts?until={old:.0f} (none)", f"/alerts?until={old:.0f}"),
             (f"GET /alerts?before={mid}", f"/alerts?before={mid}"),
             ("GET /api/v1/alerts", "/api/v1/alerts"),
             ("GET /api/v1/alerts?rule=ports", "/api/v1/alerts?rule=ports"),
             ("GET /api/v1/alerts?channel_status=dead", "/api/v1/alerts?channel_status=dead"),
+            (
+                "GET /api/v1/alerts?severity=critical&channel_status=dead (none)",
+                "/api/v1/alerts?severity=critical&channel_status=dead",
+            ),
             (
                 f"GET /api/v1/alerts?before={mid}&limit=100",
                 f"/api/v1/alerts?before={mid}&limit=100",
@@ -263,10 +274,10 @@ web:
     print(
         f"{args.alerts:,} alerts stored, {args.repeat} requests each (ms, over HTTP on 127.0.0.1)"
     )
-    print(f"{'request':<52} {'median':>8} {'p95':>8} {'bytes':>9}")
+    print(f"{'request':<62} {'median':>8} {'p95':>8} {'bytes':>9}")
     for name, med, p95, size in rows:
         flag = "" if med < 100 else "  over 100 ms"
-        print(f"{name:<52} {med:8.1f} {p95:8.1f} {size:9,}{flag}")
+        print(f"{name:<62} {med:8.1f} {p95:8.1f} {size:9,}{flag}")
     return 0
 
 

@@ -485,6 +485,41 @@ class WebSettings(_Model):
         description="listen on a non-loopback address without users (only /healthz, /readyz "
         "and /metrics answer): for a container whose port is published on the host's loopback",
     )
+    public_health: bool = Field(
+        True,
+        description="/healthz and /readyz answer anyone (for orchestrators' probes); false: "
+        "only a client on a loopback address, the `metrics_token`, or a user of any role",
+    )
+    public_metrics: bool = Field(
+        False,
+        description="/metrics answers anyone; false (default): only a client on a loopback "
+        "address, a request with the `metrics_token`, or a user of any role",
+    )
+    probes_from_loopback: bool = Field(
+        True,
+        description="a client on a loopback address may read /metrics (and closed health "
+        "endpoints) without credentials; set false behind a reverse proxy on the same host",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="bearer token (use `${VAR}`) that may read /metrics, /healthz and /readyz "
+        "and nothing else: for Prometheus scraping from another host",
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="failed logins per user name within `login_window` before further "
+        "attempts for that name are refused (429) until the oldest failure is older than it",
+    )
+    login_max_failures_per_address: int = Field(
+        20,
+        ge=1,
+        description="failed logins per client address within `login_window` before further "
+        "attempts from that address are refused (429)",
+    )
+    login_window: Duration = Field(
+        timedelta(minutes=15), description="the window failed logins are counted in"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -26,7 +26,6 @@ import functools
 import logging
 import platform
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -161,9 +160,6 @@ class Metrics:
         self._children: dict[tuple[str, str], Any] = {}
         self._snapshot = _SnapshotCollector()
         reg.register(self._snapshot)
-        #: Per feed URL: polls and 304 answers seen by this process (for the console).
-        self.feed_polls: Counter[str] = Counter()
-        self.feed_not_modified: Counter[str] = Counter()
 
     def _rule_counter(self, family: PromCounter, rule: str) -> Any:
         """`family.labels(rule)`, cached (the lookup cost more than the increment)."""
@@ -193,11 +189,6 @@ class Metrics:
                 if isinstance(published, int | float) and now >= published:
                     self.publish_to_alert.observe(now - published)
 
-    def observed_fetch(self, url: str, result: Any) -> None:
-        self.feed_polls[url] += 1
-        if getattr(result, "not_modified", False):
-            self.feed_not_modified[url] += 1
-
     # ------------------------------------------------------------------ instrumentation
 
     def instrument(self, rt: Runtime) -> None:
@@ -217,9 +208,6 @@ class Metrics:
                 result = await fn(url, *args, **kwargs)
             finally:
                 self.fetch.observe(time.perf_counter() - started)
-            if "etag" in kwargs or "last_modified" in kwargs:  # a feed poll, not a page
-                with _harmless():
-                    self.observed_fetch(url, result)
             return result
 
         return fetch

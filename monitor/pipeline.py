@@ -290,6 +290,7 @@ class Pipeline:
             last_modified=res.last_modified,
             content_hash=res.content_hash,
             permanent_redirect=_redacted(res.permanent_redirect),
+            not_modified=res.not_modified,
         )
         lap("fetch")
         if not fetched.changed:

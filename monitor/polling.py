@@ -51,6 +51,7 @@ class FetchSummary:
     last_modified: str | None = None
     content_hash: str | None = None
     permanent_redirect: str | None = None
+    not_modified: bool = False  # answered 304 (counted per feed for the console)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ class FeedUpdate:
     failing_since: float | None = None
     health: HealthEvent | None = None
     defer_host: str | None = None  # hold every feed of this host until `next_poll_at`
+    not_modified: bool = False  # a good poll answered 304
 
     @property
     def ok(self) -> bool:
@@ -190,6 +192,7 @@ def plan_next_poll(
         redirect_target=None if moved else redirect,
         redirect_same=same and not moved,
         health="source.recovered" if state.broken_reported else None,
+        not_modified=fetch.not_modified,
     )
 
 

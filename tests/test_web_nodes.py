@@ -62,6 +62,15 @@ def test_two_nodes_share_the_console(tmp_path: Path, pg_url: str) -> None:
             )
             leased = a.store.feeds.lease_due(a.owner, limit=5, lease=60, now=later)
             assert [f.id for f in leased] == [feed["id"]]
+            a.store.feeds.release(leased[0], a.owner)
+            # Each node polls once more (304 both times): both consoles show the same ratio.
+            for node in (a, b):
+                node.store.feeds.poll_now(time.time())
+                asyncio.run(node.run_cycle())
+            for c in (ca, cb):
+                (seen,) = c.get("/api/v1/feeds", headers=auth).json()["feeds"]
+                assert (seen["polls"], seen["not_modified"]) == (3, 2)
+                assert seen["not_modified_ratio"] == pytest.approx(0.667)
         finally:
             asyncio.run(a.aclose())
             asyncio.run(b.aclose())

@@ -27,6 +27,9 @@ from monitor.store.engine import is_postgres, new_id, read_tx, write_tx
 DAY = 86400.0
 #: Delivery statuses the deliveries page lists (sent rows are on each alert's page).
 OPEN_STATUSES = ("pending", "failed", "dead")
+#: Below this many deliveries in the filtered status, the timeline starts from them
+#: (`id IN (...)`); at or above it, from the newest alerts (`EXISTS`, which stops at the page).
+SPARSE_STATUS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class AlertFilter:
     before: int | None = None
     after: int | None = None  # only alerts newer than this id (server-sent events)
     limit: int = 50
+    oldest_first: bool = False  # the live timeline reads forward from `after`
 
 
 def feed_health(consecutive_failures: int, broken_reported: bool, paused: bool) -> str:
@@ -52,7 +56,11 @@ def feed_health(consecutive_failures: int, broken_reported: bool, paused: bool) 
     return "broken" if broken_reported else "failing"
 
 
-def _alert_query(f: AlertFilter) -> Select[Any]:
+def _alert_query(f: AlertFilter, *, sparse_status: bool = False) -> Select[Any]:
+    """The timeline's query. A delivery-status filter is `EXISTS` per alert, newest first,
+    which stops once a page is found when such alerts are common; when they are few
+    (`sparse_status`), it starts from those deliveries instead (`ix_deliveries_status_alert`),
+    so a combination that matches nothing does not read every alert."""
     a, ar, fd = s.alerts, s.articles, s.feeds
     q = (
         select(
@@ -86,11 +94,13 @@ def _alert_query(f: AlertFilter) -> Select[Any]:
     if f.channel_status:
         d = s.deliveries
         conditions.append(
-            exists().where(and_(d.c.alert_id == a.c.id, d.c.status == f.channel_status))
+            a.c.id.in_(select(d.c.alert_id).where(d.c.status == f.channel_status))
+            if sparse_status
+            else exists().where(and_(d.c.alert_id == a.c.id, d.c.status == f.channel_status))
         )
     if conditions:
         q = q.where(and_(*conditions))
-    return q.order_by(a.c.id.desc()).limit(f.limit)
+    return q.order_by(a.c.id.asc() if f.oldest_first else a.c.id.desc()).limit(f.limit)
 
 
 def _delivery_summary(rows: Sequence[Any]) -> dict[int, dict[str, int]]:
@@ -124,12 +134,17 @@ class ConsoleRepo:
 
     def alerts(self, f: AlertFilter) -> list[dict[str, Any]]:
         """Newest first, with each alert's deliveries counted by status."""
+        d = s.deliveries
         with read_tx(self.engine) as conn:
-            rows = conn.execute(_alert_query(f)).all()
+            sparse = False
+            if f.channel_status:
+                few = select(d.c.id).where(d.c.status == f.channel_status).limit(SPARSE_STATUS)
+                found = conn.execute(select(func.count()).select_from(few.subquery())).scalar()
+                sparse = int(found or 0) < SPARSE_STATUS
+            rows = conn.execute(_alert_query(f, sparse_status=sparse)).all()
             ids = [r.id for r in rows]
             summary: dict[int, dict[str, int]] = {}
             if ids:
-                d = s.deliveries
                 summary = _delivery_summary(
                     conn.execute(
                         select(d.c.alert_id, d.c.status, func.count().label("n"))
@@ -262,6 +277,8 @@ class ConsoleRepo:
                 "last_success_at": r.last_success_at,
                 "next_poll_at": r.next_poll_at,
                 "polls": r.polls,
+                "not_modified": r.not_modified,
+                "not_modified_ratio": round(r.not_modified / r.polls, 3) if r.polls else None,
                 "entries_total": r.entries_total,
                 "entries_per_day": round(recent.get(r.id, 0) / days, 2),
             }

@@ -103,6 +103,7 @@ def _success_statement(new_entries: bool, moved: bool, redirect: str, skip: bool
         "lease_owner": None,
         "lease_until": None,
         "polls": c.polls + 1,
+        "not_modified": c.not_modified + bindparam("v_not_modified"),
         "entries_total": c.entries_total + bindparam("v_new_entries"),
         "min_interval": bindparam("v_min_interval"),
     }
@@ -279,6 +280,7 @@ class FeedRepo:
                 "v_fetch_url": change.fetch_url,
                 "v_redirect_target": change.redirect_target,
                 "v_skip": change.skip,
+                "v_not_modified": int(change.not_modified),
             },
         )
         return bool(res.rowcount)

@@ -56,6 +56,8 @@ feeds = Table(
     # The feed's skipHours / skipDays ("h:0,1;d:saturday"), kept for polls answered 304.
     Column("skip", String(300)),
     Column("polls", Integer, nullable=False, default=0),
+    # Of those good polls, how many were answered 304 (the console's 304 ratio, every node).
+    Column("not_modified", Integer, nullable=False, server_default="0"),
     Column("entries_total", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     # Paused from the console (any node): not leased until resumed.
@@ -150,6 +152,7 @@ alerts = Table(
     UniqueConstraint("rule", "story_id", name="uq_alerts_rule_story"),
     Index("ix_alerts_rule_created", "rule", "created_at"),
     Index("ix_alerts_rule_id", "rule", "id"),  # the console's timeline of one rule, by id
+    Index("ix_alerts_severity_id", "severity", "id"),  # ... of one severity
 )
 
 deliveries = Table(
@@ -175,6 +178,7 @@ deliveries = Table(
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_channel_status", "channel", "status"),
     Index("ix_deliveries_alert", "alert_id"),  # an alert's deliveries (the console)
+    Index("ix_deliveries_status_alert", "status", "alert_id"),  # alerts with a dead delivery
 )
 
 # An analyst's verdict on an alert (`monitor feedback`): labelled data for evaluate and train.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -17,17 +19,38 @@ from starlette.staticfiles import StaticFiles
 
 from monitor import health
 from monitor.web import api, pages
+from monitor.web.auth import probe_allowed
 from monitor.web.context import Console
 
 log = logging.getLogger("monitor.web")
 STATIC = Path(__file__).parent / "static"
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def probe(endpoint: Endpoint, kind: str) -> Endpoint:
+    """`endpoint` answered only when `probe_allowed` (else 401, JSON)."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        console: Console = request.app.state.console
+        if not probe_allowed(request, console.web, kind):
+            return JSONResponse(
+                {"error": f"{request.url.path} needs a login, the metrics token, or loopback"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await endpoint(request)
+
+    return guarded
+
+
 def routes() -> list[BaseRoute]:
     return [
-        Route("/healthz", health.healthz),
-        Route("/readyz", health.readyz),
-        Route("/metrics", health.metrics),
+        Route("/healthz", probe(health.healthz, "health")),
+        Route("/readyz", probe(health.readyz, "health")),
+        Route("/metrics", probe(health.metrics, "metrics")),
         Mount("/api/v1", routes=api.ROUTES),
         *pages.ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),

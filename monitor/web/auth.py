@@ -11,6 +11,12 @@
 - Roles: `read` sees everything; `operator` may also pause, poll, retry, replay and label.
   The user's role is looked up on every request, so a reload that removes a user or changes
   a role takes effect at once.
+- `/healthz`, `/readyz` and `/metrics` (`probe_allowed`): open to anyone when
+  `web.public_health` / `web.public_metrics`; otherwise to a client on a loopback address, a
+  request with `Authorization: Bearer <web.metrics_token>`, or a user of any role.
+- Failed logins are counted per user name and per client address (`LoginLimiter`); past the
+  limit within the window, further attempts are refused with 429 before any password is
+  checked, and the lockout is logged once.
 """
 
 from __future__ import annotations
@@ -19,9 +25,14 @@ import base64
 import getpass
 import hashlib
 import hmac
+import ipaddress
+import logging
 import secrets
 import sys
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from starlette.exceptions import HTTPException
@@ -29,6 +40,7 @@ from starlette.requests import Request
 
 from monitor.config import WebSettings
 
+log = logging.getLogger("monitor.web")
 Role = Literal["read", "operator"]
 ROLES: dict[str, int] = {"read": 0, "operator": 1}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -138,6 +150,106 @@ async def require(request: Request, web: WebSettings, role: str = "read") -> Use
     if not user.may(role):
         raise HTTPException(403, f"{user.name} has the {user.role!r} role; this needs {role!r}")
     return user
+
+
+def is_loopback_client(host: str | None) -> bool:
+    """Whether a peer address is a loopback one (127.0.0.0/8, ::1, ::ffff:127.x)."""
+    if not host:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def probe_allowed(request: Request, web: WebSettings, endpoint: str) -> bool:
+    """Whether `/healthz`, `/readyz` (`endpoint` "health") or `/metrics` ("metrics") may
+    answer this request (see the module's docstring)."""
+    if web.public_health if endpoint == "health" else web.public_metrics:
+        return True
+    if web.probes_from_loopback and is_loopback_client(
+        request.client.host if request.client else None
+    ):
+        return True
+    header = request.headers.get("authorization", "")
+    if web.metrics_token is not None and header.lower().startswith("bearer "):
+        want = web.metrics_token.get_secret_value().encode()
+        if hmac.compare_digest(header[7:].strip().encode(), want):
+            return True
+    return current_user(request, web) is not None
+
+
+@dataclass
+class LoginLimiter:
+    """Failed logins per key ("user:NAME", "addr:IP") in a sliding window. `blocked` says for
+    how many seconds a key is refused (0: not refused); the first refusal of a lockout is
+    logged, once. Each node counts its own; at most `max_keys` keys are kept (the oldest
+    dropped), so made-up user names cannot grow it without bound."""
+
+    clock: Callable[[], float] = time.monotonic
+    max_keys: int = 10_000
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    _logged: set[str] = field(default_factory=set)
+
+    def _recent(self, key: str, window: float) -> deque[float]:
+        times = self._failures.get(key, deque())
+        now = self.clock()
+        while times and times[0] <= now - window:
+            times.popleft()
+        if not times:
+            self._failures.pop(key, None)
+            self._logged.discard(key)
+        return times
+
+    def blocked(self, keys: dict[str, int], window: float) -> tuple[str, float] | None:
+        """The first of `keys` (key -> its limit) at its limit, and the seconds until it is
+        let through again; None when none is."""
+        for key, limit in keys.items():
+            times = self._recent(key, window)
+            if len(times) >= limit:
+                wait = times[-limit] + window - self.clock()
+                if key not in self._logged:
+                    self._logged.add(key)
+                    log.warning(
+                        "login: %d failed logins for %s within %.0f s: further attempts "
+                        "refused for %.0f s",
+                        len(times),
+                        key.replace(":", " ", 1),
+                        window,
+                        wait,
+                    )
+                return key, max(wait, 1.0)
+        return None
+
+    def failed(self, keys: list[str]) -> None:
+        now = self.clock()
+        for key in keys:
+            self._failures.setdefault(key, deque(maxlen=1000)).append(now)
+        while len(self._failures) > self.max_keys:
+            oldest = min(self._failures, key=lambda k: self._failures[k][-1])
+            del self._failures[oldest]
+            self._logged.discard(oldest)
+
+    def succeeded(self, keys: list[str]) -> None:
+        """A good login: its user name's count is cleared; the one attempt counted for each
+        other key (its address) is taken back."""
+        for key in keys:
+            times = self._failures.get(key)
+            if key.startswith("user:") or (times is not None and len(times) <= 1):
+                self._failures.pop(key, None)
+                self._logged.discard(key)
+            elif times:
+                times.pop()
+
+
+def login_keys(web: WebSettings, name: str, address: str | None) -> dict[str, int]:
+    """The limiter's keys for a login attempt, each with its limit."""
+    keys = {f"user:{name[:100]}": web.login_max_failures}
+    if address:
+        keys[f"addr:{address}"] = web.login_max_failures_per_address
+    return keys
 
 
 _DUMMY_HASH = hash_password("not a password", salt=b"\0" * 16)

@@ -18,6 +18,8 @@ from monitor.metrics import Metrics
 from monitor.rules import RuleSet
 from monitor.store import Store
 from monitor.store.console import ConsoleRepo
+from monitor.web.auth import LoginLimiter
+from monitor.web.live import AlertFeed
 
 if TYPE_CHECKING:
     from monitor.daemon import Daemon
@@ -37,10 +39,13 @@ class Console:
     fetch_page: PageFetcher | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Callable[[], float] = time.time
+    logins: LoginLimiter = field(default_factory=LoginLimiter)
     repo: ConsoleRepo = field(init=False)
+    live: AlertFeed = field(init=False)
 
     def __post_init__(self) -> None:
         self.repo = ConsoleRepo(self.store.engine)
+        self.live = AlertFeed(lambda: self.repo, self.stopping)
 
     @property
     def web(self) -> WebSettings:

@@ -8,7 +8,6 @@ page they came from, so a reload never re-sends them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +20,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from monitor.store.console import AlertFilter
 from monitor.web import api
-from monitor.web.auth import authenticate_password, csrf_ok, csrf_token, current_user
+from monitor.web.auth import (
+    authenticate_password,
+    csrf_ok,
+    csrf_token,
+    current_user,
+    login_keys,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 env = Environment(
@@ -34,7 +38,6 @@ env = Environment(
 )
 env.filters["iso"] = lambda ts: (api.iso(ts) or "-")[:19].replace("T", " ")
 #: Seconds between the live timeline's looks at the store (works across nodes).
-EVENTS_EVERY = 1.0
 HEARTBEAT = 15.0
 
 
@@ -113,8 +116,26 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", 403, next=nxt, error="The form expired: try again.")
     form = await request.form()
     name, password = str(form.get("username", "")), str(form.get("password", ""))
-    if not await asyncio.to_thread(authenticate_password, console.web, name, password):
+    web = console.web
+    keys = login_keys(web, name, request.client.host if request.client else None)
+    window = web.login_window.total_seconds()
+    refused = console.logins.blocked(keys, window)
+    if refused is not None:
+        minutes = max(1, round(refused[1] / 60))
+        res = render(
+            request,
+            "login.html",
+            429,
+            next=nxt,
+            error=f"Too many failed logins: try again in {minutes} min.",
+        )
+        res.headers["Retry-After"] = str(int(refused[1]) + 1)
+        return res
+    # Counted as failed before the (slow) check, so parallel guesses cannot pass the limit.
+    console.logins.failed(list(keys))
+    if not await asyncio.to_thread(authenticate_password, web, name, password):
         return render(request, "login.html", 401, next=nxt, error="Wrong user name or password.")
+    console.logins.succeeded(list(keys))
     request.session.clear()
     request.session["user"] = name
     csrf_token(request)  # a new token for the new session
@@ -208,21 +229,27 @@ async def events(request: Request) -> Response:
         after = await asyncio.to_thread(console.repo.latest_alert_id)
 
     async def stream(last: int) -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"
-        quiet = 0.0
-        while not console.stopping.is_set():
-            rows = await asyncio.to_thread(console.repo.alerts, AlertFilter(after=last, limit=50))
-            for row in reversed(rows):
-                last = max(last, int(row["id"]))
+        # One shared poller reads the store for every open stream (`monitor.web.live`).
+        live = console.live
+        queue = await live.subscribe()
+        try:
+            yield "retry: 2000\n\n"
+            for row in await live.backlog(last, live.last):
+                last = int(row["id"])
                 yield f"id: {row['id']}\nevent: alert\ndata: {json.dumps(api.isoify(row))}\n\n"
-            quiet = 0.0 if rows else quiet + EVENTS_EVERY
-            if quiet >= HEARTBEAT:
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-            if await request.is_disconnected():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(console.stopping.wait(), timeout=EVENTS_EVERY)
+            while not console.stopping.is_set():
+                try:
+                    got = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if got is None:  # the server stops, or this stream fell behind
+                    return
+                if int(got["id"]) > last:
+                    last = int(got["id"])
+                    yield f"id: {last}\nevent: alert\ndata: {json.dumps(api.isoify(got))}\n\n"
+        finally:
+            live.unsubscribe(queue)
 
     return StreamingResponse(
         stream(after),
