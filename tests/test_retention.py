@@ -316,3 +316,44 @@ def test_status_shows_database_size_and_oldest_article(tmp_path: Path) -> None:
     assert " MB" in line
     assert "oldest article fetched 2d ago" in line
     assert "articles kept 14d" in line
+
+
+def test_store_size_on_both_engines(store: Store) -> None:
+    empty = store_size(store.engine)
+    assert empty.bytes > 0
+    assert empty.oldest_article is None
+    _fill(store)
+    assert store_size(store.engine).oldest_article == NOW - 400 * DAY
+
+
+def test_monitor_once_prunes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "m.db"
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"database: sqlite:///{db}\nlog_level: INFO\n")
+    store = Store(f"sqlite:///{db}")
+    try:
+        with write_tx(store.engine) as conn:
+            r = Rows(conn)
+            r.story("s_old", (NOW - time.time()) / DAY + 40)  # closed 40 days ago
+            r.article("old", "s_old", (NOW - time.time()) / DAY + 40)
+            r.story("s_new", (NOW - time.time()) / DAY + 1)
+            r.article("new", "s_new", (NOW - time.time()) / DAY + 1)
+    finally:
+        store.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "once", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "retention: deleted 1 articles, 1 matches, 1 story bands, 1 stories" in done.stderr
+    store = Store(f"sqlite:///{db}")
+    try:
+        with read_tx(store.engine) as conn:
+            assert list(conn.execute(select(s.articles.c.guid)).scalars()) == ["new"]
+    finally:
+        store.close()
