@@ -381,6 +381,34 @@ class StorySettings(_Model):
     shingle_size: int = Field(3, ge=1, le=8, description="Words per shingle.")
 
 
+class RetentionSettings(_Model):
+    articles: Duration | None = Field(
+        timedelta(days=30),
+        description=(
+            "Age (since it was fetched) after which an article, its body, matches and story "
+            "fingerprints are deleted; never sooner than `stories.window`, and never while a "
+            "stored alert points to it or its story is still open. `null` keeps them forever."
+        ),
+    )
+    alerts: Duration | None = Field(
+        timedelta(days=365),
+        description=(
+            "Age after which an alert, its finished deliveries and then its article are "
+            "deleted; never while a delivery of it is pending, failing or held, its story is "
+            "open, it has feedback, or it is its rule's newest alert. `null` keeps them forever."
+        ),
+    )
+    batch: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="Rows deleted per transaction (each one a short turn of the store's writer).",
+    )
+    every: Duration = Field(
+        timedelta(hours=1), description="How often the daemon prunes (and `monitor once` does)."
+    )
+
+
 class DaemonSettings(_Model):
     tick: Duration = Field(
         timedelta(seconds=2),
@@ -395,6 +423,13 @@ class DaemonSettings(_Model):
         description="How often `monitor run` logs one INFO line of what it did since the last:"
         " polls (unchanged, failed), new entries, alerts, deliveries sent and failed; 0 is"
         " never. Each poll's own line is at DEBUG.",
+    )
+    stop_grace: Duration = Field(
+        timedelta(seconds=10),
+        description=(
+            "On SIGTERM/SIGINT, how long deliveries being sent and polls in flight may finish; "
+            "then they are cancelled and their delivery claims and feed leases given back."
+        ),
     )
     feed_lease: Duration = Field(
         timedelta(minutes=5),
@@ -613,6 +648,10 @@ class Settings(BaseSettings):
     )
     stories: StorySettings = Field(
         default_factory=StorySettings, description="How articles are grouped into stories."
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="How long articles and alerts are kept (see docs/retention.md).",
     )
     daemon: DaemonSettings = Field(
         default_factory=DaemonSettings, description="The daemon's loops and health server."

@@ -42,9 +42,8 @@ from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.poll_loop import LoopConfig, PollLoop
 from monitor.rules.budget import RuleBudgetStats
-from monitor.store import FeedSpec, Store
-from monitor.store.engine import write_tx
-from monitor.store.stories import StoryRepo
+from monitor.store import FeedSpec, Store, release_owned, retention
+from monitor.store.retention import Pruned, RetentionPolicy
 from monitor.workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -52,8 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("monitor.daemon")
 
-#: How long in-flight polls may finish after a stop signal before they are cancelled.
-STOP_GRACE = 10.0
 #: Seconds after a digest period's end before it is collected (commits in flight finish).
 DIGEST_GRACE = 2.0
 
@@ -92,6 +89,7 @@ class Runtime:
         self.deliverer = Deliverer(
             self.store.outbox, self.channels, self.settings.delivery, owner=self.owner
         )
+        self._vacuum_checked = False
         self._sync_feeds()
         # Work a killed predecessor on this host left leased is taken back at once.
         if reclaimed := self.store.reclaim_orphaned_leases(socket.gethostname(), time.time()):
@@ -157,17 +155,32 @@ class Runtime:
         return report
 
     async def prune_stories(self) -> int:
-        """Drop story keys and bands that fell out of the window (the seen-list is kept)."""
+        """Run retention (`prune`); how many story keys and bands went (they leave with the
+        story window whatever `retention` says)."""
+        pruned = await self.prune()
+        return pruned.story_keys + pruned.story_bands
 
-        def prune() -> int:
-            with write_tx(self.store.engine) as conn:
-                return StoryRepo(self.pipeline.stories).prune(conn, time.time())
-
+    async def prune(self) -> Pruned:
+        """Delete what `retention` and `stories.window` let go, in small batches through the
+        store's writer, and give SQLite's freed pages back (monitor/store/retention.py)."""
         try:
-            return await asyncio.to_thread(prune)
+            if not self._vacuum_checked:
+                self._vacuum_checked = True
+                if said := await asyncio.to_thread(
+                    retention.ensure_incremental_vacuum, self.store.engine
+                ):
+                    log.warning("retention: %s", said)
+            pruned = await retention.prune(self.store, RetentionPolicy.of(self.settings))
         except Exception:
-            log.exception("pruning the story index failed (will retry)")
-            return 0
+            log.exception("retention: pruning failed (will retry)")
+            return Pruned()
+        if pruned.rows or pruned.vacuumed_pages:
+            log.info(
+                "retention: deleted %s; %d free pages given back",
+                pruned.summary(),
+                pruned.vacuumed_pages,
+            )
+        return pruned
 
     async def collect_due_digests(self, now: datetime | None = None) -> None:
         """Send the digest of every period that has ended (also catches up after downtime)."""
@@ -240,6 +253,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.poller: asyncio.Task[list[PollOutcome]] | None = None
         self._running: set[asyncio.Task[Any]] = set()  # scheduler jobs being run
+        self._busy: set[str] = set()  # ids of the jobs being run
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.polls: Counter[str] = Counter()
         self.alerts = 0
@@ -261,28 +275,36 @@ class Daemon:
         # Each job runs at most once at a time; a missed run is coalesced, never queued.
         # Each digest channel has a job on its own cron (see `_schedule_digests`); besides,
         # digest periods are checked every minute, so a period that ended while the daemon was
-        # down is sent on start-up (and never twice). The story index is pruned hourly,
-        # starting an hour from now.
+        # down is sent on start-up (and never twice). Retention runs every `retention.every`,
+        # the first time a minute after start-up.
         now = datetime.now(UTC)
-        jobs: list[tuple[str, Callable[[], Awaitable[Any]], float, datetime | None]] = [
+        jobs: list[tuple[str, Callable[[], Awaitable[Any]], float, datetime]] = [
             ("feeds", self._feeds_tick, d.tick.total_seconds(), now),
             ("deliveries", self._delivery_tick, d.deliver_every.total_seconds(), now),
             ("digests", self.rt.collect_due_digests, 60.0, now),
-            ("prune", self.rt.prune_stories, 3600.0, None),
+            (
+                "prune",
+                self.rt.prune,
+                self.rt.settings.retention.every.total_seconds(),
+                now + timedelta(minutes=1),
+            ),
         ]
         if d.summary_every.total_seconds() > 0:  # the first one a period from now
-            jobs.append(("summary", self._summary, d.summary_every.total_seconds(), None))
+            every = d.summary_every.total_seconds()
+            jobs.append(("summary", self._summary, every, now + timedelta(seconds=every)))
         for job_id, func, seconds, first in jobs:
-            # Left out rather than None: next_run_time=None adds the job paused.
-            extra = {"next_run_time": first} if first is not None else {}
             self.scheduler.add_job(
-                self._job(func),
+                self._job(func, job_id),
                 "interval",
                 seconds=seconds,
-                max_instances=1,
+                # Two, not one: a run due while the previous one is still going (a delivery
+                # round longer than `deliver_every`) returns at once (`_job`), where with one
+                # APScheduler would log "maximum number of running instances reached" every
+                # second of the round.
+                max_instances=2,
                 coalesce=True,
                 id=job_id,
-                **extra,
+                next_run_time=first,
             )
         if self.rt.settings.web is not None or d.health_listen:
             from monitor.web.server import start_web  # loaded only when configured
@@ -304,24 +326,52 @@ class Daemon:
         try:
             await self.stopping.wait()
         finally:
-            log.info("stopping")
-            self.scheduler.shutdown(wait=False)
-            if self.web is not None:
-                await self.web.stop()
-            # `stopping` ends the poll loop's leasing; its polls in flight, and the scheduler's
-            # jobs that were running (a delivery round, a digest), get the grace period before
-            # they are cancelled (leases are released by expiry and the work done again:
-            # nothing stored is lost) and before the clients they use are closed.
-            running = set(self._running)
-            if self.poller is not None:
-                running.add(self.poller)
-            if running:
-                _done, pending = await asyncio.wait(running, timeout=STOP_GRACE)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*running, return_exceptions=True)
-            await self.rt.aclose()
-            log.info("stopped")
+            await self._stop()
+
+    async def _stop(self) -> None:
+        """The stop sequence (SIGTERM, SIGINT): nothing new starts; what runs gets the grace.
+
+        The scheduler is paused, not shut down: its shutdown cancels the jobs it is running,
+        which cut a delivery in flight. `stopping` ends the poll loop's leasing and the
+        delivery rounds' claiming; deliveries claimed but not started are handed back at once.
+        Polls in flight and the deliveries being sent get `daemon.stop_grace` to finish; what
+        is still running then is cancelled, and every feed lease and delivery claim this node
+        still holds is given back, so another node (or the restarted daemon) takes the work at
+        once instead of waiting for the lease to expire. Nothing stored is lost either way.
+        """
+        log.info("stopping")
+        self.scheduler.pause()
+        self.rt.deliverer.stop()
+        if self.web is not None:
+            await self.web.stop()
+        running = set(self._running)
+        if self.poller is not None:
+            running.add(self.poller)
+        grace = self.rt.settings.daemon.stop_grace.total_seconds()
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=grace)
+            if pending:
+                log.warning(
+                    "%d task(s) still running after the %g s stop grace: cancelled, their "
+                    "deliveries and feeds are given back",
+                    len(pending),
+                    grace,
+                )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        self.scheduler.shutdown(wait=False)
+        try:
+            feeds, claims = await self.rt.store.writer.run(
+                functools.partial(release_owned, owner=self.rt.owner)
+            )
+        except Exception:
+            log.exception("could not give back leases at stop (they expire on their own)")
+        else:
+            if feeds or claims:
+                log.info("gave back %d feed lease(s) and %d delivery claim(s)", feeds, claims)
+        await self.rt.aclose()
+        log.info("stopped")
 
     async def snapshot(self) -> dict[str, Any]:
         """What /healthz and /metrics report."""
@@ -340,14 +390,18 @@ class Daemon:
             "last_tick_age": time.monotonic() - self.last_tick,
         }
 
-    def _job(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
-        """`fn` as a scheduler job whose run the stop can wait for (`_running`)."""
+    def _job(self, fn: Callable[[], Awaitable[Any]], name: str) -> Callable[[], Awaitable[None]]:
+        """`fn` as a scheduler job whose run the stop can wait for (`_running`); a run due
+        while the previous run of `name` is still going returns at once."""
 
         @functools.wraps(fn)
         async def job() -> None:
+            if name in self._busy:
+                return
             task = asyncio.current_task()
             assert task is not None
             self._running.add(task)
+            self._busy.add(name)
             try:
                 await fn()
             except Exception as exc:
@@ -359,6 +413,7 @@ class Daemon:
                 # Cancelled by the stop once its grace period ran out: expected, not an error.
             finally:
                 self._running.discard(task)
+                self._busy.discard(name)
 
         return job
 
@@ -377,10 +432,10 @@ class Daemon:
         for name, cfg in self.rt.settings.channels.items():
             if cfg.digest and name in self.rt.channels:
                 self.scheduler.add_job(
-                    self._job(self._digest_due),
+                    self._job(self._digest_due, f"digest:{name}"),
                     CronTrigger.from_crontab(cfg.digest, timezone="UTC"),
                     id=f"digest:{name}",
-                    max_instances=1,
+                    max_instances=2,  # see the interval jobs in `run`
                     coalesce=True,
                     misfire_grace_time=60,
                 )

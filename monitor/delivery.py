@@ -76,9 +76,17 @@ class Deliverer:
         self.owner = owner
         self.clock = clock
         self.counts: Counter[str] = Counter()  # sent / failed / dead, for /metrics
+        self.stopping = False
+
+    def stop(self) -> None:
+        """No more claims; rows claimed but not yet being sent are handed back (a send in
+        flight finishes, within the daemon's `stop_grace`)."""
+        self.stopping = True
 
     async def run_once(self) -> int:
         """Claim one batch of due deliveries and attempt each. Returns how many were tried."""
+        if self.stopping:
+            return 0
         now = self.clock()
         batch = await asyncio.to_thread(
             self.outbox.claim,
@@ -117,6 +125,9 @@ class Deliverer:
         channel = self.channels[channel_name]
         for i, d in enumerate(deliveries):
             now = self.clock()
+            if self.stopping:
+                await asyncio.to_thread(self._release, deliveries[i:], now)
+                return
             ready_at = now + channel.ready_in()
             if ready_at > start_by:
                 rest = deliveries[i:]

@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from monitor.store import Store
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
 from monitor.store.health import StoreCondition, probe
+from monitor.store.retention import StoreSize, store_size
 
 log = logging.getLogger("monitor.cli")
 
@@ -56,6 +58,7 @@ def status(path: str, *, fmt: str = "text") -> int:
         queue = store.outbox.stats(now)
         alerts, members = _recent_alerts(store)
         condition = probe(store.engine)  # writable, read-only, locked...
+        size = store_size(store.engine)
     finally:
         store.close()
     sources = {k: len({m["feed"] for m in v}) for k, v in members.items()}
@@ -64,6 +67,11 @@ def status(path: str, *, fmt: str = "text") -> int:
         data = _status_json(feeds, queue, alerts, members, sources)
         data["regex_budget_exhausted"] = slow_rules
         data["store"] = condition.to_dict(store.health.database)
+        data["database"] = {
+            "bytes": size.bytes,
+            "free_bytes": size.free_bytes,
+            "oldest_article_at": size.oldest_article,
+        }
         print(json.dumps(iso_times(data), indent=2))  # every --format json: ISO 8601 UTC
         return 0
     print(_store_line(condition, store.health.database))
@@ -75,6 +83,7 @@ def status(path: str, *, fmt: str = "text") -> int:
         f"{queue['by_status'].get('sent', 0)} sent, {queue['by_status'].get('held', 0)} held"
         " for digests"
     )
+    print(_database_line(size, _settings.retention.articles, now))
     if slow_rules:
         named = ", ".join(f"{r} ({n} articles)" for r, n in sorted(slow_rules.items()))
         print(f"Rules whose regexes ran out of time since the daemon started: {named}")
@@ -98,6 +107,17 @@ def _store_line(condition: StoreCondition, database: str) -> str:
         f"Store: {database} is {condition.condition.upper()} ({condition.cause}): polls cannot"
         " be recorded; feeds below show their state before the fault"
     )
+
+
+def _database_line(size: StoreSize, keep: timedelta | None, now: float) -> str:
+    free = f", {size.free_bytes / 1e6:.1f} MB free for reuse" if size.free_bytes else ""
+    oldest = (
+        "no articles"
+        if size.oldest_article is None
+        else (f"oldest article fetched {_age(size.oldest_article, now)}")
+    )
+    kept = "kept forever" if keep is None else f"kept {_span(keep.total_seconds())}"
+    return f"Database: {size.bytes / 1e6:.1f} MB{free}; {oldest} (articles {kept})"
 
 
 def _recent_alerts(store: Store) -> tuple[list[Any], dict[int, list[dict[str, Any]]]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 
+from sqlalchemy import Connection, update
+
 from monitor.alerting import Route
 from monitor.models import FeedState
 from monitor.store import schema
@@ -50,7 +52,22 @@ __all__ = [
     "StoreHealth",
     "commit_poll",
     "enqueue",
+    "release_owned",
 ]
+
+
+def release_owned(conn: Connection, *, owner: str) -> tuple[int, int]:
+    """Give back every feed lease and delivery claim `owner` holds (a stopping daemon): the
+    feeds and deliveries are due again at once, for any node. (feeds, deliveries) released."""
+    counts = []
+    for table in (schema.feeds, schema.deliveries):
+        res = conn.execute(
+            update(table)
+            .where(table.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+        counts.append(int(res.rowcount))
+    return counts[0], counts[1]
 
 
 class Store:

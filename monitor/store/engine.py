@@ -40,7 +40,7 @@ from monitor.errors import MonitorError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration's revision; a test checks it against Alembic's own idea of the head.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 
 class StoreError(MonitorError):
@@ -162,6 +162,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
+        # Before anything writes the file: a new database then gives the pages retention
+        # frees back (monitor/store/retention.py); an existing one keeps its mode until VACUUM.
+        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=30000")

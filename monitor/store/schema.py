@@ -110,6 +110,7 @@ story_keys = Table(
     Column("story_id", Integer, ForeignKey("stories.id", ondelete="CASCADE"), nullable=False),
     Column("seen_at", Float, nullable=False),
     Index("ix_story_keys_seen", "seen_at"),
+    Index("ix_story_keys_story", "story_id"),  # retention deletes a story's keys
 )
 
 # MinHash LSH bands of article bodies: band hash -> article (and its story).
@@ -123,6 +124,7 @@ story_bands = Table(
     Column("seen_at", Float, nullable=False),
     Index("ix_story_bands_band", "band"),
     Index("ix_story_bands_seen", "seen_at"),
+    Index("ix_story_bands_article", "article_id"),  # retention deletes an article's bands
 )
 
 matches = Table(
@@ -153,6 +155,8 @@ alerts = Table(
     Index("ix_alerts_rule_created", "rule", "created_at"),
     Index("ix_alerts_rule_id", "rule", "id"),  # the console's timeline of one rule, by id
     Index("ix_alerts_severity_id", "severity", "id"),  # ... of one severity
+    Index("ix_alerts_article", "article_id"),  # retention: is an article still needed
+    Index("ix_alerts_story", "story_id"),  # retention: is a story still needed
 )
 
 deliveries = Table(
