@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("sqlalchemy", "aiohttp", "trafilatura", "feedparser", "apprise", "pydantic", "numpy")
+HEAVY = (
+    "sqlalchemy",
+    "aiohttp",
+    "trafilatura",
+    "feedparser",
+    "apprise",
+    "pydantic",
+    "numpy",
+    "httpx",
+    "apscheduler",
+)
 
 # Runs `monitor ARGS` in-process as `python -m monitor` does, then lists the heavy modules.
 PROBE = f"""
@@ -66,3 +76,14 @@ def test_status_loads_the_store_only(tmp_path: Path) -> None:
     code, mods = loaded("status", cwd=tmp_path)  # monitor.yaml is the default config file
     assert code == 0
     assert mods == {"sqlalchemy", "pydantic"}
+
+
+def test_once_without_deliveries_loads_no_delivery_client_nor_scheduler(tmp_path: Path) -> None:
+    """A `once` pass that delivers nothing never imports httpx (the delivery client, built at
+    the first delivery) nor APScheduler (the daemon's ticker)."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\nfeeds: []\n", encoding="utf-8")
+    code, mods = loaded("once", "--progress", "never", cwd=tmp_path)
+    assert code == 0
+    assert "sqlalchemy" in mods and "aiohttp" in mods  # the probe sees what `once` loaded
+    assert not mods & {"httpx", "apscheduler", "apprise", "trafilatura"}, sorted(mods)
