@@ -87,3 +87,17 @@ def test_once_without_deliveries_loads_no_delivery_client_nor_scheduler(tmp_path
     assert code == 0
     assert "sqlalchemy" in mods and "aiohttp" in mods  # the probe sees what `once` loaded
     assert not mods & {"httpx", "apscheduler", "apprise", "trafilatura"}, sorted(mods)
+
+
+def test_check_before_the_first_run_does_not_load_the_store(tmp_path: Path) -> None:
+    """A SQLite file not created yet is reported without SQLAlchemy; an existing one (or any
+    error) still goes through the store's check."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\nfeeds: []\n", encoding="utf-8")
+    code, mods = loaded("check", cwd=tmp_path)
+    assert code == 0
+    assert "sqlalchemy" not in mods and "pydantic" in mods, sorted(mods)
+    (tmp_path / "m.db").write_bytes(b"")
+    code, mods = loaded("check", cwd=tmp_path)
+    assert code == 0
+    assert "sqlalchemy" in mods
