@@ -133,7 +133,12 @@ class Runtime:
         from monitor.notify import build_channel  # httpx, Jinja2: only with channels
 
         client = cast("httpx.AsyncClient", self.http)
-        return {name: build_channel(name, cfg, client=client) for name, cfg in enabled.items()}
+        channels = {name: build_channel(name, cfg, client=client) for name, cfg in enabled.items()}
+        if any(type(ch).http for ch in channels.values()):
+            # Built now, not inside a channel's first send: there it would come after the
+            # channel's rate limiter and bunch the first messages together.
+            self.http.client  # noqa: B018
+        return channels
 
     def _sync_feeds(self) -> None:
         specs = [FeedSpec(f.url, f.display_name, f.allow_private) for f in self.settings.feed_list]
