@@ -385,6 +385,7 @@ feeds:
 {feeds}
 """)
     rt = Runtime(load_checked(cfg), config_path=str(cfg))
+    rt.freeze()  # as `Daemon.run` does (`once` does not)
     out: dict[str, Any] = {}
 
     async def main() -> None:

@@ -12,13 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from apscheduler.triggers.cron import CronTrigger
-
 from monitor import secrets
 from monitor.addresses import blocked_reason
 from monitor.config import Settings, SlackChannel, WebhookChannel
 from monitor.errors import ConfigError
-from monitor.notify import check_templates
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
 from monitor.rules.compile import ScorerError
 from monitor.rules.examples import check_examples
@@ -90,11 +87,15 @@ def _example_problems(settings: Settings, ruleset: RuleSet) -> Iterator[str]:
 
 
 def _channel_problems(settings: Settings) -> Iterator[str]:
+    from monitor.notify.templates import check_templates  # not the channels (httpx)
+
     src = settings.source
     for name, channel in settings.channels.items():
         for msg in check_templates(channel):
             yield f"{src.locate(('channels', name, 'template'))}: channel {name!r}: {msg}"
         if channel.digest is not None:
+            from apscheduler.triggers.cron import CronTrigger  # only for digest channels
+
             try:
                 CronTrigger.from_crontab(channel.digest, timezone="UTC")
             except ValueError as exc:

@@ -24,11 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import httpx
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING, Any, cast
 
 from monitor.activity import Activity, Totals
 from monitor.checks import CheckedConfig, compile_settings
@@ -37,8 +33,6 @@ from monitor.delivery import Deliverer
 from monitor.errors import ConfigError
 from monitor.fetch import Fetcher
 from monitor.logs import setup_logging as setup_logging  # re-exported; lives in monitor.logs
-from monitor.notify import build_channel
-from monitor.notify.base import Channel
 from monitor.pipeline import Pipeline, PollOutcome
 from monitor.poll_loop import LoopConfig, PollLoop
 from monitor.rules.budget import RuleBudgetStats
@@ -47,12 +41,42 @@ from monitor.store.retention import Pruned, RetentionPolicy
 from monitor.workers import WorkerPool
 
 if TYPE_CHECKING:
+    import httpx
+
+    from monitor.notify.base import Channel
     from monitor.web.server import WebServer
 
 log = logging.getLogger("monitor.daemon")
 
 #: Seconds after a digest period's end before it is collected (commits in flight finish).
 DIGEST_GRACE = 2.0
+
+
+class LazyClient:
+    """The delivery `httpx.AsyncClient`, built at its first use: channels hold this in its
+    place, and a pass that delivers nothing never imports httpx or builds an SSL context."""
+
+    def __init__(self, user_agent: str) -> None:
+        self._user_agent = user_agent
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                trust_env=False, follow_redirects=False, headers={"User-Agent": self._user_agent}
+            )
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 @dataclass
@@ -76,12 +100,9 @@ class Runtime:
         self.fetcher = Fetcher(self.settings.fetch)
         self.workers = WorkerPool(self.settings.fetch.workers)
         # Deliveries go to receivers the user configured (often on private networks), so
-        # they use their own client without the feed fetcher's SSRF guard.
-        self.http = httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            headers={"User-Agent": self.settings.fetch.user_agent_string},
-        )
+        # they use their own client without the feed fetcher's SSRF guard; it is built at the
+        # first delivery (its SSL context alone costs a `once` pass 0.2 s).
+        self.http = LazyClient(self.settings.fetch.user_agent_string)
         self.channels = self._channels(self.settings)
         self.pipeline = Pipeline(
             self.settings, self.store, self.fetcher, self.workers, checked.ruleset
@@ -94,19 +115,29 @@ class Runtime:
         # Work a killed predecessor on this host left leased is taken back at once.
         if reclaimed := self.store.reclaim_orphaned_leases(socket.gethostname(), time.time()):
             log.info("took back %d leases held by a process that is gone", reclaimed)
-        # What exists now (modules, config, rules, schema: ~100,000 objects) lives as long as
-        # the process. Frozen out of the cyclic collector, full collections stop walking it
-        # again and again: it was 14% of this process's CPU in a cold poll of 200 feeds.
-        # Garbage is collected first, so none of it is kept forever.
+
+    def freeze(self) -> None:
+        """For a long-running process: what exists now (modules, config, rules, schema: ~100,000
+        objects) lives as long as the process. Frozen out of the cyclic collector, full
+        collections stop walking it again and again: it was 14% of the daemon's CPU in a cold
+        poll of 200 feeds. Garbage is collected first, so none of it is kept forever. (`once`
+        skips it: the collection alone costs a short pass 0.17 s.)"""
         gc.collect()
         gc.freeze()
 
     def _channels(self, settings: Settings) -> dict[str, Channel]:
-        return {
-            name: build_channel(name, cfg, client=self.http)
-            for name, cfg in settings.channels.items()
-            if cfg.enabled
-        }
+        enabled = {name: cfg for name, cfg in settings.channels.items() if cfg.enabled}
+        if not enabled:
+            return {}
+        from monitor.notify import build_channel  # httpx, Jinja2: only with channels
+
+        client = cast("httpx.AsyncClient", self.http)
+        channels = {name: build_channel(name, cfg, client=client) for name, cfg in enabled.items()}
+        if any(type(ch).http for ch in channels.values()):
+            # Built now, not inside a channel's first send: there it would come after the
+            # channel's rate limiter and bunch the first messages together.
+            self.http.client  # noqa: B018
+        return channels
 
     def _sync_feeds(self) -> None:
         specs = [FeedSpec(f.url, f.display_name, f.allow_private) for f in self.settings.feed_list]
@@ -231,6 +262,8 @@ def previous_fire_time(crontab: str, now: datetime) -> datetime | None:
     The look-back window doubles from two minutes until it holds a fire time, so a minutely
     cron costs a few steps and a monthly or yearly one (even 29 February) is still found.
     """
+    from apscheduler.triggers.cron import CronTrigger  # only with digest channels
+
     trigger = CronTrigger.from_crontab(crontab, timezone="UTC")
     window = timedelta(minutes=2)
     while window <= timedelta(days=5 * 366):
@@ -249,6 +282,8 @@ class Daemon:
     """`monitor run`: the scheduler loop around a `Runtime`."""
 
     def __init__(self, runtime: Runtime) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler  # `once` has no scheduler
+
         self.rt = runtime
         self.stopping = asyncio.Event()
         self.poller: asyncio.Task[list[PollOutcome]] | None = None
@@ -263,6 +298,7 @@ class Daemon:
         self.web: WebServer | None = None
 
     async def run(self) -> None:
+        self.rt.freeze()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -426,6 +462,8 @@ class Daemon:
         """One job per digest channel, on the channel's cron: a period's digest is collected
         `DIGEST_GRACE` seconds after its end (the minutely check alone sent it up to a minute
         late)."""
+        from apscheduler.triggers.cron import CronTrigger
+
         for job in self.scheduler.get_jobs():
             if job.id.startswith("digest:"):
                 job.remove()

@@ -7,6 +7,8 @@ and is not safe to run in concurrent threads (research §2).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,14 @@ MAX_TEXT = 200_000
 MAX_META = 2_000
 #: Fewer words than this is navigation or a cookie banner, not an article.
 MIN_WORDS = 20
+#: Every this many extractions a worker drops trafilatura's caches (its own, courlan's,
+#: htmldate's LRU caches) and hands freed heap back to the OS (glibc `malloc_trim`): measured
+#: on 400 real pages in one process, the worker's RSS grew by 50 MB without it, 30 MB with it
+#: (bench/README.md, Extraction on).
+TRIM_EVERY = 20
+
+_extractions = 0
+_libc: ctypes.CDLL | None = None
 
 
 @dataclass(slots=True)
@@ -72,6 +82,7 @@ def extract_article(html: bytes | str, url: str) -> Extracted | None:
         )
     except (ValueError, TypeError, LookupError) as exc:
         raise ExtractError(f"{url}: cannot parse the page: {exc}") from exc
+    _after_extraction()
     if not output:
         return None
     doc: dict[str, Any] = json.loads(output)
@@ -87,6 +98,25 @@ def extract_article(html: bytes | str, url: str) -> Extracted | None:
         canonical_url=canonical or _absolute(doc.get("source"), url),
         description=_meta(doc.get("excerpt")),
     )
+
+
+def _after_extraction() -> None:
+    """Bound a long-lived worker's memory (see `TRIM_EVERY`)."""
+    global _extractions, _libc
+    _extractions += 1
+    if _extractions % TRIM_EVERY:
+        return
+    from trafilatura.meta import reset_caches
+
+    reset_caches()  # also runs gc.collect()
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        if name is None or "libc" not in name:
+            return  # not glibc (musl, macOS): nothing to trim
+        _libc = ctypes.CDLL(name)
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _canonical(tree: Any, base: str) -> str | None:

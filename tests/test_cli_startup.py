@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("sqlalchemy", "aiohttp", "trafilatura", "feedparser", "apprise", "pydantic", "numpy")
+HEAVY = (
+    "sqlalchemy",
+    "aiohttp",
+    "trafilatura",
+    "feedparser",
+    "apprise",
+    "pydantic",
+    "numpy",
+    "httpx",
+    "apscheduler",
+)
 
 # Runs `monitor ARGS` in-process as `python -m monitor` does, then lists the heavy modules.
 PROBE = f"""
@@ -66,3 +76,28 @@ def test_status_loads_the_store_only(tmp_path: Path) -> None:
     code, mods = loaded("status", cwd=tmp_path)  # monitor.yaml is the default config file
     assert code == 0
     assert mods == {"sqlalchemy", "pydantic"}
+
+
+def test_once_without_deliveries_loads_no_delivery_client_nor_scheduler(tmp_path: Path) -> None:
+    """A `once` pass that delivers nothing never imports httpx (the delivery client, built at
+    the first delivery) nor APScheduler (the daemon's ticker)."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\nfeeds: []\n", encoding="utf-8")
+    code, mods = loaded("once", "--progress", "never", cwd=tmp_path)
+    assert code == 0
+    assert "sqlalchemy" in mods and "aiohttp" in mods  # the probe sees what `once` loaded
+    assert not mods & {"httpx", "apscheduler", "apprise", "trafilatura"}, sorted(mods)
+
+
+def test_check_before_the_first_run_does_not_load_the_store(tmp_path: Path) -> None:
+    """A SQLite file not created yet is reported without SQLAlchemy; an existing one (or any
+    error) still goes through the store's check."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\nfeeds: []\n", encoding="utf-8")
+    code, mods = loaded("check", cwd=tmp_path)
+    assert code == 0
+    assert "sqlalchemy" not in mods and "pydantic" in mods, sorted(mods)
+    (tmp_path / "m.db").write_bytes(b"")
+    code, mods = loaded("check", cwd=tmp_path)
+    assert code == 0
+    assert "sqlalchemy" in mods

@@ -102,3 +102,23 @@ def test_an_oversized_page_is_cut_not_refused() -> None:
     result = extract_article(page, "https://e.org/a")
     assert result is not None
     assert "evacuation" in result.text
+
+
+def test_a_worker_drops_its_caches_every_few_extractions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory of a long-lived worker: every `TRIM_EVERY` extractions trafilatura's LRU caches
+    are cleared (and freed heap handed back); extraction goes on giving the same text."""
+    import trafilatura.utils
+
+    import monitor.extract as ex
+
+    monkeypatch.setattr(ex, "TRIM_EVERY", 3)
+    monkeypatch.setattr(ex, "_extractions", 0)
+    key = next(iter(_truth()))
+    page = _page(key)
+    first = extract_article(page, "https://example.com/a")
+    assert first is not None
+    extract_article(page, "https://example.com/a")
+    assert trafilatura.utils.line_processing.cache_info().currsize > 0  # filled by extraction
+    third = extract_article(page, "https://example.com/a")  # the third: caches dropped after it
+    assert trafilatura.utils.line_processing.cache_info().currsize == 0
+    assert third is not None and third.text == first.text

@@ -19,7 +19,6 @@ from monitor.cli.timefmt import iso, iso_times
 from monitor.config import load_config
 from monitor.errors import MonitorError
 from monitor.models import FeedState
-from monitor.rules.budget import counts_from_health
 from monitor.store import Store
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
@@ -62,7 +61,11 @@ def status(path: str, *, fmt: str = "text") -> int:
     finally:
         store.close()
     sources = {k: len({m["feed"] for m in v}) for k, v in members.items()}
-    slow_rules = counts_from_health(_settings.daemon.health_listen)  # from a running daemon
+    slow_rules = None
+    if _settings.daemon.health_listen:  # from a running daemon (no rule compiler otherwise)
+        from monitor.rules.budget import counts_from_health
+
+        slow_rules = counts_from_health(_settings.daemon.health_listen)
     if fmt == "json":
         data = _status_json(feeds, queue, alerts, members, sources)
         data["regex_budget_exhausted"] = slow_rules

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from monitor import __version__
 from monitor.errors import DeliveryError
 from monitor.notify.message import AlertMessage
 from monitor.notify.ratelimit import TokenBucket
 from monitor.textsafety import clean_line
+
+if TYPE_CHECKING:  # httpx is imported where a channel sends: `once` without channels skips it
+    import httpx
 
 USER_AGENT = f"news-monitor/{__version__} (+https://github.com/news-monitor/news-monitor)"
 
@@ -94,6 +95,8 @@ def status_error(channel: str, response: httpx.Response, detail: str = "") -> De
 
 def transport_error(channel: str, exc: httpx.HTTPError) -> DeliveryError:
     """The `DeliveryError` for a request that got no HTTP answer at all."""
+    import httpx
+
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return DeliveryError(f"channel {channel}: invalid URL: {exc}", permanent=True)
     if isinstance(exc, httpx.TimeoutException):
@@ -103,6 +106,8 @@ def transport_error(channel: str, exc: httpx.HTTPError) -> DeliveryError:
 
 
 def _short_body(response: httpx.Response) -> str:
+    import httpx
+
     try:
         text = response.text
     except (UnicodeDecodeError, httpx.ResponseNotRead):

@@ -8,14 +8,15 @@ defining the class registers it in `base.REGISTRY`.
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from monitor.notify.base import REGISTRY, Channel
 from monitor.notify.channel_config import CHANNEL_CONFIGS
 from monitor.notify.ratelimit import TokenBucket
 from monitor.notify.templates import ChannelConfig
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def channel_class(kind: str) -> type[Channel] | None:
