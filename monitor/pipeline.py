@@ -66,6 +66,7 @@ class PollOutcome:
     kinds: list[str] = field(default_factory=list)
     http_status: int | None = None  # the feed's answer: 200, 304, ... (None: no answer)
     seconds: dict[str, float] = field(default_factory=dict)  # fetch, parse, articles, commit
+    name: str = ""  # the feed's display name (set on failures, for their messages)
 
     def describe(self) -> str:
         """What the poll did, in one line (the DEBUG log of each poll)."""
@@ -553,13 +554,15 @@ class Pipeline:
         update = plan_after_failure(feed, failure, conf.policy, now, host=host)
         log.warning(
             "feed %s failed [%s]: %s (next try in %.0f s)",
-            feed.url,
+            failed_feed(feed.name, feed.url, failure.error),
             failure.kind,
             failure.error,
             update.next_poll_at - now,
             extra={"feed": feed.url},
         )
-        outcome = PollOutcome(feed.url, "failed", error=failure.error, kinds=[failure.kind])
+        outcome = PollOutcome(
+            feed.url, "failed", error=failure.error, kinds=[failure.kind], name=feed.name
+        )
         return self._done(feed, owner, update, outcome)
 
     def _notices(self, feed: FeedState, update: FeedUpdate) -> list[Notice]:
@@ -598,3 +601,9 @@ def _unique(entries: Sequence[Entry]) -> list[Entry]:
 def _redacted(url: str | None) -> str | None:
     """A redirect target as stored and shown: any `${VAR}` value in it masked."""
     return secrets.redact(url) if url else None
+
+
+def failed_feed(name: str, url: str, error: str) -> str:
+    """How a failure message names its feed: by name, and by URL only when the error does not
+    already show it (fetch errors start with the URL they were about)."""
+    return name if url in error or not url else f"{name} ({url})"

@@ -63,7 +63,7 @@ channels:
     lines = proc.stderr.splitlines()
     # The command's own summary (which feeds failed, then the counts) follows the log lines.
     summary = [line for line in lines if not line.startswith("{")]
-    assert summary[-1].startswith("polled 2 feeds") and summary[0].startswith("failed: "), lines
+    assert summary[-1].startswith("polled 2 feeds") and summary[0].startswith("failed "), lines
     assert lines[-len(summary) :] == summary
     records = [json.loads(line) for line in lines[: -len(summary)]]
     assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records), lines
@@ -74,6 +74,8 @@ channels:
     [failed] = [r for r in records if r.get("feed") == gone]
     assert failed["level"] == "WARNING" and failed["logger"] == "monitor.pipeline"
     assert "404" in failed["message"]
+    # The message names the feed by its name and its URL once (not once per layer of error).
+    assert failed["message"].count(gone) == 1 and summary[0].count(gone) == 1, failed
     [alert] = [r for r in records if r.get("rule") == "troops"]
     assert alert["level"] == "INFO" and title in alert["message"]
     [sent] = [r for r in records if "delivery" in r]

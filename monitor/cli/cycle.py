@@ -20,7 +20,7 @@ from sqlalchemy import update
 from monitor.cli import EXIT_FEEDS_FAILED, EXIT_OK
 from monitor.cli.timefmt import iso
 from monitor.daemon import Daemon, Runtime, load_checked, setup_logging
-from monitor.pipeline import PollOutcome
+from monitor.pipeline import PollOutcome, failed_feed
 from monitor.store import FeedState
 from monitor.store import schema as s
 from monitor.store.engine import write_tx
@@ -56,7 +56,7 @@ def summary(result: OnceResult) -> list[str]:
         for f in result.skipped
     ]
     lines += [
-        f"failed: {p.error}" if p.error and p.feed in p.error else f"failed {p.feed}: {p.error}"
+        f"failed {failed_feed(p.name or p.feed, p.feed, p.error or '')}: {p.error}"
         for p in result.failed
     ]
     new = sum(p.new for p in result.polls)
