@@ -12,7 +12,14 @@ from monitor.alerting import Route
 from monitor.models import FeedState
 from monitor.store import schema
 from monitor.store.articles import ArticleRepo, CommitResult, NewArticle, RuleHit
-from monitor.store.engine import StoreError, make_engine, migrate, reclaim_dead_leases, write_tx
+from monitor.store.engine import (
+    DEFAULT_POOL_SIZE,
+    StoreError,
+    make_engine,
+    migrate,
+    reclaim_dead_leases,
+    write_tx,
+)
 from monitor.store.feedback import Feedback, FeedbackRepo, LabelledAlert
 from monitor.store.feedstate import FeedRepo, FeedSpec
 from monitor.store.outbox import Delivery, Enqueue, Outbox, enqueue
@@ -45,9 +52,9 @@ __all__ = [
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size=pool_size)
         migrate(self.engine)
         self.feeds = FeedRepo(self.engine)
         self.articles = ArticleRepo(self.engine)
@@ -55,11 +62,12 @@ class Store:
         self.feedback = FeedbackRepo(self.engine)
         self.writer = GroupWriter(self.engine)
 
-    def reclaim_orphaned_leases(self, host: str, now: float) -> int:
-        """Take back feeds and deliveries leased by dead processes of this host."""
+    def reclaim_orphaned_leases(self, host: str, now: float, *, me: str | None = None) -> int:
+        """Take back feeds and deliveries leased by dead processes of this host (`me`: this
+        process's own lease owner, whose leases are kept)."""
         with write_tx(self.engine) as conn:
             return sum(
-                reclaim_dead_leases(conn, table, host=host, now=now)
+                reclaim_dead_leases(conn, table, host=host, now=now, me=me)
                 for table in (schema.feeds, schema.deliveries)
             )
 
