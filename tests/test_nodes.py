@@ -271,3 +271,50 @@ def test_a_killed_nodes_work_is_taken_over_and_a_live_nodes_never_is(
         hook.gate.set()
         hook.stop()
         site.close()
+
+
+def test_the_outbox_claim_reads_its_index_not_the_history(store_url: str) -> None:
+    """The claim's `ORDER BY next_attempt_at, id LIMIT n` is answered by the partial index of
+    claimable rows: no sort of the backlog, no scan of the sent history."""
+    from sqlalchemy import event, insert
+
+    from monitor.store import Store
+    from monitor.store import schema as s
+    from monitor.store.engine import analyse, write_tx
+
+    store = Store(store_url)
+    try:
+        row = {"channel": "hook", "kind": "alert", "attempts": 1, "payload": "{}"}
+        with write_tx(store.engine) as conn:
+            conn.execute(
+                insert(s.deliveries),
+                [
+                    {
+                        **row,
+                        "idempotency_key": f"k{i}",
+                        "status": "sent" if i % 50 else "pending",
+                        "next_attempt_at": float(i),
+                        "created_at": float(i),
+                    }
+                    for i in range(5000)
+                ],
+            )
+            analyse(conn)
+        seen: list[tuple[str, Any]] = []
+
+        def capture(_c: Any, _cur: Any, statement: str, params: Any, _x: Any, _m: Any) -> None:
+            if "ORDER BY" in statement and "LIMIT" in statement:
+                seen.append((statement, params))
+
+        event.listen(store.engine, "before_cursor_execute", capture)
+        claimed = store.outbox.claim("me", limit=10, lease=20, now=10_000.0, channels={"hook"})
+        event.remove(store.engine, "before_cursor_execute", capture)
+        assert [d.idempotency_key for d in claimed] == [f"k{i}" for i in range(0, 500, 50)]
+        statement, params = seen[0]
+        with store.engine.connect() as conn:
+            explain = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
+            plan = " ".join(str(r) for r in conn.exec_driver_sql(explain + statement, params))
+        assert "ix_deliveries_claim" in plan, (plan, statement)
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+    finally:
+        store.close()

@@ -40,7 +40,7 @@ from monitor.errors import MonitorError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration's revision; a test checks it against Alembic's own idea of the head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 class StoreError(MonitorError):
@@ -278,6 +278,7 @@ def migrate(engine: Engine) -> None:
             schema.metadata.create_all(conn)
             _VERSION_TABLE.create(conn)
             conn.execute(_VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
+            analyse(conn)
             return
         from alembic import command
         from alembic.config import Config as AlembicConfig
@@ -286,6 +287,14 @@ def migrate(engine: Engine) -> None:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        analyse(conn)
+
+
+def analyse(conn: Connection, *tables: str) -> None:
+    """Give PostgreSQL's planner statistics of `tables` (default: all) now, not when autovacuum
+    gets to them: new tables and indexes were read by sequential scans until it did."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE " + ", ".join(tables) if tables else "ANALYZE")
 
 
 # Alembic's own version table, as it creates it (alembic/ddl/impl.py, version_table_impl).
