@@ -318,3 +318,19 @@ def test_the_outbox_claim_reads_its_index_not_the_history(store_url: str) -> Non
         assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
     finally:
         store.close()
+
+
+def test_delivery_lanes_keep_each_storys_order() -> None:
+    from monitor.delivery import lanes
+    from monitor.store import Delivery
+
+    def d(i: int, story: int | None) -> Delivery:
+        payload = {"story_id": story} if story is not None else {}
+        return Delivery(i, None, "hook", "alert", f"k{i}", "pending", 0, 0.0, None, payload, 0.0)
+
+    batch = [d(1, 7), d(2, 8), d(3, None), d(4, 7), d(5, None), d(6, 9)]
+    ids = [[x.id for x in lane] for lane in lanes(batch, 4)]
+    # One lane per story (its alert before its updates), one for the rest; oldest lane first.
+    assert ids == [[1, 4], [2], [3, 5], [6]]
+    assert [[x.id for x in lane] for lane in lanes(batch, 1)] == [[1, 2, 3, 4, 5, 6]]
+    assert lanes([], 4) == [] and lanes([], 1) == []
