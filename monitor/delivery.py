@@ -96,6 +96,9 @@ class Deliverer:
         self.held = held if held is not None else set()
         self.lease_term = lease_term
         self.counts: Counter[str] = Counter()  # sent / failed / dead, for /metrics
+        # Each attempt's outcome by delivery id, until /metrics takes it: sends run side by
+        # side, so a before/after difference of `counts` would count a neighbour's too.
+        self.outcome_of: dict[int, str] = {}
 
     async def run_once(self) -> int:
         """Claim one batch of due deliveries and attempt each. Returns how many were tried."""
@@ -171,6 +174,7 @@ class Deliverer:
                 )
                 return
             await self._send(channel, d)
+            self.outcome_of.pop(d.id, None)  # /metrics took it by now, if it is installed
 
     def _release(self, deliveries: list[Delivery], at: float) -> None:
         for d in deliveries:
@@ -203,6 +207,7 @@ class Deliverer:
             self.outbox.mark_sent, d.id, self.owner, receipt=receipt.detail, now=self.clock()
         )
         self.counts["sent"] += 1
+        self.outcome_of[d.id] = "sent"
         log.info(
             "sent %s %s via %s", d.kind, d.idempotency_key, channel.name, extra={"delivery": d.id}
         )
@@ -239,6 +244,7 @@ class Deliverer:
                 extra={"delivery": d.id},
             )
             self.counts["dead"] += 1
+            self.outcome_of[d.id] = "dead"
             await asyncio.to_thread(
                 self.outbox.mark_failed,
                 d.id,
@@ -249,6 +255,7 @@ class Deliverer:
             )
             return
         self.counts["failed"] += 1
+        self.outcome_of[d.id] = "failed"
         log.warning(
             "delivery %d to %s failed (attempt %d, retry in %.0f s): %s",
             d.id,
