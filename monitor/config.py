@@ -360,9 +360,24 @@ class DeliverySettings(_Model):
     )
     lease: Duration = Field(
         timedelta(seconds=120),
-        description="How long a worker holds the deliveries it claimed before others take them.",
+        description=(
+            "Longest a node keeps a claimed batch of deliveries: a send that cannot start "
+            "within half of it (a rate limit, a slow receiver) is handed back. The claim itself "
+            "is renewed by the heartbeat (`daemon.lease_term`), so a dead node's deliveries are "
+            "taken over quickly."
+        ),
     )
     batch: int = Field(50, ge=1, description="Deliveries claimed at once.")
+    concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description=(
+            "Deliveries one node sends at once to one channel (the channel's rate limit still "
+            "holds). Deliveries of the same story to a channel always go out one after another, "
+            "oldest first; different stories may overtake each other when this is above 1."
+        ),
+    )
 
 
 class StorySettings(_Model):
@@ -433,7 +448,25 @@ class DaemonSettings(_Model):
     )
     feed_lease: Duration = Field(
         timedelta(minutes=5),
-        description="How long a node holds the feeds it leased before others may take them.",
+        description=(
+            "Longest one poll of a feed may run (fetch, parsing, extraction): a poll still "
+            "running after 80% of it is stopped and recorded as a timeout. Its lease is renewed "
+            "meanwhile by the heartbeat (see `lease_term`)."
+        ),
+    )
+    lease_term: Duration = Field(
+        timedelta(seconds=20),
+        description=(
+            "How long a lease on a feed or a delivery lasts unless renewed. A running node "
+            "renews the leases of the work it has in flight every `heartbeat`, so its work is "
+            "never taken from it; the work of a node that died is taken over by the others "
+            "once this has passed (plus up to one `tick`). At least twice `heartbeat`."
+        ),
+    )
+    heartbeat: Duration = Field(
+        timedelta(seconds=5),
+        description="How often a node renews the leases of the feeds it is polling and the "
+        "deliveries it is sending.",
     )
     health_listen: str | None = Field(
         None, description="`host:port` serving GET /healthz and /metrics (default: no server)."
@@ -466,6 +499,15 @@ class DaemonSettings(_Model):
                 "use `web.listen` with `web.users`, or listen on 127.0.0.1"
             )
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeat(self) -> DaemonSettings:
+        if self.lease_term < 2 * self.heartbeat:
+            raise ValueError(
+                f"daemon.lease_term ({self.lease_term}) must be at least twice daemon.heartbeat"
+                f" ({self.heartbeat}), or a live node's leases could expire between renewals"
+            )
+        return self
 
 
 class WebUser(_Model):
@@ -596,6 +638,16 @@ class Settings(BaseSettings):
     database: str = Field(
         "sqlite:///monitor.db",
         description="SQLAlchemy URL of the store: SQLite, or PostgreSQL for several nodes.",
+    )
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description=(
+            "Most connections one node opens to PostgreSQL (SQLite keeps its own small pool). "
+            "All nodes together need at most nodes x this, which must stay below the server's "
+            "`max_connections` (100 by default) minus what other clients use."
+        ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="The least severe log messages written (to standard error)."

@@ -37,6 +37,7 @@ from monitor.pipeline import Pipeline, PollOutcome
 from monitor.poll_loop import LoopConfig, PollLoop
 from monitor.rules.budget import RuleBudgetStats
 from monitor.store import FeedSpec, Store, release_owned, retention
+from monitor.store.leases import Heartbeat, Held
 from monitor.store.retention import Pruned, RetentionPolicy
 from monitor.workers import WorkerPool
 
@@ -96,7 +97,18 @@ class Runtime:
         self.config_path = config_path
         self.settings = checked.settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.store = Store(self.settings.database)
+        self.store = Store(self.settings.database, pool_size=self.settings.database_pool_size)
+        # The feeds and deliveries in flight, whose short leases the heartbeat renews.
+        self.held = Held()
+        self.heartbeat = Heartbeat(
+            self.store.engine,
+            self.owner,
+            self.held,
+            term=lambda: self.settings.daemon.lease_term.total_seconds(),
+            every=lambda: self.settings.daemon.heartbeat.total_seconds(),
+            clock=time.time,
+        )
+        self._heartbeat: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self.fetcher = Fetcher(self.settings.fetch)
         self.workers = WorkerPool(self.settings.fetch.workers)
         # Deliveries go to receivers the user configured (often on private networks), so
@@ -108,12 +120,19 @@ class Runtime:
             self.settings, self.store, self.fetcher, self.workers, checked.ruleset
         )
         self.deliverer = Deliverer(
-            self.store.outbox, self.channels, self.settings.delivery, owner=self.owner
+            self.store.outbox,
+            self.channels,
+            self.settings.delivery,
+            owner=self.owner,
+            held=self.held.deliveries,
+            lease_term=self.settings.daemon.lease_term.total_seconds(),
         )
         self._vacuum_checked = False
         self._sync_feeds()
         # Work a killed predecessor on this host left leased is taken back at once.
-        if reclaimed := self.store.reclaim_orphaned_leases(socket.gethostname(), time.time()):
+        if reclaimed := self.store.reclaim_orphaned_leases(
+            socket.gethostname(), time.time(), me=self.owner
+        ):
             log.info("took back %d leases held by a process that is gone", reclaimed)
 
     def freeze(self) -> None:
@@ -143,7 +162,20 @@ class Runtime:
         specs = [FeedSpec(f.url, f.display_name, f.allow_private) for f in self.settings.feed_list]
         self.store.feeds.sync(specs, time.time())
 
+    def start_heartbeat(self) -> None:
+        """Renew the leases of the work in flight every `daemon.heartbeat` until `aclose`."""
+        # One per event loop: `monitor once` and the tests run several loops one after another.
+        if self._heartbeat is None or self._heartbeat[0].done():
+            stop = asyncio.Event()
+            self._heartbeat = (asyncio.create_task(self.heartbeat.run(stop)), stop)
+
     async def aclose(self) -> None:
+        if self._heartbeat is not None:
+            task, stop = self._heartbeat
+            self._heartbeat = None
+            if task.get_loop() is asyncio.get_running_loop():
+                stop.set()
+                await asyncio.gather(task, return_exceptions=True)
         for ch in self.channels.values():
             with contextlib.suppress(Exception):
                 await ch.aclose()
@@ -163,13 +195,15 @@ class Runtime:
     ) -> list[PollOutcome]:
         """Poll every due feed, at most `fetch.concurrency` at once, until none is due (see
         `monitor.poll_loop` for `stop`, `on_outcome` and `recheck`)."""
+        self.start_heartbeat()  # the leases below are short: renewed while polls run
         d = self.settings.daemon
         config = LoopConfig(
             owner=self.owner,
             window=self.settings.fetch.concurrency,
             batch=d.feed_batch,
-            lease=d.feed_lease.total_seconds(),
+            lease=d.lease_term.total_seconds(),
             recheck=recheck,
+            held=self.held.feeds,
         )
         return await PollLoop(self.pipeline, self.store, config).run(
             stop=stop, on_outcome=on_outcome
@@ -244,6 +278,7 @@ class Runtime:
         self.pipeline.configure(self.settings, checked.ruleset)
         self.deliverer.channels = self.channels
         self.deliverer.settings = self.settings.delivery
+        self.deliverer.lease_term = self.settings.daemon.lease_term.total_seconds()
         self._sync_feeds()
         for ch in old_channels.values():
             asyncio.get_running_loop().create_task(ch.aclose())
@@ -305,9 +340,11 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, AttributeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload)
         d = self.rt.settings.daemon
-        # Every healthy feed is due at start-up: what appeared while the daemon was down is
-        # seen now, not an interval later (failing feeds keep their backoff / Retry-After).
-        await asyncio.to_thread(self.rt.store.feeds.poll_now, time.time())
+        # Nothing is made due at start-up: feeds that fell due while the daemon was down are
+        # due, and the work a killed predecessor of this node left leased was taken back
+        # (`Runtime`); a node started beside running ones does not poll their fresh feeds
+        # again. Leases of the work in flight are renewed from now on.
+        self.rt.start_heartbeat()
         # Each job runs at most once at a time; a missed run is coalesced, never queued.
         # Each digest channel has a job on its own cron (see `_schedule_digests`); besides,
         # digest periods are checked every minute, so a period that ended while the daemon was

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +55,20 @@ def digest_payload(
     return msg.to_dict()
 
 
+def lanes(deliveries: list[Delivery], concurrency: int) -> list[list[Delivery]]:
+    """The order a channel's claimed deliveries (oldest due first) are sent in: each lane one
+    after another, lanes side by side. With `concurrency` 1, one lane: strictly in order.
+    Otherwise one lane per story (its alert before its updates), and one for everything
+    without a story (health notices, digests), lanes ordered by their oldest delivery."""
+    if concurrency <= 1:
+        return [deliveries] if deliveries else []
+    by_lane: dict[int | None, list[Delivery]] = {}
+    for d in deliveries:
+        story = d.payload.get("story_id")
+        by_lane.setdefault(story if isinstance(story, int) else None, []).append(d)
+    return list(by_lane.values())
+
+
 def _severity_rank(sev: str) -> int:
     # An unknown severity (a payload written by another version) ranks as medium.
     return SEVERITY_ORDER.get(sev, SEVERITY_ORDER["medium"])
@@ -69,13 +83,22 @@ class Deliverer:
         *,
         owner: str,
         clock: Callable[[], float] = time.time,
+        held: set[int] | None = None,
+        lease_term: float | None = None,
     ) -> None:
         self.outbox = outbox
         self.channels = channels
         self.settings = settings
         self.owner = owner
         self.clock = clock
+        # The deliveries being sent, whose claims the node's heartbeat renews every few
+        # seconds; they are claimed for `lease_term` (without a heartbeat: `delivery.lease`).
+        self.held = held if held is not None else set()
+        self.lease_term = lease_term
         self.counts: Counter[str] = Counter()  # sent / failed / dead, for /metrics
+        # Each attempt's outcome by delivery id, until /metrics takes it: sends run side by
+        # side, so a before/after difference of `counts` would count a neighbour's too.
+        self.outcome_of: dict[int, str] = {}
         self.stopping = False
 
     def stop(self) -> None:
@@ -88,25 +111,32 @@ class Deliverer:
         if self.stopping:
             return 0
         now = self.clock()
+        lease = self.settings.lease.total_seconds()
         batch = await asyncio.to_thread(
             self.outbox.claim,
             self.owner,
             limit=self.settings.batch,
-            lease=self.settings.lease.total_seconds(),
+            lease=self.lease_term if self.lease_term is not None else lease,
             now=now,
             channels=set(self.channels),
         )
         if not batch:
             return 0
-        per_channel: dict[str, list[Delivery]] = defaultdict(list)
-        for d in batch:
-            per_channel[d.channel].append(d)
-        # Channels run side by side; within a channel, in order (rate limits, threading).
-        # A send must start within the first half of the lease, leaving the other half for
-        # the send itself: rows a slow receiver or a rate limit keeps waiting past that are
-        # handed back instead of being sent by another worker once their lease expires.
-        start_by = now + self.settings.lease.total_seconds() / 2
-        await asyncio.gather(*(self._send_all(ch, ds, start_by) for ch, ds in per_channel.items()))
+        ids = {d.id for d in batch}
+        self.held.update(ids)
+        try:
+            per_channel: dict[str, list[Delivery]] = defaultdict(list)
+            for d in batch:
+                per_channel[d.channel].append(d)
+            # Channels run side by side. A send must start within the first half of
+            # `delivery.lease`, leaving the other half for the send itself: rows a slow
+            # receiver or a rate limit keeps waiting past that are handed back.
+            start_by = now + lease / 2
+            await asyncio.gather(
+                *(self._send_all(ch, ds, start_by) for ch, ds in per_channel.items())
+            )
+        finally:
+            self.held.difference_update(ids)
         return len(batch)
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
@@ -122,7 +152,21 @@ class Deliverer:
     async def _send_all(
         self, channel_name: str, deliveries: list[Delivery], start_by: float
     ) -> None:
+        """Send a channel's claimed deliveries, up to `delivery.concurrency` at once: each
+        lane (`lanes`) in order, lanes side by side; the channel's rate limit holds for all."""
         channel = self.channels[channel_name]
+        queue = deque(lanes(deliveries, self.settings.concurrency))
+
+        async def worker() -> None:
+            while queue:
+                await self._send_lane(channel, queue.popleft(), start_by)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.settings.concurrency, len(queue)))))
+
+    async def _send_lane(
+        self, channel: Channel, deliveries: list[Delivery], start_by: float
+    ) -> None:
+        channel_name = channel.name
         for i, d in enumerate(deliveries):
             now = self.clock()
             if self.stopping:
@@ -141,6 +185,7 @@ class Deliverer:
                 )
                 return
             await self._send(channel, d)
+            self.outcome_of.pop(d.id, None)  # /metrics took it by now, if it is installed
 
     def _release(self, deliveries: list[Delivery], at: float) -> None:
         for d in deliveries:
@@ -173,6 +218,7 @@ class Deliverer:
             self.outbox.mark_sent, d.id, self.owner, receipt=receipt.detail, now=self.clock()
         )
         self.counts["sent"] += 1
+        self.outcome_of[d.id] = "sent"
         log.debug(  # INFO counts them in the periodic summary (`monitor.activity`)
             "sent %s %s via %s", d.kind, d.idempotency_key, channel.name, extra={"delivery": d.id}
         )
@@ -209,6 +255,7 @@ class Deliverer:
                 extra={"delivery": d.id},
             )
             self.counts["dead"] += 1
+            self.outcome_of[d.id] = "dead"
             await asyncio.to_thread(
                 self.outbox.mark_failed,
                 d.id,
@@ -219,6 +266,7 @@ class Deliverer:
             )
             return
         self.counts["failed"] += 1
+        self.outcome_of[d.id] = "failed"
         log.warning(
             "delivery %d to %s failed (attempt %d, retry in %.0f s): %s",
             d.id,

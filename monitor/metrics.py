@@ -237,20 +237,18 @@ class Metrics:
     def _timed_send(
         self, rt: Runtime
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        counts = rt.deliverer.counts
+        outcomes = rt.deliverer.outcome_of
 
         def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def send(channel: Any, d: Any) -> Any:
-                before = {k: counts[k] for k in ("sent", "failed", "dead")}
                 started = time.perf_counter()
                 try:
                     return await fn(channel, d)
                 finally:
                     with _harmless():
                         self.delivery.labels(d.channel).observe(time.perf_counter() - started)
-                        for outcome, n in before.items():
-                            if counts[outcome] > n:
-                                self.deliveries.labels(d.channel, outcome).inc(counts[outcome] - n)
+                        if (outcome := outcomes.pop(d.id, None)) is not None:
+                            self.deliveries.labels(d.channel, outcome).inc()
 
             return send
 

@@ -50,6 +50,7 @@ class LoopConfig:
     batch: int  # most feeds leased at once (daemon.feed_batch)
     lease: float  # seconds a feed's lease lasts
     recheck: float | None = None  # daemon: look for due feeds again after this many seconds
+    held: set[int] | None = None  # ids of the feeds in flight, renewed by the heartbeat
 
 
 @dataclass(slots=True)
@@ -169,14 +170,19 @@ class PollLoop:
         return bool(feeds)
 
     async def _poll(self, feed: FeedState) -> PollOutcome:
-        polled = await self.pipeline.poll(feed, self.config.owner)
-        # Only the commit is left: the slot goes to the next feed meanwhile.
-        self.state.committing += 1
-        self.state.wake.set()
+        held = self.config.held if self.config.held is not None else set()
+        held.add(feed.id)
         try:
-            outcome = await self.pipeline.commit(polled)
+            polled = await self.pipeline.poll(feed, self.config.owner)
+            # Only the commit is left: the slot goes to the next feed meanwhile.
+            self.state.committing += 1
+            self.state.wake.set()
+            try:
+                outcome = await self.pipeline.commit(polled)
+            finally:
+                self.state.committing -= 1
         finally:
-            self.state.committing -= 1
+            held.discard(feed.id)
         if outcome.status == "deferred":  # a store fault: give the lease back once it clears
             self._hold(feed)
         return outcome

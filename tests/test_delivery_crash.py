@@ -66,7 +66,7 @@ def test_sigkill_during_a_burst_loses_no_alert(tmp_path: Path, round_: int) -> N
             tmp_path,
             site,
             channels=f'  hook: {{type: webhook, url: "{hook.url}", allow_private: true}}\n',
-            delivery="{backoff_base: 0.2s, backoff_max: 1s, lease: 2s, batch: 10}",
+            delivery="{backoff_base: 0.2s, backoff_max: 1s, lease: 2s, batch: 10, concurrency: 1}",
         )
         kills = []
         for _ in range(KILLS_PER_ROUND):

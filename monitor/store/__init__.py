@@ -15,6 +15,7 @@ from monitor.models import FeedState
 from monitor.store import schema
 from monitor.store.articles import ArticleRepo, CommitResult, NewArticle, RuleHit
 from monitor.store.engine import (
+    DEFAULT_POOL_SIZE,
     StoreError,
     make_engine,
     migrate,
@@ -71,9 +72,9 @@ def release_owned(conn: Connection, *, owner: str) -> tuple[int, int]:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size=pool_size)
         self.health = StoreHealth(shown_url(url))  # writable, read-only, full, ...
         migrate(self.engine)
         self.feeds = FeedRepo(self.engine)
@@ -82,11 +83,12 @@ class Store:
         self.feedback = FeedbackRepo(self.engine)
         self.writer = GroupWriter(self.engine, health=self.health)
 
-    def reclaim_orphaned_leases(self, host: str, now: float) -> int:
-        """Take back feeds and deliveries leased by dead processes of this host."""
+    def reclaim_orphaned_leases(self, host: str, now: float, *, me: str | None = None) -> int:
+        """Take back feeds and deliveries leased by dead processes of this host (`me`: this
+        process's own lease owner, whose leases are kept)."""
         with write_tx(self.engine) as conn:
             return sum(
-                reclaim_dead_leases(conn, table, host=host, now=now)
+                reclaim_dead_leases(conn, table, host=host, now=now, me=me)
                 for table in (schema.feeds, schema.deliveries)
             )
 

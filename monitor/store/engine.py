@@ -100,16 +100,21 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+#: Most connections one process opens to PostgreSQL unless told (`database_pool_size`).
+DEFAULT_POOL_SIZE = 10
+
+
+def make_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Engine:
     """An engine for `url`. Raises `DatabaseError` for an unsupported URL, a missing driver or
-    a SQLite file whose folder is missing or unwritable (no folder is ever created)."""
+    a SQLite file whose folder is missing or unwritable (no folder is ever created).
+    `pool_size` bounds the connections to PostgreSQL (SQLite keeps its own pool)."""
     url = normalise_url(url)
     parsed = _parse(url)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise DatabaseError(f"database: unsupported database {backend!r} in the URL: {_URL_HELP}")
     try:
-        return _create(url, parsed)
+        return _create(url, parsed, pool_size)
     except (ImportError, NoSuchModuleError) as exc:
         driver = parsed.get_driver_name()
         raise DatabaseError(
@@ -122,7 +127,7 @@ def make_engine(url: str) -> Engine:
 _DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary"}
 
 
-def _create(url: str, parsed: URL) -> Engine:
+def _create(url: str, parsed: URL, pool_size: int) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_path(parsed.database or "")
         engine = create_engine(
@@ -138,8 +143,15 @@ def _create(url: str, parsed: URL) -> Engine:
         _sqlite_pragmas(engine)
         return engine
     connect_args = {"connect_timeout": 10} if parsed.get_driver_name() == "psycopg" else {}
+    # At most `pool_size` connections, none beyond (an overflow would let every node exceed
+    # what the server's max_connections was sized for); a caller waits for a free one.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=30,
+        connect_args=connect_args,
     )
 
 
@@ -269,6 +281,7 @@ def migrate(engine: Engine) -> None:
             schema.metadata.create_all(conn)
             _VERSION_TABLE.create(conn)
             conn.execute(_VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
+            analyse(conn)
             return
         from alembic import command
         from alembic.config import Config as AlembicConfig
@@ -277,6 +290,14 @@ def migrate(engine: Engine) -> None:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        analyse(conn)
+
+
+def analyse(conn: Connection, *tables: str) -> None:
+    """Give PostgreSQL's planner statistics of `tables` (default: all) now, not when autovacuum
+    gets to them: new tables and indexes were read by sequential scans until it did."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE " + ", ".join(tables) if tables else "ANALYZE")
 
 
 # Alembic's own version table, as it creates it (alembic/ddl/impl.py, version_table_impl).
@@ -301,19 +322,23 @@ def _revision(conn: Connection) -> str | None:
     return str(rows[0]) if len(rows) == 1 else None
 
 
-def reclaim_dead_leases(conn: Connection, table: Table, *, host: str, now: float) -> int:
+def reclaim_dead_leases(
+    conn: Connection, table: Table, *, host: str, now: float, me: str | None = None
+) -> int:
     """Clear leases held by processes of this host that no longer exist.
 
     Owners are `host:pid:nonce`. A daemon killed with SIGKILL leaves its leases behind; on
     restart the same host can tell they are orphans (no such pid) and take the work back at
     once instead of waiting for the lease to expire. Other hosts' leases expire on their own.
+    An owner with this process's own pid but not `me` (this process's owner) is a previous
+    run that had the same pid, as a container's pid 1 always does: gone too.
     """
     owners = conn.execute(
         select(table.c.lease_owner)
         .where(table.c.lease_owner.is_not(None), table.c.lease_until > now)
         .distinct()
     ).scalars()
-    dead = [o for o in owners if _orphaned(str(o), host)]
+    dead = [o for o in owners if _orphaned(str(o), host, me)]
     if not dead:
         return 0
     res = conn.execute(
@@ -324,10 +349,12 @@ def reclaim_dead_leases(conn: Connection, table: Table, *, host: str, now: float
     return int(res.rowcount)
 
 
-def _orphaned(owner: str, host: str) -> bool:
+def _orphaned(owner: str, host: str, me: str | None = None) -> bool:
     parts = owner.split(":")
     if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
         return False
+    if int(parts[1]) == os.getpid():
+        return me is not None and owner != me
     try:
         os.kill(int(parts[1]), 0)
     except ProcessLookupError:

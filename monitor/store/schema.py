@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -159,6 +160,10 @@ alerts = Table(
     Index("ix_alerts_story", "story_id"),  # retention: is a story still needed
 )
 
+#: The claimable deliveries, as written in the claim and in its index's predicate: literal
+#: values, as SQLite uses a partial index only for a query that repeats its terms.
+CLAIMABLE_SQL = "deliveries.status IN ('pending', 'failed')"
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -179,10 +184,20 @@ deliveries = Table(
     Column("digest_id", Integer),  # for held rows: the digest delivery that carried them
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),
-    Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_channel_status", "channel", "status"),
     Index("ix_deliveries_alert", "alert_id"),  # an alert's deliveries (the console)
     Index("ix_deliveries_status_alert", "status", "alert_id"),  # alerts with a dead delivery
+    # The outbox claim: the claimable rows in the order it takes them (`ORDER BY
+    # next_attempt_at, id LIMIT n`), so a claim reads the first rows of an index instead of
+    # sorting the whole due backlog. Sent rows, the bulk of history, are not in it. (It
+    # replaced ix_deliveries_due (status, next_attempt_at), which SQLite's planner preferred.)
+    Index(
+        "ix_deliveries_claim",
+        "next_attempt_at",
+        "id",
+        postgresql_where=text(CLAIMABLE_SQL),
+        sqlite_where=text(CLAIMABLE_SQL),
+    ),
 )
 
 # An analyst's verdict on an alert (`monitor feedback`): labelled data for evaluate and train.

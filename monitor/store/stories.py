@@ -19,6 +19,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.elements import BindParameter
 
 from monitor.store import schema as s
+from monitor.store.engine import analyse
 from monitor.stories import Fingerprint, StoryIndex, site_of
 
 _SQLITE_NEW_STORY = "INSERT INTO stories (title, url, created_at, updated_at) VALUES (?, ?, ?, ?)"
@@ -162,6 +163,8 @@ class StoryRepo:
         cutoff = now - self.index.window
         gone = conn.execute(delete(s.story_keys).where(s.story_keys.c.seen_at < cutoff)).rowcount
         gone += conn.execute(delete(s.story_bands).where(s.story_bands.c.seen_at < cutoff)).rowcount
+        # Fresh statistics for the tables every commit looks up (PostgreSQL).
+        analyse(conn, "story_keys", "story_bands", "stories")
         return int(gone)
 
 
