@@ -37,6 +37,8 @@ from monitor.pipeline import Pipeline, PollOutcome
 from monitor.poll_loop import LoopConfig, PollLoop
 from monitor.rules.budget import RuleBudgetStats
 from monitor.store import FeedSpec, Store, release_owned, retention
+from monitor.store.engine import DatabaseError
+from monitor.store.health import refuse_read_only
 from monitor.store.leases import Heartbeat, Held
 from monitor.store.retention import Pruned, RetentionPolicy
 from monitor.workers import WorkerPool
@@ -128,6 +130,8 @@ class Runtime:
             lease_term=self.settings.daemon.lease_term.total_seconds(),
         )
         self._vacuum_checked = False
+        if problem := refuse_read_only(self.store.engine, self.store.health.database):
+            raise DatabaseError(problem)  # nothing could ever be stored: one line, exit 1
         self._sync_feeds()
         # Work a killed predecessor on this host left leased is taken back at once.
         if reclaimed := self.store.reclaim_orphaned_leases(

@@ -158,6 +158,10 @@ def _create(url: str, parsed: URL, pool_size: int) -> Engine:
 def connect_problem(engine: Engine, exc: Exception) -> DatabaseError:
     """The one line a user reads when the database cannot be reached or opened."""
     url = shown_url(str(engine.url))
+    from monitor.store.health import FULL, READ_ONLY, classify, fault_message
+
+    if classify(exc) in (READ_ONLY, FULL):  # said as the store condition it is
+        return DatabaseError(fault_message(exc, database=url) or str(exc))
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
     if engine.dialect.name == "sqlite":
@@ -175,8 +179,10 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         # Before anything writes the file: a new database then gives the pages retention
-        # frees back (monitor/store/retention.py); an existing one keeps its mode until VACUUM.
-        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # frees back (monitor/store/retention.py); an existing one keeps its mode until VACUUM
+        # (and is not asked: on a read-only file the PRAGMA itself is a refused write).
+        if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=30000")

@@ -148,14 +148,15 @@ class StoreCondition:
 _last_database = ""
 
 
-def fault_message(exc: BaseException) -> str | None:
+def fault_message(exc: BaseException, *, database: str | None = None) -> str | None:
     """The one line a command prints when a store condition stops it (e.g. starting on a
-    read-only database), or None when `exc` is not one."""
+    read-only database), or None when `exc` is not one. `database`: its URL as shown (default:
+    the store opened last)."""
     condition = classify(exc)
     if condition is None:
         return None
     advice = _ADVICE.get(condition, "")
-    name = _last_database or "the database"
+    name = database or _last_database or "the database"
     return f"database: {name} is {condition} ({cause_of(exc)}){advice}"
 
 
@@ -284,3 +285,13 @@ def probe(engine: Any) -> StoreCondition:
     finally:
         raw.close()
     return StoreCondition(WRITABLE)
+
+
+def refuse_read_only(engine: Any, database: str) -> str | None:
+    """The one line a starting daemon or `once` stops with when the database cannot take any
+    write (a read-only file, folder or server), or None. A full disk or a lock may clear by
+    itself, so those are left to the running store condition."""
+    condition = probe(engine)
+    if condition.condition != READ_ONLY:
+        return None
+    return f"database: {database} is {READ_ONLY} ({condition.cause}){_ADVICE[READ_ONLY]}"
