@@ -64,17 +64,9 @@ def parse_feed(body: bytes, *, url: str = "", content_type: str | None = None) -
     if data[:1] in (b"{", b"["):
         return _parse_json_feed(data, url)
     data = strip_dtd(data)
-    headers = {"content-type": content_type} if content_type else {}
-    if url and not _ids_never_resolved(data):
-        headers["content-location"] = url
-    parsed = feedparser.parse(
-        io.BytesIO(data),
-        response_headers=headers,
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
+    parsed = _feedparser_parse(data, url, content_type)
     bozo = parsed.get("bozo_exception") if parsed.get("bozo") else None
-    broken = bozo is not None and not isinstance(bozo, _BENIGN_BOZO)
+    broken = _is_broken(bozo)
     base = url or None
     entries = [e for e in map(_entry, parsed.entries[:MAX_ENTRIES], repeat(base)) if _useful(e)]
     if not entries and (not parsed.version or (broken and not _only_entities(bozo))):
@@ -90,6 +82,23 @@ def parse_feed(body: bytes, *, url: str = "", content_type: str | None = None) -
         skip_days=days,
         warning=_describe(bozo) if broken else None,
     )
+
+
+def _feedparser_parse(data: bytes, url: str, content_type: str | None) -> Any:
+    headers = {"content-type": content_type} if content_type else {}
+    if url and not _ids_never_resolved(data):
+        headers["content-location"] = url
+    return feedparser.parse(
+        io.BytesIO(data),
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+
+
+def _is_broken(bozo: object) -> bool:
+    """True when feedparser's complaint is one that may mean the document was misread."""
+    return bozo is not None and not isinstance(bozo, _BENIGN_BOZO)
 
 
 # --------------------------------------------------------------------------- defusing
@@ -284,6 +293,22 @@ def _date(parsed: object) -> datetime | None:
 
 
 def _entry(raw: Any, base: str | None) -> Entry:
+    guid = raw.get("id")
+    return Entry(
+        title=_text_field(raw, "title", MAX_TITLE),
+        summary=_entry_summary(raw),
+        link=_link(raw.get("link"), base),
+        guid=_clean(guid, MAX_URL) or None if isinstance(guid, str) else None,
+        published=_date(dict.get(raw, "published_parsed"))
+        or _date(dict.get(raw, "updated_parsed")),
+        authors=_entry_authors(raw)[:MAX_LIST],
+        tags=_entry_tags(raw)[:MAX_LIST],
+        enclosures=_enclosures(raw.get("enclosures"), ("href", "type", "length"), base),
+    )
+
+
+def _entry_summary(raw: Any) -> str:
+    """The entry's summary, else the text of its first non-empty content."""
     summary = _text_field(raw, "summary", MAX_SUMMARY)
     if not summary:
         for content in raw.get("content") or []:
@@ -294,7 +319,11 @@ def _entry(raw: Any, base: str | None) -> Entry:
                 else:
                     summary = _clean(value[: MAX_SUMMARY * 4], MAX_SUMMARY)
                 break
-    guid = raw.get("id")
+    return summary
+
+
+def _entry_authors(raw: Any) -> list[str]:
+    """The names (else e-mails) of the entry's authors, else its plain `author` string."""
     authors: list[str] = []
     for author in raw.get("authors") or []:
         name = author.get("name") or author.get("email") if isinstance(author, dict) else None
@@ -302,6 +331,11 @@ def _entry(raw: Any, base: str | None) -> Entry:
             authors.append(_clean(name, MAX_NAME))
     if not authors and isinstance(raw.get("author"), str) and raw["author"].strip():
         authors.append(_clean(raw["author"], MAX_NAME))
+    return authors
+
+
+def _entry_tags(raw: Any) -> list[str]:
+    """The entry's distinct tag labels (else terms), in feed order."""
     tags: list[str] = []
     for tag in raw.get("tags") or []:
         label = tag.get("label") or tag.get("term") if isinstance(tag, dict) else None
@@ -309,17 +343,7 @@ def _entry(raw: Any, base: str | None) -> Entry:
             text = _clean(label, MAX_NAME)
             if text not in tags:
                 tags.append(text)
-    return Entry(
-        title=_text_field(raw, "title", MAX_TITLE),
-        summary=summary,
-        link=_link(raw.get("link"), base),
-        guid=_clean(guid, MAX_URL) or None if isinstance(guid, str) else None,
-        published=_date(dict.get(raw, "published_parsed"))
-        or _date(dict.get(raw, "updated_parsed")),
-        authors=authors[:MAX_LIST],
-        tags=tags[:MAX_LIST],
-        enclosures=_enclosures(raw.get("enclosures"), ("href", "type", "length"), base),
-    )
+    return tags
 
 
 def _ttl(value: object) -> int | None:
@@ -383,37 +407,51 @@ def _str(value: object) -> str:
 
 
 def _json_entry(item: dict[str, Any], base: str | None) -> Entry:
+    tags = [_clean(t, MAX_NAME) for t in item.get("tags") or [] if isinstance(t, str) and t]
+    guid = item.get("id")
+    return Entry(
+        title=_clean(_str(item.get("title"))[: MAX_TITLE * 4], MAX_TITLE),
+        summary=_json_summary(item),
+        link=_link(item.get("url") or item.get("external_url"), base),
+        guid=_clean(str(guid), MAX_URL) or None if isinstance(guid, str | int) else None,
+        published=_json_published(item),
+        authors=_json_authors(item)[:MAX_LIST],
+        tags=tags[:MAX_LIST],
+        enclosures=_enclosures(
+            item.get("attachments"), ("url", "mime_type", "size_in_bytes"), base
+        ),
+    )
+
+
+def _json_summary(item: dict[str, Any]) -> str:
+    """The item's summary, else its content_text, else the text of its content_html."""
     summary = _clean(_str(item.get("summary"))[: MAX_SUMMARY * 4], MAX_SUMMARY)
     if not summary:
         if _str(item.get("content_text")):
             summary = _clean(_str(item["content_text"])[: MAX_SUMMARY * 4], MAX_SUMMARY)
         else:
             summary = html_to_text(_str(item.get("content_html")), MAX_SUMMARY)
+    return summary
+
+
+def _json_authors(item: dict[str, Any]) -> list[str]:
+    """The names of the item's authors (JSON Feed 1.1 `authors`, else 1.0 `author`)."""
     raw_authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
-    authors = [
+    return [
         _clean(a["name"], MAX_NAME)
         for a in raw_authors
         if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()
     ]
-    tags = [_clean(t, MAX_NAME) for t in item.get("tags") or [] if isinstance(t, str) and t]
+
+
+def _json_published(item: dict[str, Any]) -> datetime | None:
+    """The first valid of date_published and date_modified."""
     published = None
     for key in ("date_published", "date_modified"):
         published = _iso_date(item.get(key))
         if published:
             break
-    guid = item.get("id")
-    return Entry(
-        title=_clean(_str(item.get("title"))[: MAX_TITLE * 4], MAX_TITLE),
-        summary=summary,
-        link=_link(item.get("url") or item.get("external_url"), base),
-        guid=_clean(str(guid), MAX_URL) or None if isinstance(guid, str | int) else None,
-        published=published,
-        authors=authors[:MAX_LIST],
-        tags=tags[:MAX_LIST],
-        enclosures=_enclosures(
-            item.get("attachments"), ("url", "mime_type", "size_in_bytes"), base
-        ),
-    )
+    return published
 
 
 def _iso_date(value: object) -> datetime | None:

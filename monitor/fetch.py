@@ -330,11 +330,7 @@ class _Decoder:
                 yield data
             return
         if self._first and self.encoding == "deflate" and data:
-            self._first = False
-            # "deflate" is meant to be zlib-wrapped (RFC 9110), but some servers send raw
-            # deflate; a zlib header has compression method 8 and a header checksum.
-            if len(data) < 2 or (data[0] & 0x0F) != 8 or ((data[0] << 8) | data[1]) % 31:
-                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._sniff_deflate(data)
         while data and not self._z.eof:  # bytes after the end of the stream are ignored
             out = self._z.decompress(data, _DECODE_PIECE)
             if out:
@@ -347,6 +343,14 @@ class _Decoder:
                     if not more:
                         break
                     yield more
+
+    def _sniff_deflate(self, data: bytes) -> None:
+        """On the first bytes of a "deflate" body: switch to raw deflate unless zlib-wrapped."""
+        self._first = False
+        # "deflate" is meant to be zlib-wrapped (RFC 9110), but some servers send raw
+        # deflate; a zlib header has compression method 8 and a header checksum.
+        if len(data) < 2 or (data[0] & 0x0F) != 8 or ((data[0] << 8) | data[1]) % 31:
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
 
     def finish(self) -> None:
         if self._z is not None and not self._z.eof:
@@ -652,15 +656,7 @@ class Fetcher:
             status, location = result
             hops += 1
             all_permanent = all_permanent and status in _PERMANENT_STATUSES
-            try:
-                # Percent-encoded controls: the URL is logged and shown in errors and status.
-                nxt = clean_url(urljoin(current, location))
-            except ValueError as exc:
-                raise BadURL(url, f"redirect to an invalid URL {location!r}: {exc}") from exc
-            if urlsplit(nxt).scheme not in ("http", "https"):
-                raise BadURL(url, f"redirect to {nxt!r} is not http or https")
-            if nxt in visited:
-                raise TooManyRedirects(url, f"redirect loop back to {nxt}")
+            nxt = _redirect_target(url, current, location, visited)
             if hops > self.settings.max_redirects:
                 raise TooManyRedirects(
                     url, f"more than {self.settings.max_redirects} redirects (last to {nxt})"
@@ -744,37 +740,16 @@ class Fetcher:
                 if status == 304:
                     return self._result(url, current, response, b"", not_modified=True)
                 if not 200 <= status < 300:
-                    retry_after = None
-                    if status in (429, 503):
-                        retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    raise HTTPStatus(url, status, retry_after=retry_after)
+                    raise _status_error(url, status, response)
                 try:
                     body = await _read_capped(url, response, cap, self.settings)
                 except BaseException:
                     response.close()  # drop the connection: the rest of the body is unread
                     raise
                 return self._result(url, current, response, body, not_modified=False)
-        except aiohttp.ClientConnectorError as exc:
-            cause = exc.os_error
-            if isinstance(cause, _BlockedConnect):
-                raise BlockedAddress(url, str(cause)) from None
-            if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-                raise ConnectFailed(url, f"TLS failed for {current}: {exc}") from exc
-            raise ConnectFailed(url, f"{current}: {cause or type(exc).__name__}") from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise FetchTimeout(url, f"connecting timed out on {current}") from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise FetchTimeout(url, f"reading the response timed out on {current}") from exc
-        except aiohttp.InvalidURL as exc:
-            raise BadURL(url, f"invalid URL {current}: {exc}") from exc
-        except aiohttp.ClientResponseError as exc:  # a response aiohttp could not parse
-            raise ConnectFailed(url, f"{current}: broken response: {exc.message}") from exc
-        except aiohttp.ClientError as exc:
-            raise ConnectFailed(url, f"{current}: {exc or type(exc).__name__}") from exc
-        except ssl.SSLError as exc:
-            raise ConnectFailed(url, f"TLS failed for {current}: {exc}") from exc
-        except OSError as exc:
-            raise ConnectFailed(url, f"{current}: {exc}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            error, cause = _wire_error(url, current, exc)
+            raise error from cause
 
     @staticmethod
     def _result(
@@ -801,6 +776,56 @@ class Fetcher:
         )
 
 
+def _redirect_target(url: str, current: str, location: str, visited: set[str]) -> str:
+    """Where a redirect from `current` leads, refused when invalid, not HTTP(S) or a loop."""
+    try:
+        # Percent-encoded controls: the URL is logged and shown in errors and status.
+        nxt = clean_url(urljoin(current, location))
+    except ValueError as exc:
+        raise BadURL(url, f"redirect to an invalid URL {location!r}: {exc}") from exc
+    if urlsplit(nxt).scheme not in ("http", "https"):
+        raise BadURL(url, f"redirect to {nxt!r} is not http or https")
+    if nxt in visited:
+        raise TooManyRedirects(url, f"redirect loop back to {nxt}")
+    return nxt
+
+
+def _status_error(url: str, status: int, response: aiohttp.ClientResponse) -> HTTPStatus:
+    """The error for a non-2xx answer, with its Retry-After when it is a 429 or 503."""
+    retry_after = None
+    if status in (429, 503):
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return HTTPStatus(url, status, retry_after=retry_after)
+
+
+def _wire_error(
+    url: str, current: str, exc: aiohttp.ClientError | OSError
+) -> tuple[FetchError, BaseException | None]:
+    """The error a failed request raises, and its cause (None: the cause is not shown).
+
+    The checks go from the most to the least specific class, like except clauses would."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, _BlockedConnect):
+            return BlockedAddress(url, str(cause)), None
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return ConnectFailed(url, f"TLS failed for {current}: {exc}"), exc
+        return ConnectFailed(url, f"{current}: {cause or type(exc).__name__}"), exc
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return FetchTimeout(url, f"connecting timed out on {current}"), exc
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return FetchTimeout(url, f"reading the response timed out on {current}"), exc
+    if isinstance(exc, aiohttp.InvalidURL):
+        return BadURL(url, f"invalid URL {current}: {exc}"), exc
+    if isinstance(exc, aiohttp.ClientResponseError):  # a response aiohttp could not parse
+        return ConnectFailed(url, f"{current}: broken response: {exc.message}"), exc
+    if isinstance(exc, aiohttp.ClientError):
+        return ConnectFailed(url, f"{current}: {exc or type(exc).__name__}"), exc
+    if isinstance(exc, ssl.SSLError):
+        return ConnectFailed(url, f"TLS failed for {current}: {exc}"), exc
+    return ConnectFailed(url, f"{current}: {exc}"), exc
+
+
 def _sendable(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
@@ -825,14 +850,7 @@ async def _read_capped(
     length = response.headers.get("content-length")
     if length and length.strip().isdigit() and int(length) > cap:
         raise BodyTooLarge(url, f"{too_large} (Content-Length {int(length):,})")
-    encodings = [
-        e.strip().lower()
-        for e in response.headers.get("content-encoding", "").split(",")
-        if e.strip() and e.strip().lower() != "identity"
-    ]
-    if len(encodings) > 1 or (encodings and encodings[0] not in ("gzip", "x-gzip", "deflate")):
-        raise DecodeFailed(url, f"unsupported Content-Encoding {', '.join(encodings)!r}")
-    decoder = _Decoder(encodings[0] if encodings else "identity")
+    decoder = _Decoder(_content_encoding(url, response))
     parts: list[bytes] = []
     size = 0
     raw_size = 0
@@ -860,6 +878,18 @@ async def _read_capped(
     except zlib.error as exc:
         raise DecodeFailed(url, f"corrupt {decoder.encoding} body: {exc}") from exc
     return b"".join(parts)
+
+
+def _content_encoding(url: str, response: aiohttp.ClientResponse) -> str:
+    """The body's one supported Content-Encoding ("identity" when none), else `DecodeFailed`."""
+    encodings = [
+        e.strip().lower()
+        for e in response.headers.get("content-encoding", "").split(",")
+        if e.strip() and e.strip().lower() != "identity"
+    ]
+    if len(encodings) > 1 or (encodings and encodings[0] not in ("gzip", "x-gzip", "deflate")):
+        raise DecodeFailed(url, f"unsupported Content-Encoding {', '.join(encodings)!r}")
+    return encodings[0] if encodings else "identity"
 
 
 async def _next_chunk(url: str, response: aiohttp.ClientResponse, idle: float) -> bytes:

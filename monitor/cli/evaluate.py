@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from monitor.config import RuleConfig, Settings
+    from monitor.rules.compile import RuleSet
     from monitor.rules.labels import LabelledDoc
     from monitor.rules.measure import Report
 
@@ -24,7 +25,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from monitor.checks import compile_settings
     from monitor.config import load_config
     from monitor.rules.labels import LabelsError, read_labels
-    from monitor.rules.measure import measure
 
     out = out or sys.stdout
     settings = load_config(args.config)
@@ -41,12 +41,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return 1
     if not args.no_feedback:
         labelled += feedback_docs(settings, [r.name for r in rules])
-    reports: list[Report] = []
-    for rule in rules:
-        docs = [d for d in labelled if d.rule in (None, rule.name)]
-        if docs:
-            reports.append(measure(ruleset, rule.name, docs, "labels"))
-        reports.append(measure(ruleset, rule.name, rule_examples(rule), "examples"))
+    reports = _measure_all(ruleset, rules, labelled)
     if not labelled and not any(r.total for r in reports):
         print(
             "error: no labelled data: give --labels FILE, store verdicts with "
@@ -54,13 +49,33 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.format == "json":
+    _print_reports(reports, args.format, out)
+    return _gate(reports, args.min_f1)
+
+
+def _measure_all(
+    ruleset: RuleSet, rules: list[RuleConfig], labelled: list[LabelledDoc]
+) -> list[Report]:
+    """Per rule: its report on the labelled articles meant for it (if any), then on its
+    examples."""
+    from monitor.rules.measure import measure
+
+    reports: list[Report] = []
+    for rule in rules:
+        docs = [d for d in labelled if d.rule in (None, rule.name)]
+        if docs:
+            reports.append(measure(ruleset, rule.name, docs, "labels"))
+        reports.append(measure(ruleset, rule.name, rule_examples(rule), "examples"))
+    return reports
+
+
+def _print_reports(reports: list[Report], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
         for report in reports:
             print(json.dumps(report.to_dict(), ensure_ascii=False), file=out)
     else:
         for report in reports:
             print_report(report, out)
-    return _gate(reports, args.min_f1)
 
 
 def _selected(settings: Settings, names: list[str] | None) -> list[RuleConfig] | None:

@@ -61,13 +61,9 @@ def run(args: argparse.Namespace) -> int:
     except RuleCompileError as exc:
         print_rule_errors(exc, settings, sys.stderr)
         return 2
-    names = ruleset.rule_names
-    if args.rule:
-        unknown = [r for r in args.rule if r not in names]
-        if unknown:
-            print(f"unknown rule {unknown[0]!r} (rules: {', '.join(names)})", file=sys.stderr)
-            return 2
-        names = [n for n in names if n in args.rule]
+    names = _rule_names(ruleset, args.rule)
+    if names is None:
+        return 2
     articles: list[InputArticle] = []
     matched = 0
     try:
@@ -87,6 +83,18 @@ def run(args: argparse.Namespace) -> int:
     if args.explain and len(articles) > 1:
         _report_stories(group_stories(articles, settings), args.format, out)
     return 0
+
+
+def _rule_names(ruleset: RuleSet, wanted: list[str] | None) -> list[str] | None:
+    """The rules to match, in rule order: all, or those `wanted` (None: one is unknown)."""
+    names = ruleset.rule_names
+    if wanted:
+        unknown = [r for r in wanted if r not in names]
+        if unknown:
+            print(f"unknown rule {unknown[0]!r} (rules: {', '.join(names)})", file=sys.stderr)
+            return None
+        names = [n for n in names if n in wanted]
+    return names
 
 
 def group_stories(articles: list[InputArticle], settings: Settings) -> list[tuple[str, int, str]]:

@@ -135,11 +135,7 @@ class RuleSet:
             i: (spec, model, k)
             for k, (i, (spec, model)) in enumerate(sorted((scorers or {}).items()))
         }
-        self._bank: Bank | None = None
-        if self._scorers:
-            from monitor.rules.scorer import Bank
-
-            self._bank = Bank([model for _, model, _ in self._scorers.values()])
+        self._bank = _scorer_bank(self._scorers)
         # Rules a model alone can make match: scored on every article.
         self._model_driven = [
             i for i, (spec, _, _) in self._scorers.items() if spec.combine == "query_or_model"
@@ -153,29 +149,8 @@ class RuleSet:
                 prefilter.add_rule(i, need)
         key_atoms = prefilter.key_atoms()
         self._stages = prefilter.stages()
-        # Per field: key -> the atoms it makes true there, exact keys and prefixes apart. A
-        # field no rule looks for a token in is not tokenised for the prefilter at all.
-        self._by_field: list[tuple[str, Atoms, frozenset[str], Atoms]] = []
-        for name, bit in FIELD_BITS.items():
-            atoms = {
-                key: tuple(atom for mask, atom in pairs if mask & bit)
-                for key, pairs in key_atoms.items()
-            }
-            atoms = {key: found for key, found in atoms.items() if found}
-            if atoms:
-                exact = {k: v for k, v in atoms.items() if not k.endswith("*")}
-                prefix = {k: v for k, v in atoms.items() if k.endswith("*")}
-                # The keys as a set too: intersecting a set with a dict iterates the dict.
-                self._by_field.append((name, exact, frozenset(exact), prefix))
-        self._prefixes: ahocorasick.Automaton | None = None
-        prefixes = [k for k in key_atoms if k.endswith("*")]
-        if prefixes:
-            # Matched against " tok1 tok2 ...": the leading space anchors a key at a token start.
-            automaton = ahocorasick.Automaton()
-            for key in prefixes:
-                automaton.add_word(" " + key[:-1], key)
-            automaton.make_automaton()
-            self._prefixes = automaton
+        self._by_field = _field_atoms(key_atoms)
+        self._prefixes = _prefix_automaton(key_atoms)
 
     @property
     def rule_names(self) -> list[str]:
@@ -336,6 +311,50 @@ class RuleSet:
         return "\n".join([head, query_line, rest, "  " + verdict.describe(spec.model.name)])
 
 
+def _scorer_bank(scorers: Mapping[int, tuple[ScorerSpec, Model, int]]) -> Bank | None:
+    """The models of the rules that have one, as one bank scored together (None: no model)."""
+    if not scorers:
+        return None
+    from monitor.rules.scorer import Bank
+
+    return Bank([model for _, model, _ in scorers.values()])
+
+
+def _field_atoms(
+    key_atoms: Mapping[str, tuple[tuple[int, int], ...]],
+) -> list[tuple[str, Atoms, frozenset[str], Atoms]]:
+    """Per field: key -> the atoms it makes true there, exact keys and prefixes apart. A
+    field no rule looks for a token in is not tokenised for the prefilter at all."""
+    by_field: list[tuple[str, Atoms, frozenset[str], Atoms]] = []
+    for name, bit in FIELD_BITS.items():
+        atoms = {
+            key: tuple(atom for mask, atom in pairs if mask & bit)
+            for key, pairs in key_atoms.items()
+        }
+        atoms = {key: found for key, found in atoms.items() if found}
+        if atoms:
+            exact = {k: v for k, v in atoms.items() if not k.endswith("*")}
+            prefix = {k: v for k, v in atoms.items() if k.endswith("*")}
+            # The keys as a set too: intersecting a set with a dict iterates the dict.
+            by_field.append((name, exact, frozenset(exact), prefix))
+    return by_field
+
+
+def _prefix_automaton(
+    key_atoms: Mapping[str, tuple[tuple[int, int], ...]],
+) -> ahocorasick.Automaton | None:
+    """The prefix keys ("word*") as one automaton, None when no rule has one."""
+    prefixes = [k for k in key_atoms if k.endswith("*")]
+    if not prefixes:
+        return None
+    # Matched against " tok1 tok2 ...": the leading space anchors a key at a token start.
+    automaton = ahocorasick.Automaton()
+    for key in prefixes:
+        automaton.add_word(" " + key[:-1], key)
+    automaton.make_automaton()
+    return automaton
+
+
 def _budget(budget: float | ArticleBudget | None) -> ArticleBudget | None:
     if budget is None or isinstance(budget, ArticleBudget):
         return budget
@@ -434,39 +453,12 @@ class _Build:
 
 
 def _build(node: Node, scope: tuple[str, ...], ctx: _Build) -> EvalNode:
-    gaz, rule, errors = ctx.gaz, ctx.rule, ctx.errors
     if isinstance(node, Phrase):
         return ctx.leaf(node, scope, node.source)
     if isinstance(node, EntityRef):
-        aliases = gaz.resolve(node, rule)
-        if isinstance(aliases, RuleError):
-            errors.append(aliases)
-            aliases = ()
-        leaves = tuple(ctx.leaf(a, scope, node.source) for a in aliases)
-        entity = ctx.entities.get((leaves, node.source))
-        if entity is None:
-            entity = ctx.entities[leaves, node.source] = EntityLeaf(leaves, node.source)
-        return entity
+        return _entity_leaf(node, scope, ctx)
     if isinstance(node, Regex):
-        flags = 0
-        for f in node.flags:
-            flags |= _REGEX_FLAGS[f]
-        try:
-            pattern = regex.compile(node.pattern, flags)
-        except regex.error as exc:
-            # The stubs omit `pos` and `msg`, which regex.error sets like re.error does.
-            pos = getattr(exc, "pos", None)
-            msg = getattr(exc, "msg", str(exc))
-            errors.append(
-                RuleError(
-                    rule,
-                    node.offset + 1 + (pos if isinstance(pos, int) else 0),
-                    f"invalid regex: {msg}",
-                    "regexes use Python syntax; escape / as \\/",
-                )
-            )
-            pattern = None
-        return RegexLeaf(pattern, scope, node.source)
+        return _regex_leaf(node, scope, ctx)
     if isinstance(node, Scope):
         return _build(node.child, node.fields, ctx)
     if isinstance(node, Not):
@@ -486,6 +478,40 @@ def _build(node: Node, scope: tuple[str, ...], ctx: _Build) -> EvalNode:
         return AndNode(tuple(sorted(children, key=_eval_cost)))
     assert isinstance(node, Or)
     return OrNode(children)
+
+
+def _entity_leaf(node: EntityRef, scope: tuple[str, ...], ctx: _Build) -> EntityLeaf:
+    aliases = ctx.gaz.resolve(node, ctx.rule)
+    if isinstance(aliases, RuleError):
+        ctx.errors.append(aliases)
+        aliases = ()
+    leaves = tuple(ctx.leaf(a, scope, node.source) for a in aliases)
+    entity = ctx.entities.get((leaves, node.source))
+    if entity is None:
+        entity = ctx.entities[leaves, node.source] = EntityLeaf(leaves, node.source)
+    return entity
+
+
+def _regex_leaf(node: Regex, scope: tuple[str, ...], ctx: _Build) -> RegexLeaf:
+    flags = 0
+    for f in node.flags:
+        flags |= _REGEX_FLAGS[f]
+    try:
+        pattern = regex.compile(node.pattern, flags)
+    except regex.error as exc:
+        # The stubs omit `pos` and `msg`, which regex.error sets like re.error does.
+        pos = getattr(exc, "pos", None)
+        msg = getattr(exc, "msg", str(exc))
+        ctx.errors.append(
+            RuleError(
+                ctx.rule,
+                node.offset + 1 + (pos if isinstance(pos, int) else 0),
+                f"invalid regex: {msg}",
+                "regexes use Python syntax; escape / as \\/",
+            )
+        )
+        pattern = None
+    return RegexLeaf(pattern, scope, node.source)
 
 
 def _eval_cost(node: EvalNode) -> int:

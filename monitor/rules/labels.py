@@ -208,16 +208,7 @@ def _read_csv(path: Path, columns: list[str] | None, where: str) -> _CsvFile:
         raise LabelsError(f"{where}: cannot read {path}: {exc}") from None
     if not rows:
         raise LabelsError(f"{where}: {path} is empty")
-    header = [c.strip().lower() for c in rows[0]]
-    if columns is None and any(c in CSV_COLUMNS for c in header):
-        columns, rows = header, rows[1:]
-    elif columns is None and len(header) == 3 and header[0].isdigit():
-        columns = list(_AG_NEWS)
-    elif columns is None:
-        raise LabelsError(
-            f"{where}: {path} has no header naming its columns (title, description, text, ...):"
-            ' give them, e.g. {"csv": "...", "columns": ["class_index", "title", "description"]}'
-        )
+    columns, rows = _csv_columns(path, columns, rows, where)
     mapping = [(i, CSV_COLUMNS[c]) for i, c in enumerate(columns) if c in CSV_COLUMNS]
     if not any(name in _TEXT_FIELDS for _, name in mapping):
         raise LabelsError(f"{where}: {path}: no text column among {columns}")
@@ -229,6 +220,23 @@ def _read_csv(path: Path, columns: list[str] | None, where: str) -> _CsvFile:
                 fields[name] = f"{fields[name]} {row[i]}" if fields.get(name) else row[i]
         table.rows.append(fields)
     return table
+
+
+def _csv_columns(
+    path: Path, columns: list[str] | None, rows: list[list[str]], where: str
+) -> tuple[list[str], list[list[str]]]:
+    """The CSV's columns (given, else its header, else AG News's) and its data rows."""
+    header = [c.strip().lower() for c in rows[0]]
+    if columns is None and any(c in CSV_COLUMNS for c in header):
+        columns, rows = header, rows[1:]
+    elif columns is None and len(header) == 3 and header[0].isdigit():
+        columns = list(_AG_NEWS)
+    elif columns is None:
+        raise LabelsError(
+            f"{where}: {path} has no header naming its columns (title, description, text, ...):"
+            ' give them, e.g. {"csv": "...", "columns": ["class_index", "title", "description"]}'
+        )
+    return columns, rows
 
 
 def read_labels(path: str | Path, *, csv_path: str | Path | None = None) -> list[LabelledDoc]:

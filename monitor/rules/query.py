@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from monitor.errors import MonitorError
-from monitor.rules.text import tokenize
+from monitor.rules.text import Tokens, tokenize
 
 #: Field scopes a query may name. `text` is title + summary + body (the default scope).
 FIELD_NAMES = ("title", "summary", "body", "text", "author", "tags", "url", "feed")
@@ -183,34 +183,11 @@ def _lex(query: str) -> list[_Tok]:
             toks.append(_Tok("LPAREN" if c == "(" else "RPAREN", c, i))
             i += 1
         elif c in '"\u201c\u201d':
-            close = re.compile('["\u201c\u201d]').search(query, i + 1)
-            if close is None:
-                raise _SyntaxError(i, "unterminated quote", 'close the phrase with "')
-            toks.append(_Tok("PHRASE", query[i : close.end()], i, query[i + 1 : close.start()]))
-            i = close.end()
+            toks.append(_quote_token(query, i))
+            i += len(toks[-1].text)
         elif c == "/":
-            j = i + 1
-            while j < n and query[j] != "/":
-                j += 2 if query[j] == "\\" else 1
-            if j >= n:
-                raise _SyntaxError(
-                    i,
-                    "unterminated regex",
-                    "close the regex with / (write \\/ for a slash inside it)",
-                )
-            k = j + 1
-            while k < n and query[k].isalpha():
-                k += 1
-            flags = query[j + 1 : k]
-            bad = set(flags) - set("imsx")
-            if bad:
-                raise _SyntaxError(
-                    j + 1,
-                    f"unknown regex flag {sorted(bad)[0]!r}",
-                    "regex flags are i (ignore case), m, s and x",
-                )
-            toks.append(_Tok("REGEX", query[i:k], i, query[i + 1 : j] + "\0" + flags))
-            i = k
+            toks.append(_regex_token(query, i))
+            i += len(toks[-1].text)
         else:
             j = i
             while j < n and not query[j].isspace() and query[j] not in '()"\u201c\u201d':
@@ -223,23 +200,46 @@ def _lex(query: str) -> list[_Tok]:
     return toks
 
 
+def _quote_token(query: str, i: int) -> _Tok:
+    """The quoted phrase that starts at `i`, up to and with its closing quote."""
+    close = re.compile('["\u201c\u201d]').search(query, i + 1)
+    if close is None:
+        raise _SyntaxError(i, "unterminated quote", 'close the phrase with "')
+    return _Tok("PHRASE", query[i : close.end()], i, query[i + 1 : close.start()])
+
+
+def _regex_token(query: str, i: int) -> _Tok:
+    """The /regex/flags that starts at `i`; its value is the pattern, NUL, the flags."""
+    n = len(query)
+    j = i + 1
+    while j < n and query[j] != "/":
+        j += 2 if query[j] == "\\" else 1
+    if j >= n:
+        raise _SyntaxError(
+            i,
+            "unterminated regex",
+            "close the regex with / (write \\/ for a slash inside it)",
+        )
+    k = j + 1
+    while k < n and query[k].isalpha():
+        k += 1
+    flags = query[j + 1 : k]
+    bad = set(flags) - set("imsx")
+    if bad:
+        raise _SyntaxError(
+            j + 1,
+            f"unknown regex flag {sorted(bad)[0]!r}",
+            "regex flags are i (ignore case), m, s and x",
+        )
+    return _Tok("REGEX", query[i:k], i, query[i + 1 : j] + "\0" + flags)
+
+
 def _word_token(word: str, offset: int, query: str) -> _Tok:
     if word in ("AND", "OR", "NOT"):
         return _Tok(word, word, offset)
     m = _NEAR_RE.fullmatch(word)
     if m and (m.group(2) is not None or m.group(1).isupper()):
-        op = m.group(1)
-        if op.upper() != op:
-            raise _SyntaxError(
-                offset,
-                f"operators are upper case: write {op.upper()}",
-                f'to search for the word, quote it: "{word}"',
-            )
-        if m.group(3) is None or not m.group(3).isdigit():
-            raise _SyntaxError(
-                offset, f"{op}/ needs a number", f"write e.g. {op}/5 for 'within 5 words'"
-            )
-        return _Tok("NEAR", word, offset, number=int(m.group(3)), ordered=op == "ONEAR")
+        return _near_token(word, offset, m)
     if word.lower() in _LOWER_OPS:
         raise _SyntaxError(
             offset,
@@ -248,31 +248,50 @@ def _word_token(word: str, offset: int, query: str) -> _Tok:
         )
     fm = _FIELD_RE.match(word)
     if fm:
-        name = fm.group(1)
-        if name.lower() == "entity":
-            entity = word[fm.end() :]
-            if not entity:
-                raise _SyntaxError(
-                    offset,
-                    "entity: needs a name",
-                    "write entity:NAME with a name defined under entities:",
-                )
-            return _Tok("ENTITY", word, offset, entity)
-        if name.lower() not in FIELD_NAMES:
-            hint = did_you_mean(name.lower(), FIELD_NAMES) or (
-                "fields are " + ", ".join(FIELD_NAMES)
-            )
-            raise _SyntaxError(offset, f"unknown field {name!r}", hint)
-        if fm.end() == len(word) and (
-            offset + len(word) >= len(query) or query[offset + len(word)].isspace()
-        ):
+        return _field_token(word, offset, query, fm)
+    return _Tok("WORD", word, offset, word)
+
+
+def _near_token(word: str, offset: int, m: re.Match[str]) -> _Tok:
+    """NEAR/n or ONEAR/n (`m` is `_NEAR_RE` matched on `word`)."""
+    op = m.group(1)
+    if op.upper() != op:
+        raise _SyntaxError(
+            offset,
+            f"operators are upper case: write {op.upper()}",
+            f'to search for the word, quote it: "{word}"',
+        )
+    if m.group(3) is None or not m.group(3).isdigit():
+        raise _SyntaxError(
+            offset, f"{op}/ needs a number", f"write e.g. {op}/5 for 'within 5 words'"
+        )
+    return _Tok("NEAR", word, offset, number=int(m.group(3)), ordered=op == "ONEAR")
+
+
+def _field_token(word: str, offset: int, query: str, fm: re.Match[str]) -> _Tok:
+    """entity:NAME, or a field prefix such as title: (`fm` is `_FIELD_RE` matched on `word`)."""
+    name = fm.group(1)
+    if name.lower() == "entity":
+        entity = word[fm.end() :]
+        if not entity:
             raise _SyntaxError(
                 offset,
-                f"{name}: needs a term right after it",
-                f'write {name}:word, {name}:"a phrase" or {name}:(...)',
+                "entity: needs a name",
+                "write entity:NAME with a name defined under entities:",
             )
-        return _Tok("FIELD", word[: fm.end()], offset, name.lower())
-    return _Tok("WORD", word, offset, word)
+        return _Tok("ENTITY", word, offset, entity)
+    if name.lower() not in FIELD_NAMES:
+        hint = did_you_mean(name.lower(), FIELD_NAMES) or ("fields are " + ", ".join(FIELD_NAMES))
+        raise _SyntaxError(offset, f"unknown field {name!r}", hint)
+    if fm.end() == len(word) and (
+        offset + len(word) >= len(query) or query[offset + len(word)].isspace()
+    ):
+        raise _SyntaxError(
+            offset,
+            f"{name}: needs a term right after it",
+            f'write {name}:word, {name}:"a phrase" or {name}:(...)',
+        )
+    return _Tok("FIELD", word[: fm.end()], offset, name.lower())
 
 
 # --------------------------------------------------------------------------- parser
@@ -432,30 +451,10 @@ def phrase_of(content: str, source: str, offset: int, *, quoted: bool) -> Phrase
     alternatives: list[tuple[Word, ...]] = []
     for m in re.finditer(r"\S+", content):
         chunk = m.group()
-        star = chunk.find("*")
-        if star != -1 and star != len(chunk.rstrip("*")):
-            raise _SyntaxError(
-                base + m.start() + star,
-                "a wildcard * is only allowed at the end of a word",
-                "write attack* (prefix), not at*ack",
-            )
         prefix = chunk.endswith("*")
-        toks = tokenize(chunk.rstrip("*"))
-        if not toks.norms:
-            if prefix or quoted:
-                raise _SyntaxError(
-                    base + m.start(),
-                    f"{chunk!r} has no letters or digits",
-                    "a wildcard needs a word before it, e.g. attack*",
-                )
+        toks = _chunk_tokens(chunk, base + m.start(), quoted)
+        if toks is None:
             continue
-        if prefix and len(toks.norms[-1]) < MIN_PREFIX:
-            raise _SyntaxError(
-                base + m.start(),
-                f"prefix {chunk!r} is too short",
-                f"a prefix needs at least {MIN_PREFIX} letters; a shorter "
-                "one matches almost every article",
-            )
         new = [Word(t) for t in toks.norms]
         if prefix:
             new[-1] = Word(new[-1].norm, True)
@@ -478,3 +477,33 @@ def phrase_of(content: str, source: str, offset: int, *, quoted: bool) -> Phrase
             "a term needs a letter or digit; quote punctuation-only text or use a /regex/",
         )
     return Phrase(tuple(words), source, offset, tuple(alternatives))
+
+
+def _chunk_tokens(chunk: str, at: int, quoted: bool) -> Tokens | None:
+    """The tokens of one whitespace-separated chunk of a phrase (starting at `at` in the
+    query), its wildcard checked; None for a bare chunk without letters or digits."""
+    star = chunk.find("*")
+    if star != -1 and star != len(chunk.rstrip("*")):
+        raise _SyntaxError(
+            at + star,
+            "a wildcard * is only allowed at the end of a word",
+            "write attack* (prefix), not at*ack",
+        )
+    prefix = chunk.endswith("*")
+    toks = tokenize(chunk.rstrip("*"))
+    if not toks.norms:
+        if prefix or quoted:
+            raise _SyntaxError(
+                at,
+                f"{chunk!r} has no letters or digits",
+                "a wildcard needs a word before it, e.g. attack*",
+            )
+        return None
+    if prefix and len(toks.norms[-1]) < MIN_PREFIX:
+        raise _SyntaxError(
+            at,
+            f"prefix {chunk!r} is too short",
+            f"a prefix needs at least {MIN_PREFIX} letters; a shorter "
+            "one matches almost every article",
+        )
+    return toks

@@ -111,7 +111,11 @@ def _window(text: str, name: str, start: int, end: int, width: int, hits: list[H
     lead = _ELLIPSIS if text[:lo].strip() else ""
     tail = _ELLIPSIS if text[hi:].strip() else ""
     body = text[lo:hi].translate(_WHITESPACE)
-    shift = len(lead) - lo
+    return Snippet(name, lead + body + tail, _spans(hits, lo, hi, len(lead) - lo))
+
+
+def _spans(hits: list[Hit], lo: int, hi: int, shift: int) -> list[tuple[int, int]]:
+    """The hits inside text[lo:hi], moved by `shift` into the snippet, overlaps merged."""
     spans: list[tuple[int, int]] = []
     for hit in sorted(hits):
         if hit.start >= lo and hit.end <= hi:
@@ -120,4 +124,4 @@ def _window(text: str, name: str, start: int, end: int, width: int, hits: list[H
                 spans[-1] = (spans[-1][0], max(spans[-1][1], e))
             else:
                 spans.append((s, e))
-    return Snippet(name, lead + body + tail, spans)
+    return spans
