@@ -109,24 +109,9 @@ class GroupWriter:
                 if len(group) == 1:  # alone: its own transaction is its savepoint
                     group[0].result = group[0].fn(conn)
                 elif conn.dialect.name == "sqlite":
-                    # SAVEPOINT on SQLite's own cursor: SQLAlchemy's begin_nested cost more
-                    # than the small pieces it wrapped (a sixth of this thread's time).
-                    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                    for work in group:
-                        cur.execute("SAVEPOINT monitor_group_piece")
-                        try:
-                            work.result = work.fn(conn)
-                        except Exception as exc:
-                            cur.execute("ROLLBACK TO monitor_group_piece")
-                            work.error = exc
-                        cur.execute("RELEASE monitor_group_piece")
+                    _pieces_sqlite(conn, group)
                 else:
-                    for work in group:
-                        try:
-                            with conn.begin_nested():
-                                work.result = work.fn(conn)
-                        except Exception as exc:
-                            work.error = exc
+                    _pieces(conn, group)
         except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
             for work in group:
                 work.error = exc
@@ -146,3 +131,27 @@ class GroupWriter:
     def close(self) -> None:
         """Finish the queued work and stop the writer thread."""
         self._executor.shutdown(wait=True)
+
+
+def _pieces_sqlite(conn: Connection, group: list[_Work[Any]]) -> None:
+    """Each piece in a savepoint of its own, on SQLite's own cursor: SQLAlchemy's
+    begin_nested cost more than the small pieces it wrapped (a sixth of this thread's time)."""
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    for work in group:
+        cur.execute("SAVEPOINT monitor_group_piece")
+        try:
+            work.result = work.fn(conn)
+        except Exception as exc:
+            cur.execute("ROLLBACK TO monitor_group_piece")
+            work.error = exc
+        cur.execute("RELEASE monitor_group_piece")
+
+
+def _pieces(conn: Connection, group: list[_Work[Any]]) -> None:
+    """Each piece in a savepoint of its own (a failing piece is rolled back alone)."""
+    for work in group:
+        try:
+            with conn.begin_nested():
+                work.result = work.fn(conn)
+        except Exception as exc:
+            work.error = exc
