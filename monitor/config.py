@@ -433,6 +433,13 @@ class DaemonSettings(_Model):
         timedelta(seconds=1), description="How often due deliveries are looked for."
     )
     feed_batch: int = Field(20, ge=1, description="Due feeds leased at once.")
+    poll_on_start: bool = Field(
+        True,
+        description="Poll every healthy feed when the daemon starts, so that nothing that "
+        "appeared while it was down waits an interval. With several nodes set it to false: a "
+        "node started beside running ones then polls only the feeds that are due and the work "
+        "its killed predecessor left.",
+    )
     summary_every: Duration = Field(
         timedelta(minutes=5),
         description="How often `monitor run` logs one INFO line of what it did since the last:"

@@ -344,10 +344,14 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, AttributeError):
             loop.add_signal_handler(signal.SIGHUP, self._reload)
         d = self.rt.settings.daemon
-        # Nothing is made due at start-up: feeds that fell due while the daemon was down are
-        # due, and the work a killed predecessor of this node left leased was taken back
-        # (`Runtime`); a node started beside running ones does not poll their fresh feeds
-        # again. Leases of the work in flight are renewed from now on.
+        # With `poll_on_start` (one node) every healthy feed is due at start-up: what appeared
+        # while the daemon was down is seen now, not an interval later (failing feeds keep
+        # their backoff). Without it (several nodes) only the feeds that fell due are, and the
+        # work a killed predecessor of this node left leased was taken back (`Runtime`), so a
+        # node started beside running ones does not poll their fresh feeds again. Leases of
+        # the work in flight are renewed from now on.
+        if d.poll_on_start:
+            await asyncio.to_thread(self.rt.store.feeds.poll_now, time.time())
         self.rt.start_heartbeat()
         # Each job runs at most once at a time; a missed run is coalesced, never queued.
         # Each digest channel has a job on its own cron (see `_schedule_digests`); besides,

@@ -109,8 +109,25 @@ def test_compose_runs_postgres_and_two_monitor_replicas() -> None:
         database = monitor["environment"]["MONITOR_DATABASE"]
         assert database.startswith("postgresql://") and "@postgres:5432/" in database
         assert monitor["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-        listen = monitor["environment"]["MONITOR_DAEMON__HEALTH_LISTEN"]
+        listen = monitor["environment"]["MONITOR_WEB__LISTEN"]
         assert listen.endswith(":8080")
+
+
+def test_the_compose_environment_is_a_config_the_monitor_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The replicas' environment over the example config loads (a refused listen address or a
+    misspelt variable would stop both containers at start)."""
+    from monitor.checks import compile_settings
+    from monitor.config import load_config
+
+    env = compose()["services"]["monitor-1"]["environment"]
+    for key, value in env.items():
+        if key != "MONITOR_DATABASE":  # the compose network's PostgreSQL
+            monkeypatch.setenv(key, str(value))
+    settings = compile_settings(load_config(ROOT / "config" / "example.yaml")).settings
+    assert settings.web is not None and settings.web.listen == "0.0.0.0:8080"
+    assert settings.daemon.poll_on_start is False
 
 
 def test_every_compose_service_has_a_healthcheck() -> None:

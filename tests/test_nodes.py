@@ -98,7 +98,7 @@ def config(tmp_path: Path, pg_url: str, feeds: list[str], hook: str, extra: str 
 database: {pg_url}
 defaults: {{interval: 1h, extract: false, channels: [hook]}}
 daemon: {{tick: 0.2s, deliver_every: 0.2s, feed_batch: 3, lease_term: {LEASE_TERM}s,
-          heartbeat: {HEARTBEAT}s}}
+          heartbeat: {HEARTBEAT}s, poll_on_start: false}}
 {extra}
 feeds:
 {lines}

@@ -33,7 +33,13 @@ DEADLINE = 20.0
 RUN_FOR = 24.0  # seconds of polling measured after every healthy feed's first poll
 HEALTHY = [f"/healthy-{i}" for i in range(4)]
 SLOW = {"/trickle": "slow", "/stall": "idle"}  # path -> the kind its polls must fail with
-FAILED = re.compile(r"feed (\S+) failed \[(\w+)\]")
+# "feed NAME failed [kind]: URL: what happened" (the URL once, at the start of the error).
+_FAILED = re.compile(r"feed .*? failed \[(\w+)\]: (http\S+?): ")
+
+
+def failures(log: str) -> list[tuple[str, str]]:
+    """(url, kind) of every failed poll in the daemon's log."""
+    return [(url, kind) for kind, url in _FAILED.findall(log)]
 
 
 def _feed(name: str) -> bytes:
@@ -135,7 +141,7 @@ def test_slow_feeds_fail_as_slow_or_idle_well_before_the_deadline(
 ) -> None:
     srv, log, _began, _ended = run
     for path, kind in SLOW.items():
-        kinds = [k for url, k in FAILED.findall(log) if url == srv.url(path)]
+        kinds = [k for url, k in failures(log) if url == srv.url(path)]
         # Cut after a second or two, each slow feed fails several times in 24 s; held to the
         # 20 s deadline it could fail at most once.
         assert len(kinds) >= 3, (path, kinds)
@@ -146,7 +152,7 @@ def test_no_poll_fails_while_only_waiting_for_a_slot(
     run: tuple[HostileServer, str, float, float],
 ) -> None:
     srv, log, _began, _ended = run
-    failures = FAILED.findall(log)
+    failed = failures(log)
     slow_urls = {srv.url(p) for p in SLOW}
-    assert [f for f in failures if f[0] not in slow_urls] == []  # the healthy ones never fail
-    assert {k for _url, k in failures} <= {"slow", "idle"}  # no timeout, no slot_wait
+    assert [f for f in failed if f[0] not in slow_urls] == []  # the healthy ones never fail
+    assert {k for _url, k in failed} <= {"slow", "idle"}  # no timeout, no slot_wait
