@@ -10,23 +10,9 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from cli import ROOT, monitor
 from feedserver import Item, NewsSite
 from receivers import Respond, WebhookReceiver
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def monitor(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MONITOR_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=cwd,
-    )
 
 
 def test_init_writes_a_starter_config_that_check_accepts(tmp_path: Path) -> None:

@@ -11,25 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli import ROOT, monitor
 from feedserver import Item, NewsSite
 
 from monitor.cli.cycle import once_cycle
 from monitor.daemon import Runtime, load_checked
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def monitor(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MONITOR_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=cwd,
-    )
 
 
 @pytest.fixture
