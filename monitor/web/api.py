@@ -43,7 +43,7 @@ def console_of(request: Request) -> Console:
 
 async def guard(request: Request, role: str = "read") -> tuple[Console, User]:
     console = console_of(request)
-    return console, await require(request, console.web, role)
+    return console, await require(request, console.web, role, console.tokens)
 
 
 def iso(ts: float | None) -> str | None:

@@ -43,7 +43,7 @@ HEARTBEAT = 15.0
 
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     console = api.console_of(request)
-    user = current_user(request, console.web)
+    user = current_user(request, console.web, console.tokens)
     html = env.get_template(name).render(
         request=request, user=user, csrf=csrf_token(request), path=request.url.path, **ctx
     )
