@@ -254,12 +254,16 @@ class ConsoleRepo:
         """Active feeds with health, last error, polls, and entries per day over `days`."""
         since = now - days * DAY
         with read_tx(self.engine) as conn:
+            # Grouped by `feed_id + 0`, not `feed_id`: given the column, SQLite walks the
+            # (feed_id, guid) index for its order and reads every article's row (0.7-0.9 s at
+            # 100,000); the expression leaves it the covering (fetched_at, feed_id) range.
+            feed = (s.articles.c.feed_id + 0).label("feed")
             recent: dict[int, int] = {
                 int(feed_id): int(n)
                 for feed_id, n in conn.execute(
-                    select(s.articles.c.feed_id, func.count())
+                    select(feed, func.count())
                     .where(s.articles.c.fetched_at >= since)
-                    .group_by(s.articles.c.feed_id)
+                    .group_by(feed)
                 )
             }
             rows = conn.execute(
@@ -315,14 +319,23 @@ class ConsoleRepo:
         self, statuses: tuple[str, ...] = OPEN_STATUSES, *, limit: int = 100
     ) -> list[dict[str, Any]]:
         d, a, ar = s.deliveries, s.alerts, s.articles
+        # The page's ids first, from the (status, alert_id) index alone; then only those rows
+        # are joined. Joined first, every delivery in those statuses was joined to its alert
+        # and article before the sort (10,000 dead: 0.45 s).
+        page = (
+            select(d.c.id)
+            .where(d.c.status.in_(statuses))
+            .order_by(d.c.id.desc())
+            .limit(limit)
+            .subquery()
+        )
         with read_tx(self.engine) as conn:
             rows = conn.execute(
                 select(d, a.c.rule, ar.c.title)
+                .join(page, page.c.id == d.c.id)
                 .outerjoin(a, a.c.id == d.c.alert_id)
                 .outerjoin(ar, ar.c.id == a.c.article_id)
-                .where(d.c.status.in_(statuses))
                 .order_by(d.c.id.desc())
-                .limit(limit)
             ).all()
         return [{**_delivery(r), "rule": r.rule, "title": r.title} for r in rows]
 
