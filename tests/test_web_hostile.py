@@ -129,6 +129,13 @@ def test_garbage_gets_4xx_never_500(env: Env) -> None:
     for path in (f"/api/v1/alerts/{HUGE}", f"/api/v1/alerts/{BIG}", f"/api/v1/stories/{HUGE}"):
         assert c.get(path, headers=bearer).status_code in (400, 404), path
     assert c.get(f"/api/v1/alerts?before={HUGE}", headers=bearer).status_code == 400
+    # The same queries answer well-formed requests on this database.
+    feeds = c.get("/api/v1/feeds", headers=bearer).json()["feeds"]
+    assert [f["entries_per_day"] for f in feeds] == [round(3 / 7, 2)]
+    deliveries = c.get("/api/v1/deliveries", headers=bearer).json()["deliveries"]
+    assert len(deliveries) == 2 and deliveries[0]["id"] > deliveries[1]["id"]
+    assert {d["rule"] for d in deliveries} == {"us-troops"}
+    assert c.get("/sources", headers=bearer).status_code == 200
 
 
 def test_garbage_posts_and_forms_get_4xx(env: Env) -> None:
