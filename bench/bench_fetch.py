@@ -19,7 +19,7 @@ Tools, each in a fresh process so its peak RSS is its own:
     the shipped rules, `extract: false` on every feed (so the work equals a feed reader's).
   * monitor+rules: the same with the shipped rules (config/rules/*.yaml) loaded.
   * monitor+web, monitor+web+sse: monitor+rules with a `web:` section, the console served as
-    `monitor run` serves it (uvicorn in the same loop, the pipeline wrapped for /metrics), and
+    `monitor run` serves it (uvicorn in the same loop, the stages recorded for /metrics), and
     for +sse one client reading the live timeline (/events) throughout: the console's cost.
   * pool: a plain ThreadPoolExecutor(16) of httpx + feedparser.parse with ETag handling, state
     in memory, no store: the floor for "feedparser in Python".
@@ -336,7 +336,7 @@ web:
 
 
 async def open_console(rt: Any, sse: int) -> tuple[Any, list[asyncio.Task[None]]]:
-    """`monitor+web`: the console served as `monitor run` serves it (the pipeline wrapped for
+    """`monitor+web`: the console served as `monitor run` serves it (the stages recorded for
     /metrics); `monitor+web+sse`: also `sse` clients reading the live timeline (/events)."""
     import httpx
 

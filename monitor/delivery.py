@@ -23,6 +23,7 @@ from monitor.notify.base import Channel
 from monitor.notify.message import AlertMessage
 from monitor.schedule import next_poll_after_failure
 from monitor.secrets import redact
+from monitor.stages import NO_STAGES, Stages
 from monitor.store import Delivery, Outbox
 
 log = logging.getLogger("monitor.delivery")
@@ -99,6 +100,7 @@ class Deliverer:
         # Each attempt's outcome by delivery id, until /metrics takes it: sends run side by
         # side, so a before/after difference of `counts` would count a neighbour's too.
         self.outcome_of: dict[int, str] = {}
+        self.stages: Stages = NO_STAGES  # /metrics installs its recorder here
         self.stopping = False
 
     def stop(self) -> None:
@@ -184,8 +186,12 @@ class Deliverer:
                     ready_at - now,
                 )
                 return
-            await self._send(channel, d)
-            self.outcome_of.pop(d.id, None)  # /metrics took it by now, if it is installed
+            started = time.perf_counter()
+            try:
+                await self._send(channel, d)
+            finally:
+                seconds = time.perf_counter() - started
+                self.stages.delivered(channel_name, seconds, self.outcome_of.pop(d.id, None))
 
     def _release(self, deliveries: list[Delivery], at: float) -> None:
         for d in deliveries:

@@ -14,21 +14,21 @@ process, or a library user's own metrics, do not collide) holding:
   had a gauge `monitor_deliveries` beside a counter `monitor_deliveries_total`, two families
   with one name.
 
-The pipeline is instrumented from outside (`instrument`): the stages it calls (the fetcher,
-the worker pool, the rule matching step, the commit and the deliverer's send) are wrapped on
-the running objects, so the poll code itself carries no metrics calls and costs nothing extra
-when no web server runs.
+The stages report to `StageMetrics` through calls at their boundaries (`monitor/stages.py`:
+`with self.stages.timed("fetch")`, `stages.matched`, `stages.committed`, `stages.delivered`):
+`instrument` installs it on the running pipeline and deliverer. Without a web server they keep
+the no-op `Stages`, so polls cost nothing extra and this module (prometheus_client) is never
+imported.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import platform
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,12 +45,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 import monitor
+from monitor.stages import Stage, Stages
 from monitor.store.health import CONDITIONS
 
 if TYPE_CHECKING:
     from monitor.daemon import Runtime
+    from monitor.store import CommitResult, PollResult, RuleHit
 
-T = TypeVar("T")
 log = logging.getLogger("monitor.metrics")
 
 #: Stage latencies: from a 1 ms parse to a 30 s slow fetch.
@@ -192,67 +193,62 @@ class Metrics:
     # ------------------------------------------------------------------ instrumentation
 
     def instrument(self, rt: Runtime) -> None:
-        """Time the stages of `rt`'s pipeline and deliverer by wrapping them in place."""
-        _wrap_async(rt.fetcher, "fetch", self._timed_fetch)
-        for name in ("parse_feed", "parse_feed_fingerprinted"):
-            _wrap_async(rt.workers, name, _timer(self.parse))
-        _wrap_async(rt.workers, "extract", _timer(self.extract))
-        _wrap_sync(rt.pipeline, "_prepare", self._timed_match)
-        _wrap_async(rt.store, "commit", self._counted_commit)  # the one commit path of polls
-        _wrap_async(rt.deliverer, "_send", self._timed_send(rt))
+        """Record the stages of `rt`'s pipeline and deliverer (they call `StageMetrics`)."""
+        stages = StageMetrics(self)
+        rt.pipeline.stages = stages
+        rt.deliverer.stages = stages
 
-    def _timed_fetch(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def fetch(url: str, *args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                result = await fn(url, *args, **kwargs)
-            finally:
-                self.fetch.observe(time.perf_counter() - started)
-            return result
 
-        return fetch
+class _Timer:
+    """One timed stage: observes its duration in `hist` when it ends (also by an error)."""
 
-    def _timed_match(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def prepare(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            out = fn(*args, **kwargs)
-            with _harmless():
-                self.match.observe(time.perf_counter() - started)
-                for hit in out[2]:
-                    self._rule_counter(self.rule_matches, hit.route.rule).inc()
-            return out
+    __slots__ = ("hist", "started")
 
-        return prepare
+    def __init__(self, hist: Histogram) -> None:
+        self.hist = hist
+        self.started = 0.0
 
-    def _counted_commit(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def commit(poll: Any, *args: Any, **kwargs: Any) -> Any:
-            committed = await fn(poll, *args, **kwargs)
-            with _harmless():
-                articles = (new.article for new in poll.articles)
-                self.observed_commit(articles, committed.results, time.time())
-            return committed
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
 
-        return commit
+    def __exit__(self, typ: Any, exc: BaseException | None, tb: Any) -> None:
+        with _harmless():
+            self.hist.observe(time.perf_counter() - self.started)
 
-    def _timed_send(
-        self, rt: Runtime
-    ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        outcomes = rt.deliverer.outcome_of
 
-        def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            async def send(channel: Any, d: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    return await fn(channel, d)
-                finally:
-                    with _harmless():
-                        self.delivery.labels(d.channel).observe(time.perf_counter() - started)
-                        if (outcome := outcomes.pop(d.id, None)) is not None:
-                            self.deliveries.labels(d.channel, outcome).inc()
+class StageMetrics(Stages):
+    """What the stages report, as `Metrics`' histograms and counters. A metrics bug is
+    logged, never raised into the stage that reported."""
 
-            return send
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._hists: dict[str, Histogram] = {
+            "fetch": metrics.fetch,
+            "parse": metrics.parse,
+            "extract": metrics.extract,
+            "match": metrics.match,
+        }
 
-        return wrap
+    def timed(self, stage: Stage) -> _Timer:
+        return _Timer(self._hists[stage])
+
+    def matched(self, hits: Sequence[RuleHit]) -> None:
+        with _harmless():
+            m = self.metrics
+            for hit in hits:
+                m._rule_counter(m.rule_matches, hit.route.rule).inc()
+
+    def committed(self, poll: PollResult, results: Sequence[CommitResult]) -> None:
+        with _harmless():
+            articles = (new.article for new in poll.articles)
+            self.metrics.observed_commit(articles, results, time.time())
+
+    def delivered(self, channel: str, seconds: float, outcome: str | None) -> None:
+        with _harmless():
+            m = self.metrics
+            m.delivery.labels(channel).observe(seconds)
+            if outcome is not None:
+                m.deliveries.labels(channel, outcome).inc()
 
 
 class _Harmless:
@@ -274,37 +270,3 @@ _HARMLESS = _Harmless()
 
 def _harmless() -> _Harmless:
     return _HARMLESS
-
-
-def _timer(
-    hist: Histogram,
-) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
-    def wrap(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        async def timed(*args: Any, **kwargs: Any) -> T:
-            started = time.perf_counter()
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                hist.observe(time.perf_counter() - started)
-
-        return timed
-
-    return wrap
-
-
-def _wrap_async(obj: object, name: str, wrapper: Callable[[Any], Any]) -> None:
-    _wrap_sync(obj, name, wrapper)
-
-
-def _wrap_sync(obj: object, name: str, wrapper: Callable[[Any], Any]) -> None:
-    """Replace `obj.name` (a bound method) by `wrapper(method)`, once. A stage that is not
-    there (the pipeline changed) is logged and left unmeasured, never an error."""
-    original = getattr(obj, name, None)
-    if not callable(original):
-        log.warning("metrics: %s.%s not found; it is not measured", type(obj).__name__, name)
-        return
-    if getattr(original, "__monitor_metrics__", False):
-        return
-    wrapped = functools.wraps(original)(wrapper(original))
-    wrapped.__monitor_metrics__ = True  # type: ignore[attr-defined]
-    setattr(obj, name, wrapped)

@@ -40,6 +40,7 @@ from monitor.polling import (
 from monitor.rules import Match, RuleSet
 from monitor.rules.budget import poll_budget, run_matching
 from monitor.schedule import ADAPTIVE_WINDOW
+from monitor.stages import NO_STAGES, Stages
 from monitor.store import CommitResult, Enqueue, NewArticle, PollResult, RuleHit, Store
 from monitor.store.health import cause_of, classify
 from monitor.store.polls import Notice
@@ -230,6 +231,7 @@ class Pipeline:
         self.fetcher = fetcher
         self.workers = workers
         self.clock = clock
+        self.stages: Stages = NO_STAGES  # /metrics installs its recorder here
         self.configure(settings, ruleset)
 
     def configure(self, settings: Settings, ruleset: RuleSet) -> None:
@@ -278,13 +280,14 @@ class Pipeline:
         deadline = asyncio.get_running_loop().time() + lease * EXTRACT_BUDGET
         poll_budget(self.settings.daemon.regex_budget_per_poll.total_seconds())  # this task's
         lap = _Laps()
-        res = await self.fetcher.fetch(
-            secrets.expand(feed.fetch_url),
-            etag=feed.etag,
-            last_modified=feed.last_modified,
-            max_bytes=self.settings.fetch.max_feed_bytes,
-            private_origin=conf.cfg.url if conf.cfg.allow_private else None,
-        )
+        with self.stages.timed("fetch"):
+            res = await self.fetcher.fetch(
+                secrets.expand(feed.fetch_url),
+                etag=feed.etag,
+                last_modified=feed.last_modified,
+                max_bytes=self.settings.fetch.max_feed_bytes,
+                private_origin=conf.cfg.url if conf.cfg.allow_private else None,
+            )
         fetched = FetchSummary(
             changed=not res.not_modified and res.content_hash != feed.content_hash,
             etag=res.etag,
@@ -333,6 +336,7 @@ class Pipeline:
             log.exception("committing the poll of %s failed", result.feed.url)
             return await self._commit_failed(result, exc)
         lap("commit")
+        self.stages.committed(result, committed.results)
         if not committed.recorded:
             log.warning("lease on %s was lost before its poll finished", result.feed.url)
         elif result.update is not None and result.update.health:
@@ -371,18 +375,20 @@ class Pipeline:
         timeout = self.settings.fetch.parse_timeout.total_seconds()
         prints: dict[int, Fingerprint] = {}
         if conf.extract:
-            parsed = await self.workers.parse_feed(
-                res.body, url=res.final_url, content_type=res.content_type, timeout=timeout
-            )
+            with self.stages.timed("parse"):
+                parsed = await self.workers.parse_feed(
+                    res.body, url=res.final_url, content_type=res.content_type, timeout=timeout
+                )
         else:
-            parsed, fps = await self.workers.parse_feed_fingerprinted(
-                res.body,
-                url=res.final_url,
-                content_type=res.content_type,
-                timeout=timeout,
-                feed=feed.name,
-                stories=self.stories.params,
-            )
+            with self.stages.timed("parse"):
+                parsed, fps = await self.workers.parse_feed_fingerprinted(
+                    res.body,
+                    url=res.final_url,
+                    content_type=res.content_type,
+                    timeout=timeout,
+                    feed=feed.name,
+                    stories=self.stories.params,
+                )
             prints = {id(e): fp for e, fp in zip(parsed.entries, fps, strict=True)}
         if parsed.warning:
             log.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
@@ -482,11 +488,15 @@ class Pipeline:
         fields = article.fields()
         hits: list[RuleHit] = []
         budget = self.settings.daemon.regex_budget.total_seconds()
-        for match in self.ruleset.match(fields, budget=budget):
+        with self.stages.timed("match"):
+            matches = self.ruleset.match(fields, budget=budget)
+        for match in matches:
             route = self.routes.get(match.rule)
             if route is None:
                 continue
             hits.append(RuleHit(route, alert_of(article, match, route, now=now)))
+        if hits:
+            self.stages.matched(hits)
         if fingerprint is None:
             fingerprint = self.stories.fingerprint(article)
         return NewArticle(article, fingerprint, hits, extract_error)
@@ -495,15 +505,17 @@ class Pipeline:
         fs = self.settings.fetch
         # A self-hosted feed (allow_private) may link to pages on its own origin; the fetcher
         # decides per hop, so any other private address is refused by its SSRF guard.
-        page = await self.fetcher.fetch(
-            link,
-            max_bytes=fs.max_page_bytes,
-            private_origin=cfg.url if cfg.allow_private else None,
-            accept=HTML_ACCEPT,
-        )
-        return await self.workers.extract(
-            page.body, url=page.final_url, timeout=fs.extract_timeout.total_seconds()
-        )
+        with self.stages.timed("fetch"):
+            page = await self.fetcher.fetch(
+                link,
+                max_bytes=fs.max_page_bytes,
+                private_origin=cfg.url if cfg.allow_private else None,
+                accept=HTML_ACCEPT,
+            )
+        with self.stages.timed("extract"):
+            return await self.workers.extract(
+                page.body, url=page.final_url, timeout=fs.extract_timeout.total_seconds()
+            )
 
     # ------------------------------------------------------------------ the feed's update
 

@@ -40,7 +40,9 @@ def console_with(env: Env, **web: Any) -> Console:
     settings = env.rt.settings
     assert settings.web is not None
     changed = settings.model_copy(update={"web": settings.web.model_copy(update=web)})
-    return dataclasses.replace(env.console, settings=lambda: changed, logins=LoginLimiter())
+    return dataclasses.replace(
+        env.console, settings=lambda: changed, logins=LoginLimiter(), tokens=LoginLimiter()
+    )
 
 
 def client(console: Console, host: str = "10.1.2.3") -> TestClient:
@@ -156,6 +158,49 @@ def test_the_limiter_keeps_a_bounded_number_of_keys() -> None:
     assert len(limiter._failures) == 50
     assert limiter.blocked({"user:u499": 1}, 60.0) is not None
     assert limiter.blocked({"user:u0": 1}, 60.0) is None
+
+
+def test_failed_api_tokens_per_address_are_refused_then_let_through(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1000.0]
+    con = console_with(env, login_max_failures_per_address=3)
+    con.tokens = LoginLimiter(clock=lambda: now[0], label="api token", noun="failed tokens")
+    c = client(con, "10.6.6.6")
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    bad = {"Authorization": "Bearer tok-guess"}
+    assert c.get("/api/v1/alerts", headers=good).status_code == 200  # a good token: not counted
+    with caplog.at_level(logging.WARNING, logger="monitor.web"):
+        # Wrong tokens on the API, a page and a probe all count against the address.
+        paths = ("/api/v1/alerts", "/api/v1/feeds", "/metrics")
+        codes = [c.get(p, headers=bad, follow_redirects=False).status_code for p in paths]
+        assert codes == [401, 401, 401]
+        for path in ("/api/v1/alerts", "/alerts", "/metrics", "/api/v1/rules"):
+            refused = c.get(path, headers=good, follow_redirects=False)  # even the right token
+            assert refused.status_code == 429, (path, refused.status_code, refused.text)
+            assert 0 < int(refused.headers["Retry-After"]) <= 15 * 60 + 1
+            assert "too many failed API-token attempts" in refused.text
+        # A session (no bearer header) from the same address is not refused.
+        assert c.get("/login").status_code == 200
+    lockouts = [r for r in caplog.records if "3 failed tokens for addr 10.6.6.6" in r.getMessage()]
+    assert len(lockouts) == 1, [r.getMessage() for r in caplog.records]
+    # Another address is not refused.
+    assert client(con, "10.6.6.7").get("/api/v1/alerts", headers=good).status_code == 200
+    now[0] += 15 * 60 + 1  # the window passes
+    assert c.get("/api/v1/alerts", headers=good).status_code == 200
+
+
+def test_a_refused_page_request_is_counted_once(env: Env) -> None:
+    """A page asks for its user twice (the guard, then the template): one wrong token is one
+    failure, and a refusal renders no second refusal (a 429, never a 500)."""
+    con = console_with(env, login_max_failures_per_address=2)
+    c = client(con, "10.5.5.5")
+    bad = {"Authorization": "Bearer tok-guess"}
+    assert c.get("/sources", headers=bad, follow_redirects=False).status_code == 303
+    assert len(con.tokens._failures["addr:10.5.5.5"]) == 1
+    assert c.post("/rules", headers=bad, data={"text": "x"}).status_code == 401
+    assert c.get("/sources", headers=bad, follow_redirects=False).status_code == 429
+    assert c.post("/rules", headers=bad, data={"text": "x"}).status_code == 429
 
 
 # ---------------------------------------------------------------------- 304 ratio, filter

@@ -330,29 +330,3 @@ def test_events_stream_alerts_as_server_sent_events(env: Env) -> None:
     assert data["rule"] == "us-troops" and data["title"].startswith("Drone")
     refused = client_for(console).get("/events", follow_redirects=False)
     assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
-
-
-def test_instrumenting_a_changed_pipeline_skips_what_is_missing(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from monitor.metrics import _wrap_sync
-
-    class Stage:
-        def run(self) -> int:
-            return 1
-
-    stage = Stage()
-    calls: list[str] = []
-
-    def wrapper(fn):  # type: ignore[no-untyped-def]
-        def wrapped():  # type: ignore[no-untyped-def]
-            calls.append("timed")
-            return fn()
-
-        return wrapped
-
-    _wrap_sync(stage, "run", wrapper)
-    _wrap_sync(stage, "run", wrapper)  # once only
-    assert stage.run() == 1 and calls == ["timed"]
-    _wrap_sync(stage, "gone", wrapper)
-    assert "Stage.gone not found" in caplog.text

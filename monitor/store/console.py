@@ -14,15 +14,16 @@ failed or dead delivery is `Outbox.retry`.
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Integer, Select, and_, cast, exists, func, insert, select, update
+from sqlalchemy import Engine, Select, and_, bindparam, exists, func, insert, select, update
 
 from monitor.store import schema as s
-from monitor.store.engine import is_postgres, new_id, read_tx, write_tx
+from monitor.store.engine import new_id, read_tx, write_tx
 
 DAY = 86400.0
 #: Delivery statuses the deliveries page lists (sent rows are on each alert's page).
@@ -30,6 +31,8 @@ OPEN_STATUSES = ("pending", "failed", "dead")
 #: Below this many deliveries in the filtered status, the timeline starts from them
 #: (`id IN (...)`); at or above it, from the newest alerts (`EXISTS`, which stops at the page).
 SPARSE_STATUS = 2000
+#: Seconds the per-rule counts of finished days are reused by `rule_days`.
+PAST_DAYS_TTL = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +130,10 @@ def _delivery(r: Any) -> dict[str, Any]:
 
 
 class ConsoleRepo:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
+        self.clock = clock  # for how long `rule_days` reuses the finished days
+        self._past_days: tuple[Any, float, dict[tuple[str, str], list[int]]] | None = None
 
     # ------------------------------------------------------------------ alerts
 
@@ -249,12 +254,16 @@ class ConsoleRepo:
         """Active feeds with health, last error, polls, and entries per day over `days`."""
         since = now - days * DAY
         with read_tx(self.engine) as conn:
+            # Grouped by `feed_id + 0`, not `feed_id`: given the column, SQLite walks the
+            # (feed_id, guid) index for its order and reads every article's row (0.7-0.9 s at
+            # 100,000); the expression leaves it the covering (fetched_at, feed_id) range.
+            feed = (s.articles.c.feed_id + 0).label("feed")
             recent: dict[int, int] = {
                 int(feed_id): int(n)
                 for feed_id, n in conn.execute(
-                    select(s.articles.c.feed_id, func.count())
+                    select(feed, func.count())
                     .where(s.articles.c.fetched_at >= since)
-                    .group_by(s.articles.c.feed_id)
+                    .group_by(feed)
                 )
             }
             rows = conn.execute(
@@ -310,14 +319,23 @@ class ConsoleRepo:
         self, statuses: tuple[str, ...] = OPEN_STATUSES, *, limit: int = 100
     ) -> list[dict[str, Any]]:
         d, a, ar = s.deliveries, s.alerts, s.articles
+        # The page's ids first, from the (status, alert_id) index alone; then only those rows
+        # are joined. Joined first, every delivery in those statuses was joined to its alert
+        # and article before the sort (10,000 dead: 0.45 s).
+        page = (
+            select(d.c.id)
+            .where(d.c.status.in_(statuses))
+            .order_by(d.c.id.desc())
+            .limit(limit)
+            .subquery()
+        )
         with read_tx(self.engine) as conn:
             rows = conn.execute(
                 select(d, a.c.rule, ar.c.title)
+                .join(page, page.c.id == d.c.id)
                 .outerjoin(a, a.c.id == d.c.alert_id)
                 .outerjoin(ar, ar.c.id == a.c.article_id)
-                .where(d.c.status.in_(statuses))
                 .order_by(d.c.id.desc())
-                .limit(limit)
             ).all()
         return [{**_delivery(r), "rule": r.rule, "title": r.title} for r in rows]
 
@@ -357,27 +375,62 @@ class ConsoleRepo:
     def rule_days(
         self, rules: Sequence[str], now: float, days: int = 14
     ) -> dict[str, dict[str, list[int]]]:
-        """Per rule: matches and alerts on each of the last `days` days (oldest first). One
-        indexed range per rule and table (`rule, created_at`), not a scan of all matches."""
-        start = (now // DAY - days + 1) * DAY
-        postgres = is_postgres(self.engine)
+        """Per rule: matches and alerts on each of the last `days` days (oldest first, the
+        last is today, UTC). Each day is one count over the index range
+        `(rule, day <= created_at < next day)`: no per-row arithmetic and no sort, so the cost
+        follows the window's rows, never all history. The finished days are kept for
+        `PAST_DAYS_TTL` (only retention, or another node's commit at midnight, changes them);
+        today is counted on every call. At 100,000 alerts, one a minute (20,000 in the
+        window): 5-6 ms in-process the first time, under 1 ms after (the count grouped by a
+        day expression it replaces: 10-20 ms, its sort and arithmetic per row)."""
+        today = now // DAY * DAY
+        start = today - (days - 1) * DAY
         out = {rule: {"matches": [0] * days, "alerts": [0] * days} for rule in rules}
+        key = (start, days, tuple(rules))
         with read_tx(self.engine) as conn:
+            cached = self._past_days
+            if cached is None or cached[0] != key or self.clock() - cached[1] > PAST_DAYS_TTL:
+                past = {
+                    (kind, rule): [
+                        _count_range(conn, table, rule, start + d * DAY, start + (d + 1) * DAY)
+                        for d in range(days - 1)
+                    ]
+                    for kind, table in (("matches", s.matches), ("alerts", s.alerts))
+                    for rule in rules
+                }
+                cached = self._past_days = (key, self.clock(), past)
+            for (kind, rule), counts in cached[2].items():
+                out[rule][kind][: days - 1] = counts
             for kind, table in (("matches", s.matches), ("alerts", s.alerts)):
-                offset = (table.c.created_at - start) / DAY
-                # SQLite may lack floor(); its CAST truncates, which is floor for offset >= 0
-                # (PostgreSQL's CAST rounds, so it gets floor).
-                day = func.floor(offset) if postgres else cast(offset, Integer)
-                for rule in rules:
-                    rows = conn.execute(
-                        select(day.label("day"), func.count())
-                        .where(table.c.rule == rule, table.c.created_at >= start)
-                        .group_by(day)
-                    ).all()
-                    for i, n in rows:
-                        if 0 <= int(i) < days:
-                            out[rule][kind][int(i)] = int(n)
+                for rule in rules:  # today, and anything stamped later (a clock ahead)
+                    out[rule][kind][-1] = _count_range(conn, table, rule, today, None)
         return out
+
+
+def _count_range(conn: Any, table: Any, rule: str, start: float, end: float | None) -> int:
+    # One statement per table and shape, built once: building a select per count cost more
+    # than the count (130 counts: 27 ms with a select each, 5 ms with these).
+    query = _RANGE_COUNTS[(table.name, end is None)]
+    params = (
+        {"rule": rule, "start": start}
+        if end is None
+        else {"rule": rule, "start": start, "end": end}
+    )
+    return int(conn.execute(query, params).scalar() or 0)
+
+
+def _range_count(table: Any, open_ended: bool) -> Any:
+    query = select(func.count()).where(
+        table.c.rule == bindparam("rule"), table.c.created_at >= bindparam("start")
+    )
+    return query if open_ended else query.where(table.c.created_at < bindparam("end"))
+
+
+_RANGE_COUNTS = {
+    (table.name, open_ended): _range_count(table, open_ended)
+    for table in (s.matches, s.alerts)
+    for open_ended in (True, False)
+}
 
 
 def why_joined(reason: str | None) -> str:

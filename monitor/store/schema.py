@@ -99,7 +99,7 @@ articles = Table(
     Column("story_reason", String(200)),  # why it joined its story: url, title, text~0.83, ...
     Column("minhash", LargeBinary),
     UniqueConstraint("feed_id", "guid", name="uq_articles_feed_guid"),
-    Index("ix_articles_fetched", "fetched_at"),
+    Index("ix_articles_fetched_feed", "fetched_at", "feed_id"),  # entries per feed per day
     Index("ix_articles_story", "story_id"),
 )
 

@@ -43,7 +43,7 @@ def console_of(request: Request) -> Console:
 
 async def guard(request: Request, role: str = "read") -> tuple[Console, User]:
     console = console_of(request)
-    return console, await require(request, console.web, role)
+    return console, await require(request, console.web, role, console.tokens)
 
 
 def iso(ts: float | None) -> str | None:
@@ -80,13 +80,28 @@ def parse_time(value: str | None, name: str) -> float | None:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
+#: The database's integers are 64-bit: a larger one would be the driver's error (a 500).
+MAX_INT = 2**63 - 1
+
+
 def parse_int(value: str | None, name: str, *, default: int | None = None) -> int | None:
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise HTTPException(400, f"{name}: not an integer: {value!r}") from None
+        raise HTTPException(400, f"{name}: not an integer: {value[:100]!r}") from None
+    if not -MAX_INT <= number <= MAX_INT:
+        raise HTTPException(400, f"{name}: out of range: {value[:100]!r}")
+    return number
+
+
+def no_nul(value: str | None, name: str) -> str | None:
+    """`value`, refused (400) when it holds a NUL character: PostgreSQL cannot store or
+    compare one, so SQLite and PostgreSQL answer alike."""
+    if value is not None and "\x00" in value:
+        raise HTTPException(400, f"{name}: contains a NUL character")
+    return value
 
 
 def alert_filter(params: Any) -> AlertFilter:
@@ -99,7 +114,7 @@ def alert_filter(params: Any) -> AlertFilter:
         raise HTTPException(400, f"channel_status: one of {', '.join(STATUSES)}")
     limit = parse_int(params.get("limit"), "limit", default=50) or 50
     return AlertFilter(
-        rule=params.get("rule") or None,
+        rule=no_nul(params.get("rule"), "rule") or None,
         severity=severity,
         channel_status=status,
         since=parse_time(params.get("since"), "since"),
@@ -126,8 +141,12 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-def _path_id(request: Request, name: str = "id") -> int:
-    return int(request.path_params[name])
+def path_id(request: Request, name: str = "id") -> int:
+    """The route's `{id:int}`; one too large for the database names nothing (404)."""
+    number = int(request.path_params[name])
+    if number > MAX_INT:
+        raise HTTPException(404, f"no such id: {number}")
+    return number
 
 
 # ---------------------------------------------------------------------- alerts and stories
@@ -143,7 +162,7 @@ async def list_alerts(request: Request) -> Response:
 
 async def get_alert(request: Request) -> Response:
     console, _ = await guard(request)
-    alert = await asyncio.to_thread(console.repo.alert, _path_id(request))
+    alert = await asyncio.to_thread(console.repo.alert, path_id(request))
     if alert is None:
         raise HTTPException(404, f"no alert {request.path_params['id']}")
     alert["why"] = await asyncio.to_thread(rule_explanation, console, alert)
@@ -179,7 +198,7 @@ async def get_story(request: Request) -> Response:
     from monitor.store import schema as s
     from monitor.store.engine import read_tx
 
-    story_id = _path_id(request)
+    story_id = path_id(request)
 
     def load() -> dict[str, Any] | None:
         with read_tx(console.store.engine) as conn:
@@ -202,13 +221,14 @@ async def add_feedback(request: Request) -> Response:
         raise HTTPException(400, "verdict: 'relevant' or 'irrelevant'")
     if note is not None and not isinstance(note, str):
         raise HTTPException(400, "note: a string")
-    fid = await record_feedback(console, _path_id(request), verdict, note, user)
+    fid = await record_feedback(console, path_id(request), verdict, note, user)
     return ok({"id": fid, "verdict": verdict}, 201)
 
 
 async def record_feedback(
     console: Console, alert_id: int, verdict: str, note: str | None, user: User
 ) -> int:
+    no_nul(note, "note")
     try:
         return await asyncio.to_thread(
             console.store.feedback.add, alert_id, verdict, note=note, author=user.name
@@ -219,7 +239,7 @@ async def record_feedback(
 
 async def list_feedback(request: Request) -> Response:
     console, _ = await guard(request)
-    rows = await asyncio.to_thread(console.store.feedback.for_alert, _path_id(request))
+    rows = await asyncio.to_thread(console.store.feedback.for_alert, path_id(request))
     return ok(
         {
             "feedback": [
@@ -267,8 +287,8 @@ async def post_feed_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in FEED_ACTIONS:
         raise HTTPException(404, f"no feed action {action!r} ({', '.join(FEED_ACTIONS)})")
-    await feed_action(console, _path_id(request), action, user)
-    return ok({"id": _path_id(request), "done": action})
+    await feed_action(console, path_id(request), action, user)
+    return ok({"id": path_id(request), "done": action})
 
 
 # ---------------------------------------------------------------------- deliveries
@@ -322,7 +342,7 @@ async def post_delivery_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in DELIVERY_ACTIONS:
         raise HTTPException(404, f"no delivery action {action!r} ({', '.join(DELIVERY_ACTIONS)})")
-    return ok(await delivery_action(console, _path_id(request), action))
+    return ok(await delivery_action(console, path_id(request), action))
 
 
 # ---------------------------------------------------------------------- rules and matching

@@ -35,7 +35,7 @@ def probe(endpoint: Endpoint, kind: str) -> Endpoint:
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:
         console: Console = request.app.state.console
-        if not probe_allowed(request, console.web, kind):
+        if not probe_allowed(request, console.web, kind, console.tokens):
             return JSONResponse(
                 {"error": f"{request.url.path} needs a login, the metrics token, or loopback"},
                 status_code=401,
@@ -60,7 +60,7 @@ def routes() -> list[BaseRoute]:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if request.url.path.startswith("/api/") or exc.status_code not in (401, 403, 404):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
     if exc.status_code == 401 and request.method == "GET":
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     return pages.error_page(request, exc.status_code, str(exc.detail))

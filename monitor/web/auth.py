@@ -17,6 +17,10 @@
 - Failed logins are counted per user name and per client address (`LoginLimiter`); past the
   limit within the window, further attempts are refused with 429 before any password is
   checked, and the lockout is logged once.
+- Failed API-token attempts (a wrong `Authorization: Bearer`) are counted per client address
+  the same way (`web.login_max_failures_per_address` within `web.login_window`, a limiter of
+  their own): past the limit, every bearer request from that address gets 429 with
+  `Retry-After` before its token is compared, so tokens cannot be guessed at request speed.
 """
 
 from __future__ import annotations
@@ -104,16 +108,54 @@ def user_for_token(web: WebSettings, token: str) -> User | None:
     return found
 
 
-def current_user(request: Request, web: WebSettings) -> User | None:
-    """The user a request is made by (token first, then session), or None."""
+def current_user(
+    request: Request, web: WebSettings, tokens: LoginLimiter | None = None
+) -> User | None:
+    """The user a request is made by (token first, then session), or None. With `tokens`, a
+    wrong bearer token counts against the client's address, and an address past the limit is
+    refused (429) before its token is compared. The answer is kept on the request, so a
+    request is counted (and refused) once however often its user is asked for."""
+    known = request.scope.get("monitor.user", _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known  # type: ignore[no-any-return]
+    request.scope["monitor.user"] = None
+    user = _current_user(request, web, tokens)
+    request.scope["monitor.user"] = user
+    return user
+
+
+_UNKNOWN = object()
+
+
+def _current_user(request: Request, web: WebSettings, tokens: LoginLimiter | None) -> User | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return user_for_token(web, header[7:].strip())
+        if tokens is None:
+            return user_for_token(web, header[7:].strip())
+        return _token_user(request, web, tokens, header[7:].strip())
     name = request.session.get("user")
     cfg = web.users.get(name) if isinstance(name, str) else None
     if cfg is None or not cfg.password_hash:
         return None
     return User(name, cfg.role, "session")  # type: ignore[arg-type]
+
+
+def _token_user(
+    request: Request, web: WebSettings, tokens: LoginLimiter, token: str
+) -> User | None:
+    address = request.client.host if request.client else None
+    keys = {f"addr:{address}": web.login_max_failures_per_address} if address else {}
+    refused = tokens.blocked(keys, web.login_window.total_seconds())
+    if refused is not None:
+        raise HTTPException(
+            429,
+            "too many failed API-token attempts from this address: try again later",
+            headers={"Retry-After": str(int(refused[1]) + 1)},
+        )
+    user = user_for_token(web, token)
+    if user is None:
+        tokens.failed(list(keys))
+    return user
 
 
 def csrf_token(request: Request) -> str:
@@ -140,9 +182,12 @@ async def csrf_ok(request: Request) -> bool:
     return got is not None and hmac.compare_digest(got.encode(), want.encode())
 
 
-async def require(request: Request, web: WebSettings, role: str = "read") -> User:
-    """The request's user if it may act with `role`; else 401 (who are you?) or 403."""
-    user = current_user(request, web)
+async def require(
+    request: Request, web: WebSettings, role: str = "read", tokens: LoginLimiter | None = None
+) -> User:
+    """The request's user if it may act with `role`; else 401 (who are you?), 403, or 429
+    (too many wrong tokens from this address; see `current_user`)."""
+    user = current_user(request, web, tokens)
     if user is None:
         raise HTTPException(401, "log in first (or send an API token)")
     if request.method in UNSAFE_METHODS and user.via == "session" and not await csrf_ok(request):
@@ -164,7 +209,9 @@ def is_loopback_client(host: str | None) -> bool:
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def probe_allowed(request: Request, web: WebSettings, endpoint: str) -> bool:
+def probe_allowed(
+    request: Request, web: WebSettings, endpoint: str, tokens: LoginLimiter | None = None
+) -> bool:
     """Whether `/healthz`, `/readyz` (`endpoint` "health") or `/metrics` ("metrics") may
     answer this request (see the module's docstring)."""
     if web.public_health if endpoint == "health" else web.public_metrics:
@@ -178,7 +225,7 @@ def probe_allowed(request: Request, web: WebSettings, endpoint: str) -> bool:
         want = web.metrics_token.get_secret_value().encode()
         if hmac.compare_digest(header[7:].strip().encode(), want):
             return True
-    return current_user(request, web) is not None
+    return current_user(request, web, tokens) is not None
 
 
 @dataclass
@@ -190,6 +237,9 @@ class LoginLimiter:
 
     clock: Callable[[], float] = time.monotonic
     max_keys: int = 10_000
+    #: What the lockout's log line names: "login: 5 failed logins for addr 10.0.0.1 ...".
+    label: str = "login"
+    noun: str = "failed logins"
     _failures: dict[str, deque[float]] = field(default_factory=dict)
     _logged: set[str] = field(default_factory=set)
 
@@ -213,9 +263,10 @@ class LoginLimiter:
                 if key not in self._logged:
                     self._logged.add(key)
                     log.warning(
-                        "login: %d failed logins for %s within %.0f s: further attempts "
-                        "refused for %.0f s",
+                        "%s: %d %s for %s within %.0f s: further attempts refused for %.0f s",
+                        self.label,
                         len(times),
+                        self.noun,
                         key.replace(":", " ", 1),
                         window,
                         wait,

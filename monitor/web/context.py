@@ -40,6 +40,10 @@ class Console:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Callable[[], float] = time.time
     logins: LoginLimiter = field(default_factory=LoginLimiter)
+    #: Wrong API tokens per client address (the login form's limit per address applies).
+    tokens: LoginLimiter = field(
+        default_factory=lambda: LoginLimiter(label="api token", noun="failed token attempts")
+    )
     repo: ConsoleRepo = field(init=False)
     live: AlertFeed = field(init=False)
 

@@ -43,7 +43,7 @@ HEARTBEAT = 15.0
 
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     console = api.console_of(request)
-    user = current_user(request, console.web)
+    user = current_user(request, console.web, console.tokens)
     html = env.get_template(name).render(
         request=request, user=user, csrf=csrf_token(request), path=request.url.path, **ctx
     )
@@ -196,7 +196,7 @@ def alert_view(alert: dict[str, Any]) -> dict[str, Any]:
 
 async def alert_page(request: Request) -> Response:
     console, _ = await api.guard(request)
-    alert_id = int(request.path_params["id"])
+    alert_id = api.path_id(request)
     alert = await asyncio.to_thread(console.repo.alert, alert_id)
     if alert is None:
         raise HTTPException(404, f"no alert {alert_id}")
@@ -214,7 +214,7 @@ async def alert_feedback(request: Request) -> Response:
     if verdict not in ("relevant", "irrelevant"):
         raise HTTPException(400, "verdict: relevant or irrelevant")
     note = str(form.get("note", "")) or None
-    alert_id = int(request.path_params["id"])
+    alert_id = api.path_id(request)
     await api.record_feedback(console, alert_id, verdict, note, user)
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
@@ -272,7 +272,7 @@ async def source_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in api.FEED_ACTIONS:
         raise HTTPException(404, f"no feed action {action!r}")
-    await api.feed_action(console, int(request.path_params["id"]), action, user)
+    await api.feed_action(console, api.path_id(request), action, user)
     return back(request, "/sources")
 
 
@@ -294,7 +294,7 @@ async def delivery_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in api.DELIVERY_ACTIONS:
         raise HTTPException(404, f"no delivery action {action!r}")
-    await api.delivery_action(console, int(request.path_params["id"]), action)
+    await api.delivery_action(console, api.path_id(request), action)
     return back(request, "/deliveries")
 
 

@@ -136,4 +136,9 @@ async def start_web(daemon: Daemon) -> WebServer | None:
     metrics.instrument(daemon.rt)
     server = WebServer(from_daemon(daemon, metrics), web.listen)
     await server.start()
+    # `Daemon.run` froze its start-up objects out of the cyclic collector before the web stack
+    # was imported: freeze again, so collections during polls do not walk Starlette's,
+    # uvicorn's and prometheus_client's objects (~7,000 more tracked objects; full-collection
+    # time in a cold 2,000-feed poll 0.08-0.09 s -> 0.02 s).
+    daemon.rt.freeze()
     return server
