@@ -598,8 +598,9 @@ class WebSettings(_Model):
     login_max_failures_per_address: int = Field(
         20,
         ge=1,
-        description="failed logins per client address within `login_window` before further "
-        "attempts from that address are refused (429)",
+        description="failed logins, and failed API-token attempts (counted apart), per client "
+        "address within `login_window` before further attempts from that address are refused "
+        "(429)",
     )
     login_window: Duration = Field(
         timedelta(minutes=15), description="the window failed logins are counted in"
