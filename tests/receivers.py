@@ -168,6 +168,11 @@ class HttpReceiver:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The client went away mid-body (a sender killed with SIGKILL): no request arrived,
+            # as for a real server, and no answer can reach it.
+            handler.close_connection = True
+            return
         request = Request(
             method=handler.command,
             path=handler.path,

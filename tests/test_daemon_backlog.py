@@ -8,19 +8,15 @@ would need 150 / 4 * 5 s = over three minutes for these feeds.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from daemons import start_daemon, stop_daemon
 from feedserver import Item, NewsSite
 from receivers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 FEEDS = 150
 
 pytestmark = pytest.mark.slow
@@ -46,15 +42,7 @@ daemon: {{tick: 5s, feed_batch: 4, health_listen: "127.0.0.1:{port}"}}
 feeds:
 {feeds}
 """)
-        log = open(tmp_path / "run.log", "w")  # noqa: SIM115 - closed below
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
+        proc = start_daemon(cfg, tmp_path / "run.log")
         try:
             deadline = time.monotonic() + 60
             polled: set[str] = set()
@@ -86,9 +74,7 @@ feeds:
             )
             assert f'monitor_polls_total{{kind="new"}} {FEEDS}' in metrics, metrics
         finally:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=30)
-            log.close()
+            rc = stop_daemon(proc, timeout=30)
         text = (tmp_path / "run.log").read_text()
         assert rc == 0, text
         assert "Traceback" not in text, text

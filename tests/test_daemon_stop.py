@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from daemons import start_daemon
 from feedserver import NewsSite
 from receivers import Respond, WebhookReceiver
 from sqlalchemy import select
@@ -27,8 +27,6 @@ from monitor.store.engine import read_tx
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _config(tmp: Path, site: NewsSite, hook: WebhookReceiver, grace: str) -> Path:
     cfg = write_config(tmp, site, channels=hook_channel("hook", hook, ", timeout: 30s"))
@@ -38,16 +36,6 @@ def _config(tmp: Path, site: NewsSite, hook: WebhookReceiver, grace: str) -> Pat
     )
     cfg.write_text(text)
     return cfg
-
-
-def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-            cwd=ROOT,
-        )
 
 
 def _rows(tmp: Path) -> tuple[list[tuple[str, int, str | None]], list[str | None]]:
@@ -80,7 +68,7 @@ def test_sigterm_lets_a_delivery_in_flight_finish(tmp_path: Path) -> None:
     with NewsSite() as site, WebhookReceiver(Respond(200, b"ok", delay=4.0)) as hook:
         site.feed("/feed.xml", news_items(1))
         cfg = _config(tmp_path, site, hook, "10s")
-        proc = _start(cfg, log)
+        proc = start_daemon(cfg, log)
         try:
             hook.wait_for(1, timeout=60)  # the post is in flight (the receiver takes 4 s)
             time.sleep(2.0)  # a long round: ten `deliver_every` ticks find it still running
@@ -107,7 +95,7 @@ def test_a_delivery_slower_than_the_grace_is_given_back_and_sent_once_after_rest
         hook.script(Respond(200, b"ok", delay=8.0))  # the first post outlasts the grace
         site.feed("/feed.xml", news_items(1))
         cfg = _config(tmp_path, site, hook, "1s")
-        proc = _start(cfg, log)
+        proc = start_daemon(cfg, log)
         try:
             hook.wait_for(1, timeout=60)
         except BaseException:
@@ -121,7 +109,7 @@ def test_a_delivery_slower_than_the_grace_is_given_back_and_sent_once_after_rest
         assert feeds == [None]
         assert "still running after the 1 s stop grace" in log.read_text()
 
-        proc = _start(cfg, log)
+        proc = start_daemon(cfg, log)
         try:
             hook.wait_for(2, timeout=60)  # sent again at once after the restart
             deadline = time.monotonic() + 20

@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from corpora import DATA
@@ -90,12 +91,33 @@ async def test_an_article_is_extracted_in_a_worker(pool: WorkerPool) -> None:
     assert result is not None and "harbour bridge" in result.text
 
 
-def _kill_all_workers(workers: WorkerPool) -> None:
+def _kill_all_workers(workers: WorkerPool) -> list[int]:
     # pebble does not expose its worker processes; its manager keeps them by pid.
     pids = list(workers._pool._pool_manager.worker_manager.workers)
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Wait for pebble's manager threads, which check their workers every 0.1 s but can lag
+    far behind that on a loaded CPU; a fixed sleep was too short there."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def _deaths_seen(pool: Any, pids: list[int]) -> bool:
+    """Whether pebble's manager has dealt with the death of every one of `pids`: it drops a dead
+    worker from its table, or stops looking when it declares the whole pool broken."""
+    return not pool.active or not set(pids) & set(pool._pool_manager.worker_manager.workers)
+
+
+def _started(pool: Any) -> bool:
+    """Whether a worker acknowledged a task (pebble sets the task's worker id then)."""
+    return any(t.worker_id for t in list(pool._pool_manager.task_manager.tasks.values()))
 
 
 async def test_a_pool_broken_while_idle_is_replaced_and_later_tasks_succeed() -> None:
@@ -103,9 +125,12 @@ async def test_a_pool_broken_while_idle_is_replaced_and_later_tasks_succeed() ->
     try:
         assert await workers.run(sum, [1, 2], timeout=30) == 3
         # Idle workers killed: pebble's manager finds no task to blame, declares the whole
-        # pool broken ("All workers expired") and refuses every later task.
+        # pool broken ("All workers expired") and refuses every later task. The tasks below
+        # come after that: one queued before the manager noticed is failed with the pool, as
+        # a task in flight is (the next test).
+        broken = workers._pool
         _kill_all_workers(workers)
-        await asyncio.sleep(1)
+        await _until(lambda: not broken.active, "pebble to declare the pool broken")
         results = await asyncio.gather(*(workers.run(sum, [i, 1], timeout=30) for i in range(6)))
         assert results == [i + 1 for i in range(6)]
         assert workers.replacements == 1
@@ -118,10 +143,14 @@ async def test_a_pool_broken_under_a_task_fails_that_task_only() -> None:
     try:
         assert await workers.run(sum, [1, 2], timeout=30) == 3
         in_flight = asyncio.ensure_future(workers.run(time.sleep, 60, timeout=120))
-        await asyncio.sleep(1)  # let a worker start it
-        _kill_all_workers(workers)
+        broken = workers._pool
+        await _until(lambda: _started(broken), "a worker to start the task")
+        pids = _kill_all_workers(workers)
         with pytest.raises(WorkerCrashed):
             await asyncio.wait_for(in_flight, 30)
+        # The killed workers may die, and be seen dead, one after another: the later tasks
+        # are for a pool that has dealt with both deaths, however it did.
+        await _until(lambda: _deaths_seen(broken, pids), "pebble to see both workers die")
         for _ in range(3):  # the pool may be replaced or may have replaced its workers
             results = await asyncio.gather(
                 *(workers.run(sum, [i, 2], timeout=30) for i in range(4))

@@ -9,18 +9,14 @@ service an attacker wants: it must never see a connection.
 
 from __future__ import annotations
 
-import asyncio
-import asyncio.selector_events
-import ipaddress
-import socket
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from daemons import connect_spy
 from hostile_server import HostileServer, fixed, redirect
 
 import monitor.fetch
@@ -32,22 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every TCP connect(2) the event loop makes in this test, as (address, port).
-
-    A connect to a non-loopback address is recorded and refused here, so that even a broken
-    guard sends no packet off this machine.
-    """
-    attempts: list[tuple[str, int]] = []
-    real = asyncio.selector_events.BaseSelectorEventLoop.sock_connect
-
-    async def spy(self: Any, sock: socket.socket, address: Any) -> Any:
-        attempts.append((address[0], address[1]))
-        if not ipaddress.ip_address(address[0]).is_loopback:
-            raise ConnectionRefusedError(f"test: no packet to {address[0]}")
-        return await real(self, sock, address)
-
-    monkeypatch.setattr(asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", spy)
-    return attempts
+    """Every TCP connect(2) the event loop makes in this test; one to a non-loopback address
+    is refused unsent."""
+    return connect_spy(monkeypatch)
 
 
 @pytest.fixture

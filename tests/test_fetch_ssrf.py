@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import asyncio.selector_events
 import ipaddress
-import socket
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
+from daemons import connect_spy
 from hostile_server import HostileServer, fixed, redirect
 
 import monitor.fetch
@@ -19,16 +16,9 @@ from monitor.fetch import BlockedAddress, Fetcher, blocked_reason
 
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every TCP connect(2) the event loop makes in this test, as (address, port)."""
-    attempts: list[tuple[str, int]] = []
-    real = asyncio.selector_events.BaseSelectorEventLoop.sock_connect
-
-    async def spy(self: Any, sock: socket.socket, address: Any) -> Any:
-        attempts.append((address[0], address[1]))
-        return await real(self, sock, address)
-
-    monkeypatch.setattr(asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", spy)
-    return attempts
+    """Every TCP connect(2) the event loop makes in this test; one to a non-loopback address
+    is refused unsent."""
+    return connect_spy(monkeypatch)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from daemons import connect_spy
 from receivers import SlackReceiver, WebhookReceiver
 
 import monitor.notify.pinning
@@ -32,18 +33,9 @@ PUBLIC = "93.184.216.34"
 
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every TCP connect(2) of the loop; one to a non-loopback address is refused unsent."""
-    attempts: list[tuple[str, int]] = []
-    real = asyncio.selector_events.BaseSelectorEventLoop.sock_connect
-
-    async def spy(self: Any, sock: socket.socket, address: Any) -> Any:
-        attempts.append((address[0], address[1]))
-        if not ipaddress.ip_address(address[0]).is_loopback:
-            raise ConnectionRefusedError(f"test: no packet to {address[0]}")
-        return await real(self, sock, address)
-
-    monkeypatch.setattr(asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", spy)
-    return attempts
+    """Every TCP connect(2) the event loop makes in this test; one to a non-loopback address
+    is refused unsent."""
+    return connect_spy(monkeypatch)
 
 
 @pytest.fixture

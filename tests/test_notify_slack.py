@@ -17,10 +17,18 @@ from monitor.notify import AlertMessage, build_channel
 from monitor.notify.slack import slack_payload, snippet_mrkdwn
 from monitor.notify.templates import sample_message
 
+#: How much sooner than a second after the previous message the stand-in still takes one. The
+#: stand-in stamps a message when its thread has read it, which under a loaded CPU (CI runs
+#: daemons beside these tests) lags the channel's send by a varying tens of milliseconds, so
+#: two sends a second apart could arrive 0.95 s apart and get a 429. A limiter that sends
+#: back to back (milliseconds apart) or at two a second is still refused, and the
+#: one-per-second test also times the sends on the channel's side.
+ARRIVAL_JITTER = 0.4
+
 
 @pytest.fixture
 def slack() -> Iterator[SlackReceiver]:
-    with SlackReceiver() as receiver:
+    with SlackReceiver(tolerance=ARRIVAL_JITTER) as receiver:
         yield receiver
 
 
@@ -94,6 +102,8 @@ async def test_five_back_to_back_messages_respect_one_per_second(
         await desk.send(replace(sample_message(), idempotency_key=f"k{i}"))
     assert len(slack.received) == 5
     assert slack.rejected == []
+    # Five sends from a bucket of one token a second: at least four seconds on the channel's
+    # side, whatever the delays (they only make it slower).
     assert time.monotonic() - started >= 3.9
 
 

@@ -14,51 +14,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.daemons import ENV, ROOT, free_port, get, start_daemon, stop_daemon, wait_for
 from tests.hostile_server import HostileServer, RequestHandler
 from tests.test_poll_schedule import conditional, rss
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, PYTHONPATH=str(ROOT))
-RUN = ("run", "--config")
 INITDB = ("--no-sync", "-E", "UTF8")
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def wait_for(pred, timeout: float = 60) -> float:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def config(tmp: Path, database: str, feed: str, port: int) -> Path:
@@ -100,21 +70,8 @@ def test_a_daemon_whose_disk_fills_reports_it_and_polls_again_once_space_is_back
         srv.routes["/f"] = handle
         cfg = config(tmp_path, f"sqlite:///{db}", srv.url("/f"), port)
         log = tmp_path / "run.log"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "storefault.py"),
-                str(flag),
-                "full",
-                "--",
-                *RUN,
-                str(cfg),
-            ],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            env=ENV,
-            cwd=ROOT,
-        )
+        wrapper = [str(ROOT / "tests" / "storefault.py"), str(flag), "full"]
+        proc = start_daemon(cfg, log, wrapper=wrapper)
         try:
 
             def unhealthy() -> bool:
@@ -145,8 +102,7 @@ def test_a_daemon_whose_disk_fills_reports_it_and_polls_again_once_space_is_back
             metrics = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
             assert 'monitor_store_condition{condition="writable"} 1.0' in metrics
         finally:
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=60)
+            code = stop_daemon(proc)
     text = log.read_text()
     assert code == 0, text
     assert took < 5, f"polled again {took:.1f} s after the store came back"  # not a lease later
@@ -303,13 +259,7 @@ def test_a_postgresql_restart_is_a_store_condition_not_the_feeds_failure(
                 + (text.split("rules:", 1)[1])
             )
             log = tmp_path / "run.log"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-                stdout=log.open("w"),
-                stderr=subprocess.STDOUT,
-                env=ENV,
-                cwd=ROOT,
-            )
+            proc = start_daemon(cfg, log)
             try:
                 wait_for(lambda: down[0] or proc.poll() is not None, timeout=60)
                 assert proc.poll() is None, log.read_text()
@@ -339,8 +289,7 @@ def test_a_postgresql_restart_is_a_store_condition_not_the_feeds_failure(
                         "SELECT url, failing_since, last_error, consecutive_failures FROM feeds"
                     ).fetchall()
             finally:
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=60)
+                code = stop_daemon(proc)
     finally:
         pg.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)

@@ -12,33 +12,18 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.daemons import free_port, get, start_daemon, wait_for
 from tests.feedserver import NewsSite
 from tests.receivers import WebhookReceiver
 from tests.webconsole import ITEMS, write_config
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def raw(port: int, data: bytes) -> bytes:
@@ -51,25 +36,6 @@ def raw(port: int, data: bytes) -> bytes:
         return out
 
 
-def start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        cwd=ROOT,
-    )
-
-
-def wait_for(pred, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_health_ready_metrics_in_a_running_daemon(tmp_path: Path) -> None:
     port = free_port()
     with NewsSite() as site, WebhookReceiver() as hook:
@@ -78,7 +44,7 @@ def test_health_ready_metrics_in_a_running_daemon(tmp_path: Path) -> None:
         text = cfg.read_text().replace('listen: "127.0.0.1:0"', f'listen: "127.0.0.1:{port}"')
         cfg.write_text(text.replace("http://127.0.0.1:9/hook", hook.url))
         log = tmp_path / "run.log"
-        proc = start(cfg, log)
+        proc = start_daemon(cfg, log)
         try:
             hook.wait_for(2, timeout=60)
 
