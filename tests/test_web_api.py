@@ -330,3 +330,15 @@ def test_events_stream_alerts_as_server_sent_events(env: Env) -> None:
     assert data["rule"] == "us-troops" and data["title"].startswith("Drone")
     refused = client_for(console).get("/events", follow_redirects=False)
     assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
+
+
+def test_readyz_counts_a_pool_not_started_yet_as_ready() -> None:
+    """The pool starts with the first task: a daemon with nothing to parse yet is ready; a
+    closed pool is not."""
+    from monitor.web.context import workers_ready
+    from monitor.workers import WorkerPool
+
+    pool = WorkerPool(1)
+    assert not pool.started and workers_ready(pool)
+    pool.close()
+    assert not workers_ready(pool)

@@ -78,6 +78,15 @@ def web_settings(settings: Settings) -> WebSettings | None:
     return None
 
 
+def workers_ready(workers: Any) -> bool:
+    """Whether the parse/extract pool can take work. It is made on the first task (a daemon
+    with nothing to parse yet never starts one), so not started yet is ready, not down."""
+    if getattr(workers, "_closed", False):
+        return False
+    pool = getattr(workers, "_pool", None)
+    return pool is None or bool(getattr(pool, "active", False))
+
+
 def from_daemon(daemon: Daemon, metrics: Metrics) -> Console:
     rt = daemon.rt
 
@@ -93,10 +102,6 @@ def from_daemon(daemon: Daemon, metrics: Metrics) -> Console:
             raise ValueError(f"no article text found at {url}")
         return {"title": extracted.title or "", "summary": "", "body": extracted.text, "url": url}
 
-    def workers_up() -> bool:
-        pool = getattr(rt.workers, "_pool", None)
-        return not getattr(rt.workers, "_closed", False) and bool(getattr(pool, "active", False))
-
     d = rt.settings.daemon
     return Console(
         store=rt.store,
@@ -105,7 +110,7 @@ def from_daemon(daemon: Daemon, metrics: Metrics) -> Console:
         snapshot=daemon.snapshot,
         metrics=metrics,
         stalled_after=max(60.0, 10 * d.tick.total_seconds()),
-        workers_up=workers_up,
+        workers_up=lambda: workers_ready(rt.workers),
         fetch_page=fetch_page,
         stopping=daemon.stopping,
     )
