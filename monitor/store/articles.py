@@ -32,7 +32,7 @@ from monitor.models import Article
 from monitor.store import schema as s
 from monitor.store.engine import new_id, read_tx, write_tx
 from monitor.store.outbox import Enqueue, enqueue
-from monitor.store.stories import StoryRepo, story_locks, take_story_locks
+from monitor.store.stories import StoryRepo, grew, story_locks, take_story_locks
 from monitor.stories import Fingerprint, StoryIndex
 
 # Statements built once: building and compiling them per article cost more than running them.
@@ -162,6 +162,7 @@ class ArticleRepo:
         rows = [_article_row(feed_id, new, batch.resolve(sid), why, now) for new, sid, why in fresh]
         ids = _insert_articles(conn, rows)
         batch.flush(ids)
+        grew(conn, len(ids))
         _insert_matches(
             conn, [(aid, new.hits) for (new, _, _), aid in zip(fresh, ids, strict=True)], now
         )

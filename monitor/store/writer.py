@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ from sqlalchemy.exc import DBAPIError
 
 from monitor.store.engine import write_tx
 from monitor.store.health import StoreHealth
-from monitor.store.stories import take_story_locks
+from monitor.store.stories import refresh_statistics, take_story_locks
+
+log = logging.getLogger("monitor.store.writer")
 
 T = TypeVar("T")
 
@@ -183,6 +186,10 @@ class GroupWriter:
             faults = [w.error for w in group if w.error is not None]
             if not any(self.health.failed(e) for e in faults):
                 self.health.succeeded()
+        try:
+            refresh_statistics(self.engine)
+        except Exception:  # the planner keeps older statistics; autovacuum will refresh them
+            log.warning("could not refresh the story tables' statistics", exc_info=True)
         return again
 
     def close(self) -> None:
