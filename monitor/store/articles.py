@@ -30,7 +30,7 @@ from sqlalchemy import (
 from monitor.alerting import Action, Alert, AlertDecision, Route, StoryState, decide
 from monitor.models import Article
 from monitor.store import schema as s
-from monitor.store.engine import new_id, read_tx, write_tx
+from monitor.store.engine import arrays, new_id, read_tx, unnest_insert, write_tx
 from monitor.store.outbox import Enqueue, enqueue
 from monitor.store.stories import StoryRepo, grew, story_locks, take_story_locks
 from monitor.stories import Fingerprint, StoryIndex
@@ -40,16 +40,38 @@ _SEEN = select(s.articles.c.guid).where(
     s.articles.c.feed_id == bindparam("feed_id"),
     s.articles.c.guid.in_(bindparam("guids", expanding=True)),
 )
-# Many rows in one INSERT (SQLAlchemy's insertmanyvalues), the ids in the rows' order.
-_INSERT_ARTICLES = insert(s.articles).returning(s.articles.c.id, sort_by_parameter_order=True)
-_INSERT_MATCH = insert(s.matches)
 # The same two INSERTs for SQLite's own cursor: SQLAlchemy's per-statement overhead (about
 # 0.1 ms) was most of an article's commit, and the commit runs under the process's write lock.
 _ARTICLE_COLUMNS = (
     "feed_id, guid, url, canonical_url, title, summary, body, authors, tags, published, "
     "fetched_at, extract_error, story_id, story_reason, minhash"
 )
-_ARTICLE_KEYS = tuple(c.strip() for c in _ARTICLE_COLUMNS.split(","))
+# PostgreSQL: every article (and every match) of a commit in one INSERT, ids in row order.
+_PG_ARTICLE = (
+    ("feed_id", "integer"),
+    ("guid", "text"),
+    ("url", "text"),
+    ("canonical_url", "text"),
+    ("title", "text"),
+    ("summary", "text"),
+    ("body", "text"),
+    ("authors", "text"),
+    ("tags", "text"),
+    ("published", "float8"),
+    ("fetched_at", "float8"),
+    ("extract_error", "text"),
+    ("story_id", "integer"),
+    ("story_reason", "text"),
+    ("minhash", "bytea"),
+)
+_PG_INSERT_ARTICLES = unnest_insert("articles", _PG_ARTICLE, "RETURNING id")
+_PG_MATCH = (
+    ("article_id", "integer"),
+    ("rule", "text"),
+    ("explanation", "text"),
+    ("created_at", "float8"),
+)
+_PG_INSERT_MATCHES = unnest_insert("matches", _PG_MATCH)
 _SQLITE_INSERT_ARTICLE = f"INSERT INTO articles ({_ARTICLE_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 _SQLITE_INSERT_MATCH = (
     "INSERT INTO matches (article_id, rule, explanation, created_at) VALUES (?, ?, ?, ?)"
@@ -161,7 +183,8 @@ class ArticleRepo:
         batch.write_stories()
         rows = [_article_row(feed_id, new, batch.resolve(sid), why, now) for new, sid, why in fresh]
         ids = _insert_articles(conn, rows)
-        batch.flush(ids)
+        batch.written(ids)
+        batch.flush()
         grew(conn, len(ids))
         _insert_matches(
             conn, [(aid, new.hits) for (new, _, _), aid in zip(fresh, ids, strict=True)], now
@@ -335,8 +358,7 @@ def _insert_articles(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[
             cur.execute(_SQLITE_INSERT_ARTICLE, row)
             ids.append(int(cur.lastrowid))
         return ids
-    params = [dict(zip(_ARTICLE_KEYS, row, strict=True)) for row in rows]
-    return [int(i) for i in conn.execute(_INSERT_ARTICLES, params).scalars()]
+    return [int(i) for i in conn.execute(_PG_INSERT_ARTICLES, arrays(_PG_ARTICLE, rows)).scalars()]
 
 
 def _insert_matches(
@@ -355,8 +377,7 @@ def _insert_matches(
     if cur is not None:
         cur.executemany(_SQLITE_INSERT_MATCH, rows)
         return
-    cols = ("article_id", "rule", "explanation", "created_at")
-    conn.execute(_INSERT_MATCH, [dict(zip(cols, r, strict=True)) for r in rows])
+    conn.execute(_PG_INSERT_MATCHES, arrays(_PG_MATCH, rows))
 
 
 class _StoryView:

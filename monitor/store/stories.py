@@ -33,7 +33,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.elements import BindParameter
 
 from monitor.store import schema as s
-from monitor.store.engine import LOCKS, analyse
+from monitor.store.engine import LOCKS, analyse, arrays, unnest_insert
 from monitor.stories import Fingerprint, StoryIndex, site_of
 
 _SQLITE_NEW_STORY = "INSERT INTO stories (title, url, created_at, updated_at) VALUES (?, ?, ?, ?)"
@@ -222,7 +222,23 @@ class StoryRepo:
         return int(gone)
 
 
-_STORY_COLS = ("title", "url", "created_at", "updated_at")
+_PG_STORY = (("title", "text"), ("url", "text"), ("created_at", "float8"), ("updated_at", "float8"))
+_PG_NEW_STORIES = unnest_insert("stories", _PG_STORY, "RETURNING id")
+_PG_BAND = (
+    ("band", "bigint"),
+    ("article_id", "integer"),
+    ("story_id", "integer"),
+    ("seen_at", "float8"),
+)
+_PG_ADD_BANDS = unnest_insert("story_bands", _PG_BAND)
+_PG_KEY = (("key", "text"), ("story_id", "integer"), ("seen_at", "float8"))
+# The keys of one commit are distinct (a dict), as one ON CONFLICT DO UPDATE requires.
+_PG_UPSERT_KEYS = unnest_insert(
+    "story_keys",
+    _PG_KEY,
+    "ON CONFLICT (key) DO UPDATE SET story_id = excluded.story_id, seen_at = excluded.seen_at",
+)
+_PG_TOUCH = text("UPDATE stories SET updated_at = :now WHERE id = ANY(CAST(:ids AS integer[]))")
 #: How many of a story's newest signatures a weak key's match is checked against.
 _SIGS = 20
 
@@ -351,6 +367,7 @@ class StoryBatch:
         self._held_bands: dict[int, list[_Held]] = {}
         self._sigs: dict[int, list[bytes]] = {}  # story -> held signatures, newest last
         self._resolved: dict[int, int] = {}
+        self._article_ids: list[int] = []
 
     def assign(self, fp: Fingerprint, *, title: str, url: str) -> tuple[int, str, bool]:
         """The article's story: (story id, reason, new). A new story's id is negative until
@@ -421,23 +438,27 @@ class StoryBatch:
                 cur.execute(_SQLITE_NEW_STORY, row)
                 ids.append(int(cur.lastrowid))
         else:
-            q = _queries(self.conn.dialect.name)
-            params = [dict(zip(_STORY_COLS, r, strict=True)) for r in rows]
-            ids = [int(i) for i in self.conn.execute(q.new_stories, params).scalars()]
+            result = self.conn.execute(_PG_NEW_STORIES, arrays(_PG_STORY, rows))
+            ids = [int(i) for i in result.scalars()]
         self._resolved = {-(i + 1): sid for i, sid in enumerate(ids)}
         self._reserved.clear()
 
     def resolve(self, story_id: int) -> int:
         return self._resolved.get(story_id, story_id)
 
-    def flush(self, article_ids: Sequence[int] | None = None) -> None:
-        """Write the held articles' keys and bands and the story touches (same transaction):
-        `article_ids` are the ids of the remembered articles, in order."""
+    def written(self, article_ids: Sequence[int]) -> None:
+        """The ids the remembered articles were stored under, in order (before `flush`)."""
+        self._article_ids = list(article_ids)
+
+    def flush(self) -> None:
+        """Write the held articles' keys and bands (once `written`) and the story touches,
+        in the same transaction."""
         if self._reserved:
             self.write_stories()
         res = self.resolve
         bands = []
-        if article_ids is not None:
+        article_ids = self._article_ids
+        if self._held and any(fp.bands for fp, _ in self._held):
             assert len(article_ids) == len(self._held)
             bands = [
                 (b, aid, res(sid), self.now)
@@ -457,22 +478,19 @@ class StoryBatch:
             if touched:
                 cur.executemany(_SQLITE_TOUCH_STORY, touched)
         else:
-            q = _queries(self.conn.dialect.name)
+            # One statement each, whatever the number of rows (`engine.unnest_insert`).
             if bands:
-                cols = ("band", "article_id", "story_id", "seen_at")
-                self.conn.execute(q.add_bands, [dict(zip(cols, r, strict=True)) for r in bands])
+                self.conn.execute(_PG_ADD_BANDS, arrays(_PG_BAND, bands))
             if keys:
-                names = ("key", "story_id", "seen_at")
-                self.conn.execute(q.upsert_keys, [dict(zip(names, r, strict=True)) for r in keys])
+                self.conn.execute(_PG_UPSERT_KEYS, arrays(_PG_KEY, keys))
             if touched:
-                self.conn.execute(
-                    q.touch_story, [{"story": sid, "now": now} for now, sid in touched]
-                )
+                self.conn.execute(_PG_TOUCH, {"now": self.now, "ids": [sid for _, sid in touched]})
         self._keys.clear()
         self._touched.clear()
         self._held.clear()
         self._held_bands.clear()
         self._sigs.clear()
+        self._article_ids = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,7 +502,6 @@ class _Queries:
     candidates: Select[tuple[int, int, bytes | None, str, int]]
     story_sigs: Select[tuple[bytes | None]]
     new_story: ReturningInsert[tuple[int]]
-    new_stories: ReturningInsert[tuple[int]]
     upsert_keys: Insert
     add_bands: Insert
     touch_story: Update
@@ -510,8 +527,6 @@ def _queries(dialect: str) -> _Queries:
         .order_by(a.id.desc())
         .limit(20),
         new_story=insert(s.stories).returning(s.stories.c.id),
-        # One INSERT for many rows (insertmanyvalues), the ids in the rows' order.
-        new_stories=insert(s.stories).returning(s.stories.c.id, sort_by_parameter_order=True),
         upsert_keys=keys_insert.on_conflict_do_update(
             index_elements=["key"],
             set_={
