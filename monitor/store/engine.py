@@ -270,15 +270,16 @@ def arrays(
     return {name: [row[i] for row in rows] for i, (name, _) in enumerate(columns)}
 
 
-#: PostgreSQL advisory lock keys: work that must not interleave between nodes.
+#: PostgreSQL advisory lock keys: work that must not interleave between nodes. "stories" is
+#: not taken itself: it is the first key of the two-key story locks (`stories.story_locks`).
 LOCKS = {"migrate": 0x6E6D6F6E, "feeds": 0x6E6D6F66, "stories": 0x6E6D6F73}
 
 
 def serialise(conn: Connection, what: str) -> None:
     """Hold `what`'s lock until the transaction ends (PostgreSQL; SQLite writers are serial).
 
-    Used where two nodes would otherwise race: creating the same feed rows, or both deciding
-    that an article starts a new story when it is the same story arriving from two feeds.
+    Used where two nodes would otherwise race: creating the same feed rows, or migrating.
+    Story decisions take finer locks, one per story key (`stories.take_story_locks`).
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCKS[what]})")
