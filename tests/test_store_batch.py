@@ -18,6 +18,14 @@ from monitor.stories import StoryIndex
 
 NOW = 1_800_000_000.0
 BODY = " ".join(f"word{i} common text about the harbour fire" for i in range(30))
+# Two pages of one site, Jaccard about 0.66: a text match between sites, not within one.
+FLOOD = " ".join(f"item{i} another report on the river flood in town" for i in range(30))
+FLOOD_EDITED = " ".join(
+    f"item{i} another report on the river flood in town"
+    if i % 8
+    else f"changed{i} entirely different words here now ok"
+    for i in range(30)
+)
 
 
 def _store(url: str) -> tuple[Store, int, int]:
@@ -49,6 +57,9 @@ def _articles(feed: str) -> list[Article]:
         # near-duplicate bodies: a text match through LSH bands written in the same batch
         Article(feed=feed, guid="5", url="https://p.example/1", title="One", body=BODY),
         Article(feed=feed, guid="6", url="https://q.example/2", title="Two", body=BODY + " more"),
+        # same site, similar text: stays two stories (same-site pages must be near-identical)
+        Article(feed=feed, guid="8", url="https://s.example/1", title="Flood", body=FLOOD),
+        Article(feed=feed, guid="9", url="https://s.example/2", title="Also", body=FLOOD_EDITED),
         Article(feed=feed, guid="1", url="https://x.example/a/fire", title="repeat GUID"),
         Article(feed=feed, guid="7", url="https://n.example/new", title="Something else entirely"),
     ]

@@ -175,7 +175,7 @@ class ArticleRepo:
             story_id, reason, _new = batch.assign(
                 new.fingerprint, title=new.article.title, url=new.article.url
             )
-            batch.remember(new.fingerprint, story_id=story_id, url=new.article.url)
+            batch.remember(new.fingerprint, story_id=story_id)
             fresh.append((new, story_id, reason))
             results.append(CommitResult(article_id=0))
         if not fresh:

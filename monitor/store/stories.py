@@ -368,6 +368,7 @@ class StoryBatch:
         self._sigs: dict[int, list[bytes]] = {}  # story -> held signatures, newest last
         self._resolved: dict[int, int] = {}
         self._article_ids: list[int] = []
+        self._urls: dict[int, str] = {}  # id(fingerprint) -> the URL it was assigned with
 
     def assign(self, fp: Fingerprint, *, title: str, url: str) -> tuple[int, str, bool]:
         """The article's story: (story id, reason, new). A new story's id is negative until
@@ -384,6 +385,7 @@ class StoryBatch:
             for row in self.repo._band_rows(self.conn, unbanded, cutoff):
                 self._by_band.setdefault(int(row.band), []).append(row)
             self._banded.update(unbanded)
+        self._urls[id(fp)] = url
         return self.repo.assign(
             self.conn, fp, title=title, url=url, now=self.now, known=self.known, batch=self
         )
@@ -407,11 +409,11 @@ class StoryBatch:
         """The held articles' signatures of a story, newest first (at most `_SIGS`)."""
         return self._sigs.get(story_id, [])[::-1][:_SIGS]
 
-    def remember(
-        self, fp: Fingerprint, *, story_id: int, article_id: int = 0, url: str = ""
-    ) -> None:
+    def remember(self, fp: Fingerprint, *, story_id: int, article_id: int = 0) -> None:
         """Hold the article (in order) until `flush`; its keys and bands count from now on.
-        `article_id` is ignored: `flush` is given the ids of the held articles, in order."""
+        `article_id` is ignored: `written` gives the ids of the held articles, in order. Its
+        URL (for later same-site text checks) is the one `assign` was given with `fp`."""
+        url = self._urls.pop(id(fp), "")
         for _, key in fp.keys:
             self.known[key] = story_id
             self._keys.pop(key, None)  # keep dict order = order of the last write
