@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 
 from monitor.alerting import Alert
 from monitor.models import Article
@@ -151,3 +151,60 @@ def test_a_node_deciding_another_story_does_not_wait_for_an_open_commit(
     with stores[0].engine.connect() as conn:
         stories = conn.execute(select(func.count()).select_from(s.stories)).scalar_one()
     assert stories == 2
+
+
+def test_a_piece_that_loses_a_race_on_a_unique_key_runs_again_and_sees_the_winner(
+    stores: list[Store],
+) -> None:
+    """Two nodes store the same feed's entry (a lost lease): no story key, so no lock in
+    common. Node B's INSERT waits for node A's open transaction, then meets the unique key:
+    its piece is rolled back and run again in its writer's next group, where the entry is
+    seen (stored once, no error)."""
+    idx = StoryIndex(window=72 * 3600)
+    art = Article(feed="Outlet 0", guid="same-entry", url="", title="x")
+    item = (art, idx.fingerprint(art), [], None)
+    assert story_locks([item[1]]) == []
+    feed = stores[0].feeds.get("http://outlet0.example/feed")
+    assert feed is not None
+    holding, release = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+
+    def node(name: str, st: Store, hold: bool) -> None:
+        def piece(conn: Connection) -> Any:
+            out = st.articles.commit([item], feed_id=feed.id, stories=idx, now=NOW, conn=conn)
+            if hold:
+                holding.set()
+                release.wait(timeout=60)
+            return out
+
+        results[name] = asyncio.run(st.writer.run(piece))
+
+    a = threading.Thread(target=node, args=("a", stores[0], True))
+    a.start()
+    assert holding.wait(timeout=30)
+    b = threading.Thread(target=node, args=("b", stores[1], False))
+    b.start()
+    # Once B waits on A's row (PostgreSQL says so), A commits and B's INSERT fails.
+    _until_a_session_waits_for_a_lock(stores[0])
+    release.set()
+    a.join(timeout=30)
+    b.join(timeout=30)
+    assert results["a"][0].article_id is not None
+    assert results["b"][0].article_id is None  # seen, on the second run
+    assert stores[1].writer.retried == 1
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.articles)).scalar_one() == 1
+
+
+def _until_a_session_waits_for_a_lock(st: Store) -> None:
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with st.engine.connect() as conn:
+            if conn.execute(waiting).scalar_one():
+                return
+        time.sleep(0.05)
+    raise AssertionError("node B never waited for node A's row")

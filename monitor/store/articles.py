@@ -175,7 +175,7 @@ class ArticleRepo:
             story_id, reason, _new = batch.assign(
                 new.fingerprint, title=new.article.title, url=new.article.url
             )
-            batch.remember(new.fingerprint, story_id=story_id)
+            batch.remember(new.fingerprint, story_id=story_id, article_id=0)  # ids: `written`
             fresh.append((new, story_id, reason))
             results.append(CommitResult(article_id=0))
         if not fresh:
