@@ -456,11 +456,11 @@ class Daemon:
 
     async def snapshot(self) -> dict[str, Any]:
         """What /healthz and /metrics report."""
-        feeds = await asyncio.to_thread(self.rt.store.feeds.all)
-        states = Counter(f.health for f in feeds if f.active)
-        deliveries = await asyncio.to_thread(self.rt.store.outbox.stats, time.time())
+        # Bounded queries (indexes on health and status), not every feed and delivery.
+        states = await asyncio.to_thread(self.rt.store.feeds.health_counts)
+        deliveries = await asyncio.to_thread(self.rt.store.outbox.backlog, time.time())
         return {
-            "feeds": dict(states),
+            "feeds": states,
             "deliveries": deliveries,
             "counters": {
                 "polls": dict(self.polls),

@@ -1,8 +1,10 @@
-"""ArticleRepo.commit of a whole poll (one transaction, batched story keys) decides exactly as
-committing the same entries one by one."""
+"""ArticleRepo.commit of a whole poll (one transaction, its writes batched into a few
+multi-row statements) decides exactly as committing the same entries one by one, and the same
+on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,18 @@ from monitor.stories import StoryIndex
 
 NOW = 1_800_000_000.0
 BODY = " ".join(f"word{i} common text about the harbour fire" for i in range(30))
+# Two pages of one site, Jaccard about 0.66: a text match between sites, not within one.
+FLOOD = " ".join(f"item{i} another report on the river flood in town" for i in range(30))
+FLOOD_EDITED = " ".join(
+    f"item{i} another report on the river flood in town"
+    if i % 8
+    else f"changed{i} entirely different words here now ok"
+    for i in range(30)
+)
 
 
-def _store(path: Path) -> tuple[Store, int, int]:
-    st = Store(f"sqlite:///{path}")
+def _store(url: str) -> tuple[Store, int, int]:
+    st = Store(url)
     st.feeds.sync(
         [
             FeedSpec("http://a.example/feed", "A", False),
@@ -47,15 +57,26 @@ def _articles(feed: str) -> list[Article]:
         # near-duplicate bodies: a text match through LSH bands written in the same batch
         Article(feed=feed, guid="5", url="https://p.example/1", title="One", body=BODY),
         Article(feed=feed, guid="6", url="https://q.example/2", title="Two", body=BODY + " more"),
+        # same site, similar text: stays two stories (same-site pages must be near-identical)
+        Article(feed=feed, guid="8", url="https://s.example/1", title="Flood", body=FLOOD),
+        Article(feed=feed, guid="9", url="https://s.example/2", title="Also", body=FLOOD_EDITED),
         Article(feed=feed, guid="1", url="https://x.example/a/fire", title="repeat GUID"),
         Article(feed=feed, guid="7", url="https://n.example/new", title="Something else entirely"),
     ]
 
 
+ROUTE = Route(rule="r", severity="high", channels=[("hook", False)], updates=True)
+# Waits for two outlets: released by the article that makes two, matching or not.
+WAITING = Route(rule="w", severity="low", channels=[("hook", False)], min_sources=2, within=3600)
+
+
 def _hits(i: int) -> list[RuleHit]:
-    route = Route(rule="r", severity="high", channels=[("hook", False)])
     alert = Alert.from_dict({"rule": "r", "title": "t", "created_at": "2026-11-25T10:30:00+00:00"})
-    return [RuleHit(route, alert)] if i % 3 == 0 else []
+    waiting = Alert.from_dict(
+        {"rule": "w", "title": "t", "created_at": "2026-11-25T10:30:00+00:00"}
+    )
+    hits = [RuleHit(ROUTE, alert)] if i % 3 == 0 else []
+    return hits + ([RuleHit(WAITING, waiting)] if i == 2 else [])
 
 
 def _decisions(st: Store) -> list[tuple[Any, ...]]:
@@ -71,28 +92,79 @@ def _decisions(st: Store) -> list[tuple[Any, ...]]:
         keys = conn.execute(
             select(s.story_keys.c.key, s.story_keys.c.story_id).order_by(s.story_keys.c.key)
         ).all()
-        alerts = conn.execute(select(s.alerts.c.rule, s.alerts.c.story_id)).all()
-    return [tuple(r) for r in arts] + [tuple(r) for r in keys] + sorted(tuple(r) for r in alerts)
+        alerts = conn.execute(select(s.alerts.c.rule, s.alerts.c.story_id, s.alerts.c.status)).all()
+        # What each delivery says: its kind and the story's sources when it was queued.
+        sent = conn.execute(
+            select(s.deliveries.c.kind, s.deliveries.c.payload).order_by(s.deliveries.c.id)
+        ).all()
+    payloads = [(kind, json.loads(p)["sources"]) for kind, p in sent]
+    return (
+        [tuple(r) for r in arts]
+        + [tuple(r) for r in keys]
+        + sorted(tuple(r) for r in alerts)
+        + [(k, json.dumps(src)) for k, src in payloads]
+    )
 
 
-def test_a_batched_poll_decides_as_entries_committed_one_by_one(tmp_path: Path) -> None:
-    one, a1, b1 = _store(tmp_path / "one.db")
-    many, a2, b2 = _store(tmp_path / "many.db")
+def _run(url_one: str, url_many: str) -> tuple[list[Any], list[Any]]:
+    one, a1, b1 = _store(url_one)
+    many, a2, b2 = _store(url_many)
     idx = StoryIndex(window=72 * 3600)
-    for feed_one, feed_many, name in ((a1, a2, "A"), (b1, b2, "B")):
-        items = [
-            (art, idx.fingerprint(art), _hits(i), None) for i, art in enumerate(_articles(name))
-        ]
-        singles = [
-            one.articles.commit([(art, fp, hits, None)], feed_id=feed_one, stories=idx, now=NOW)[0]
-            for art, fp, hits, _ in items
-        ]
-        batched = many.articles.commit(items, feed_id=feed_many, stories=idx, now=NOW)
-        assert [(r.article_id, r.story_id, r.story_reason, r.alerts) for r in singles] == [
-            (r.article_id, r.story_id, r.story_reason, r.alerts) for r in batched
-        ]
-    assert _decisions(one) == _decisions(many)
-    reasons = [r[3] for r in _decisions(many)[:14] if isinstance(r[3], str)]
+    routes = {"r": ROUTE, "w": WAITING}
+    try:
+        for feed_one, feed_many, name in ((a1, a2, "A"), (b1, b2, "B")):
+            items = [
+                (art, idx.fingerprint(art), _hits(i), None) for i, art in enumerate(_articles(name))
+            ]
+            singles = [
+                one.articles.commit(
+                    [(art, fp, hits, None)], feed_id=feed_one, stories=idx, now=NOW, routes=routes
+                )[0]
+                for art, fp, hits, _ in items
+            ]
+            batched = many.articles.commit(
+                items, feed_id=feed_many, stories=idx, now=NOW, routes=routes
+            )
+            assert [_result(r) for r in singles] == [_result(r) for r in batched]
+        return _decisions(one), _decisions(many)
+    finally:
+        one.close()
+        many.close()
+
+
+def _result(r: Any) -> tuple[Any, ...]:
+    return (r.article_id, r.story_id, r.story_reason, r.alerts, r.updates, r.suppressed)
+
+
+def test_a_batched_poll_decides_as_entries_committed_one_by_one(store_url: str) -> None:
+    other = (
+        store_url.replace("monitor.db", "many.db")
+        if store_url.startswith("sqlite")
+        else store_url + "_many"
+    )
+    if not store_url.startswith("sqlite"):
+        _create_database(other)
+    singles, batched = _run(store_url, other)
+    assert singles == batched
+    reasons = [r[3] for r in batched[:14] if isinstance(r[3], str)]
     assert {"new", "url", "title"} <= set(reasons) and any(x.startswith("text~") for x in reasons)
-    one.close()
-    many.close()
+    # Feed B's outlet joined feed A's stories: updates went out and the waiting rule released.
+    kinds = [r[0] for r in batched if r[0] in ("alert", "story.updated")]
+    assert "story.updated" in kinds
+    assert [r[2] for r in batched if len(r) == 3 and r[0] == "w"] == ["sent"]
+
+
+def test_sqlite_and_postgresql_decide_the_same(tmp_path: Path, pg_url: str) -> None:
+    """The batched commit on both engines: the same stories, keys, alerts and deliveries."""
+    _create_database(pg_url + "_b")
+    _, on_sqlite = _run(f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db")
+    _, on_postgres = _run(pg_url, pg_url + "_b")
+    assert on_sqlite == on_postgres
+
+
+def _create_database(url: str) -> None:
+    import psycopg
+
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')

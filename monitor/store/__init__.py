@@ -27,7 +27,7 @@ from monitor.store.feedback import Feedback, FeedbackRepo, LabelledAlert
 from monitor.store.feedstate import FeedRepo, FeedSpec
 from monitor.store.health import StoreHealth
 from monitor.store.outbox import Delivery, Enqueue, Outbox, enqueue
-from monitor.store.polls import PollCommitted, PollResult, commit_poll
+from monitor.store.polls import PollCommitted, PollResult, commit_poll, poll_locks
 from monitor.store.writer import GroupWriter
 
 __all__ = [
@@ -96,7 +96,8 @@ class Store:
         """Commit one poll (its articles, alerts, deliveries and its feed's update) through the
         group writer: one transaction shared with the polls committing meanwhile."""
         return await self.writer.run(
-            functools.partial(commit_poll, poll, self.feeds, self.articles)
+            functools.partial(commit_poll, poll, self.feeds, self.articles),
+            locks=poll_locks(poll),
         )
 
     def close(self) -> None:

@@ -30,9 +30,9 @@ from sqlalchemy import (
 from monitor.alerting import Action, Alert, AlertDecision, Route, StoryState, decide
 from monitor.models import Article
 from monitor.store import schema as s
-from monitor.store.engine import new_id, read_tx, serialise, write_tx
+from monitor.store.engine import arrays, new_id, read_tx, unnest_insert, write_tx
 from monitor.store.outbox import Enqueue, enqueue
-from monitor.store.stories import StoryBatch, StoryRepo
+from monitor.store.stories import StoryRepo, grew, story_locks, take_story_locks
 from monitor.stories import Fingerprint, StoryIndex
 
 # Statements built once: building and compiling them per article cost more than running them.
@@ -40,14 +40,38 @@ _SEEN = select(s.articles.c.guid).where(
     s.articles.c.feed_id == bindparam("feed_id"),
     s.articles.c.guid.in_(bindparam("guids", expanding=True)),
 )
-_INSERT_ARTICLE = insert(s.articles)
-_INSERT_MATCH = insert(s.matches)
 # The same two INSERTs for SQLite's own cursor: SQLAlchemy's per-statement overhead (about
 # 0.1 ms) was most of an article's commit, and the commit runs under the process's write lock.
 _ARTICLE_COLUMNS = (
     "feed_id, guid, url, canonical_url, title, summary, body, authors, tags, published, "
     "fetched_at, extract_error, story_id, story_reason, minhash"
 )
+# PostgreSQL: every article (and every match) of a commit in one INSERT, ids in row order.
+_PG_ARTICLE = (
+    ("feed_id", "integer"),
+    ("guid", "text"),
+    ("url", "text"),
+    ("canonical_url", "text"),
+    ("title", "text"),
+    ("summary", "text"),
+    ("body", "text"),
+    ("authors", "text"),
+    ("tags", "text"),
+    ("published", "float8"),
+    ("fetched_at", "float8"),
+    ("extract_error", "text"),
+    ("story_id", "integer"),
+    ("story_reason", "text"),
+    ("minhash", "bytea"),
+)
+_PG_INSERT_ARTICLES = unnest_insert("articles", _PG_ARTICLE, "RETURNING id")
+_PG_MATCH = (
+    ("article_id", "integer"),
+    ("rule", "text"),
+    ("explanation", "text"),
+    ("created_at", "float8"),
+)
+_PG_INSERT_MATCHES = unnest_insert("matches", _PG_MATCH)
 _SQLITE_INSERT_ARTICLE = f"INSERT INTO articles ({_ARTICLE_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 _SQLITE_INSERT_MATCH = (
     "INSERT INTO matches (article_id, rule, explanation, created_at) VALUES (?, ?, ?, ?)"
@@ -130,23 +154,51 @@ class ArticleRepo:
         """
         if conn is None:
             with write_tx(self.engine) as own:
+                # Its own transaction: its story locks first, as the group writer takes them.
+                take_story_locks(own, story_locks([NewArticle(*i).fingerprint for i in items]))
                 return self.commit(
                     items, feed_id=feed_id, stories=stories, now=now, routes=routes, conn=own
                 )
-        # Story identity is decided here; two nodes must not both open the same story.
-        serialise(conn, "stories")
+        # Story identity is decided here. Two nodes deciding the same story at once hold one of
+        # its advisory locks (`stories.story_locks`, taken by the group writer up front).
         news = [NewArticle(*item) for item in items]
         seen = self._seen(conn, feed_id, [n.article.guid for n in news])
         repo = stories if isinstance(stories, StoryRepo) else StoryRepo(stories)
         batch = repo.batch(conn, [n.fingerprint for n in news], now)
+        fresh: list[tuple[NewArticle, int, str]] = []  # in order: (article, story, reason)
         results: list[CommitResult] = []
         for new in news:
             if new.article.guid in seen:  # stored before, or repeated within this poll
                 results.append(CommitResult(article_id=None))
                 continue
             seen.add(new.article.guid)
-            results.append(self._store(conn, feed_id, new, batch, now, routes or {}))
+            story_id, reason, _new = batch.assign(
+                new.fingerprint, title=new.article.title, url=new.article.url
+            )
+            batch.remember(new.fingerprint, story_id=story_id, article_id=0)  # ids: `written`
+            fresh.append((new, story_id, reason))
+            results.append(CommitResult(article_id=0))
+        if not fresh:
+            return results
+        batch.write_stories()
+        rows = [_article_row(feed_id, new, batch.resolve(sid), why, now) for new, sid, why in fresh]
+        ids = _insert_articles(conn, rows)
+        batch.written(ids)
         batch.flush()
+        grew(conn, len(ids))
+        _insert_matches(
+            conn, [(aid, new.hits) for (new, _, _), aid in zip(fresh, ids, strict=True)], now
+        )
+        # Alerts last, article by article: each sees the story as of its own article (the
+        # queries stop at its id), so decisions are those of storing one article at a time.
+        done = iter(zip(fresh, ids, strict=True))
+        for i, result in enumerate(results):
+            if result.article_id is None:
+                continue
+            (new, sid, reason), article_id = next(done)
+            results[i] = self._alerts(
+                conn, new, article_id, batch.resolve(sid), reason, now, routes or {}
+            )
         return results
 
     @staticmethod
@@ -163,87 +215,21 @@ class ArticleRepo:
                 found.update(conn.execute(_SEEN, {"feed_id": feed_id, "guids": chunk}).scalars())
         return found
 
-    def _store(
+    def _alerts(
         self,
         conn: Connection,
-        feed_id: int,
         new: NewArticle,
-        batch: StoryBatch,
+        article_id: int,
+        story_id: int,
+        reason: str,
         now: float,
         routes: Mapping[str, Route],
     ) -> CommitResult:
-        """Store a new article (not seen before; the story lock is held)."""
-        article, fingerprint, hits, extract_error = new
-        story_id, reason, _new = batch.assign(fingerprint, title=article.title, url=article.url)
-        published = article.published.timestamp() if article.published else None
-        cur = _sqlite_cursor(conn)
-        if cur is not None:
-            cur.execute(
-                _SQLITE_INSERT_ARTICLE,
-                (
-                    feed_id,
-                    article.guid,
-                    article.url,
-                    article.canonical_url,
-                    article.title,
-                    article.summary,
-                    article.body,
-                    _json_list(article.authors),
-                    _json_list(article.tags),
-                    published,
-                    now,
-                    extract_error,
-                    story_id,
-                    reason,
-                    fingerprint.minhash,
-                ),
-            )
-            article_id = int(cur.lastrowid)
-        else:
-            # One statement object for every article: SQLAlchemy compiles it once (its cache),
-            # where `insert(...).values(...)` per article was built and compiled each time.
-            article_id = new_id(
-                conn.execute(
-                    _INSERT_ARTICLE,
-                    {
-                        "feed_id": feed_id,
-                        "guid": article.guid,
-                        "url": article.url,
-                        "canonical_url": article.canonical_url,
-                        "title": article.title,
-                        "summary": article.summary,
-                        "body": article.body,
-                        "authors": _json_list(article.authors),
-                        "tags": _json_list(article.tags),
-                        "published": published,
-                        "fetched_at": now,
-                        "extract_error": extract_error,
-                        "story_id": story_id,
-                        "story_reason": reason,
-                        "minhash": fingerprint.minhash,
-                    },
-                )
-            )
-        batch.remember(fingerprint, story_id=story_id, article_id=article_id)
+        """The alert decisions of a stored article (its matches are stored)."""
         result = CommitResult(article_id=article_id, story_id=story_id, story_reason=reason)
-        for hit in hits:
-            # The explanation's one stored copy: the alert reads it from here (`Alert`).
-            explanation = json.dumps(hit.explanation)
-            if cur is not None:
-                cur.execute(_SQLITE_INSERT_MATCH, (article_id, hit.route.rule, explanation, now))
-            else:
-                conn.execute(
-                    _INSERT_MATCH,
-                    {
-                        "article_id": article_id,
-                        "rule": hit.route.rule,
-                        "explanation": explanation,
-                        "created_at": now,
-                    },
-                )
         # Alerts of this story waiting for `min_sources` get another look too: the new article
         # may be the outlet that makes N, whether or not it matches the rule itself.
-        candidates = list(hits) + self._waiting(conn, routes, hits, story_id)
+        candidates = list(new.hits) + self._waiting(conn, routes, new.hits, story_id)
         if candidates:
             # Only an alert shows its story's sources: no query for the many that match nothing.
             story = _StoryView(conn, story_id, article_id, now)
@@ -339,6 +325,61 @@ class ArticleRepo:
             return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def _article_row(
+    feed_id: int, new: NewArticle, story_id: int, reason: str, now: float
+) -> tuple[Any, ...]:
+    """The article's row, in `_ARTICLE_COLUMNS` order."""
+    a = new.article
+    return (
+        feed_id,
+        a.guid,
+        a.url,
+        a.canonical_url,
+        a.title,
+        a.summary,
+        a.body,
+        _json_list(a.authors),
+        _json_list(a.tags),
+        a.published.timestamp() if a.published else None,
+        now,
+        new.extract_error,
+        story_id,
+        reason,
+        new.fingerprint.minhash,
+    )
+
+
+def _insert_articles(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Insert the rows; their ids in order. One statement on PostgreSQL (insertmanyvalues)."""
+    cur = _sqlite_cursor(conn)
+    if cur is not None:  # in-process: a row at a time costs no round trip, and gives its id
+        ids = []
+        for row in rows:
+            cur.execute(_SQLITE_INSERT_ARTICLE, row)
+            ids.append(int(cur.lastrowid))
+        return ids
+    return [int(i) for i in conn.execute(_PG_INSERT_ARTICLES, arrays(_PG_ARTICLE, rows)).scalars()]
+
+
+def _insert_matches(
+    conn: Connection, hits: Sequence[tuple[int, Sequence[RuleHit]]], now: float
+) -> None:
+    """Every rule match of the stored articles, in one statement. The explanation's one
+    stored copy: the alert reads it from here (`Alert`)."""
+    rows = [
+        (article_id, hit.route.rule, json.dumps(hit.explanation), now)
+        for article_id, article_hits in hits
+        for hit in article_hits
+    ]
+    if not rows:
+        return
+    cur = _sqlite_cursor(conn)
+    if cur is not None:
+        cur.executemany(_SQLITE_INSERT_MATCH, rows)
+        return
+    conn.execute(_PG_INSERT_MATCHES, arrays(_PG_MATCH, rows))
+
+
 class _StoryView:
     """The story an article just joined, as alert decisions see it (queried when asked)."""
 
@@ -362,6 +403,7 @@ class _StoryView:
                 select(func.count(distinct(s.articles.c.feed_id))).where(
                     s.articles.c.story_id == self.story_id,
                     s.articles.c.fetched_at >= self.now - (route.within or 0),
+                    s.articles.c.id <= self.article_id,  # not the later articles of the commit
                 )
             ).scalar_one()
         last_sent = None
@@ -442,7 +484,8 @@ def _story_sources(
             s.articles.c.story_reason,
         )
         .join(s.feeds, s.feeds.c.id == s.articles.c.feed_id)
-        .where(s.articles.c.story_id == story_id)
+        # Not the later articles of the same commit: the story as this article found it.
+        .where(s.articles.c.story_id == story_id, s.articles.c.id <= article_id)
         .order_by(s.articles.c.id)
     ).all()
     first_of_feed: dict[int, Any] = {}

@@ -218,6 +218,28 @@ class FeedRepo:
             r = conn.execute(select(s.feeds).where(s.feeds.c.url == url)).first()
             return _state(r) if r else None
 
+    def health_counts(self) -> dict[str, int]:
+        """Active feeds by health (ok, failing, broken), as /healthz and /metrics show them;
+        a state no feed is in is left out.
+
+        Two index-only queries on `ix_feeds_health` (active, consecutive_failures,
+        broken_reported): the count of active feeds reads that narrow index, and the failing
+        ones are a range of it. Reading every feed's row (`all`) took 150 ms at 100,000 feeds
+        (bench/bench_health.py)."""
+        f = s.feeds.c
+        with read_tx(self.engine) as conn:
+            active = conn.execute(
+                select(func.count()).select_from(s.feeds).where(f.active.is_(True))
+            ).scalar_one()
+            failing = conn.execute(
+                select(f.broken_reported, func.count())
+                .where(f.active.is_(True), f.consecutive_failures > 0)
+                .group_by(f.broken_reported)
+            ).all()
+        counts = {"broken" if broken else "failing": int(n) for broken, n in failing}
+        counts["ok"] = int(active) - sum(counts.values())
+        return {k: n for k, n in sorted(counts.items()) if n}
+
     def all(self) -> list[FeedState]:
         with read_tx(self.engine) as conn:
             return [_state(r) for r in conn.execute(select(s.feeds).order_by(s.feeds.c.id))]

@@ -20,6 +20,7 @@ from monitor.polling import FeedUpdate
 from monitor.store.articles import ArticleRepo, CommitResult, NewArticle
 from monitor.store.feedstate import FeedRepo
 from monitor.store.outbox import Enqueue, enqueue
+from monitor.store.stories import story_locks
 from monitor.stories import StoryIndex
 
 
@@ -52,6 +53,13 @@ class PollCommitted:
     @property
     def stored(self) -> int:
         return sum(1 for r in self.results if r.article_id is not None)
+
+
+def poll_locks(poll: PollResult) -> list[int]:
+    """The story locks `commit_poll` decides `poll`'s articles under (`GroupWriter.run`)."""
+    if poll.update is None or not poll.articles:
+        return []
+    return story_locks([new.fingerprint for new in poll.articles])
 
 
 def commit_poll(

@@ -66,6 +66,8 @@ feeds = Table(
     Column("paused_at", Float),
     Column("paused_by", String(100)),
     Index("ix_feeds_due", "next_poll_at"),
+    # /healthz's feeds by health: the active count and the failing range, index-only.
+    Index("ix_feeds_health", "active", "consecutive_failures", "broken_reported"),
 )
 
 stories = Table(

@@ -9,17 +9,31 @@ inside the caller's transaction, so an article, its story and its alerts commit 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import threading
+import weakref
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, Select, Update, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.elements import BindParameter
 
 from monitor.store import schema as s
-from monitor.store.engine import analyse
+from monitor.store.engine import LOCKS, analyse, arrays, unnest_insert
 from monitor.stories import Fingerprint, StoryIndex, site_of
 
 _SQLITE_NEW_STORY = "INSERT INTO stories (title, url, created_at, updated_at) VALUES (?, ?, ?, ?)"
@@ -28,6 +42,9 @@ _SQLITE_UPSERT_KEYS = (
     "DO UPDATE SET story_id = excluded.story_id, seen_at = excluded.seen_at"
 )
 _SQLITE_TOUCH_STORY = "UPDATE stories SET updated_at = ? WHERE id = ?"
+_SQLITE_ADD_BANDS = (
+    "INSERT INTO story_bands (band, article_id, story_id, seen_at) VALUES (?, ?, ?, ?)"
+)
 
 
 class StoryRepo:
@@ -45,13 +62,15 @@ class StoryRepo:
         url: str,
         now: float,
         known: Mapping[str, int] | None = None,
+        batch: StoryBatch | None = None,
     ) -> tuple[int, str, bool]:
         """Find or create the story of an article. Returns (story_id, reason, is_new).
 
         `known` (from `StoryBatch`) stands in for the key lookup: it must hold what that query
         would return for every key of `fp`, i.e. each key seen within the window and its story.
+        With `batch`, the articles the batch holds but has not written count as stored, and a
+        new story is only reserved there (a negative id until `StoryBatch.write_stories`).
         """
-        q = _queries(conn.dialect.name)
         cutoff = now - self.index.window
         if fp.keys:
             if known is not None:
@@ -62,49 +81,73 @@ class StoryRepo:
                 story_id = found.get(key)
                 if story_id is None:
                     continue
-                if reason == "url" or not self._body_contradicts(conn, fp, story_id, cutoff):
+                if reason == "url" or not self._body_contradicts(conn, fp, story_id, cutoff, batch):
                     return story_id, reason, False
         if fp.bands and fp.minhash is not None:
-            best = self._text_match(conn, fp.minhash, fp.bands, cutoff, site=site_of(url))
+            best = self._text_match(conn, fp, cutoff, site=site_of(url), batch=batch)
             if best is not None:
                 return best[1], f"text~{best[0]:.2f}", False
+        if batch is not None:
+            return batch.reserve(title, url), "new", True
+        return self.new_story(conn, title=title, url=url, now=now), "new", True
+
+    @staticmethod
+    def new_story(conn: Connection, *, title: str, url: str, now: float) -> int:
         if conn.dialect.name == "sqlite":
             # SQLite's own cursor: SQLAlchemy's overhead was most of this INSERT's cost.
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cur.execute(_SQLITE_NEW_STORY, (title, url, now, now))
-            return int(cur.lastrowid), "new", True
-        story_id = conn.execute(
-            q.new_story, {"title": title, "url": url, "created_at": now, "updated_at": now}
-        ).scalar_one()
-        return int(story_id), "new", True
+            return int(cur.lastrowid)
+        q = _queries(conn.dialect.name)
+        row = {"title": title, "url": url, "created_at": now, "updated_at": now}
+        return int(conn.execute(q.new_story, row).scalar_one())
 
     def _body_contradicts(
-        self, conn: Connection, fp: Fingerprint, story_id: int, cutoff: float
+        self,
+        conn: Connection,
+        fp: Fingerprint,
+        story_id: int,
+        cutoff: float,
+        batch: StoryBatch | None = None,
     ) -> bool:
-        """A weak key (title, rel=canonical) matched: do the bodies say it is another story?"""
+        """A weak key (title, rel=canonical) matched: do the bodies say it is another story?
+
+        The story's newest 20 signatures: the batch's unwritten articles are the newest."""
         if fp.minhash is None:
             return False
-        q = _queries(conn.dialect.name)
-        sigs = [
-            blob
-            for blob in conn.execute(q.story_sigs, {"story": story_id, "cutoff": cutoff}).scalars()
-            if blob is not None
-        ]
+        sigs = batch.signatures(story_id) if batch is not None else []
+        if story_id > 0 and len(sigs) < _SIGS:
+            q = _queries(conn.dialect.name)
+            rows = conn.execute(q.story_sigs, {"story": story_id, "cutoff": cutoff}).scalars()
+            sigs += [blob for blob in rows if blob is not None][: _SIGS - len(sigs)]
         return bool(sigs) and all(self.index.contradicts(fp.minhash, blob) for blob in sigs)
 
     def _text_match(
-        self, conn: Connection, minhash: bytes, bands: Sequence[int], cutoff: float, site: str
+        self,
+        conn: Connection,
+        fp: Fingerprint,
+        cutoff: float,
+        site: str,
+        batch: StoryBatch | None = None,
     ) -> tuple[float, int] | None:
-        """The most similar story among the LSH candidates, verified on stored signatures."""
-        q = _queries(conn.dialect.name)
+        """The most similar story among the LSH candidates, verified on stored signatures.
+
+        Candidates are taken in the order of their article (stored ones, then the batch's), so
+        of two equally similar stories the older article's wins, on every database."""
+        assert fp.minhash is not None
+        if batch is not None:
+            rows = batch.candidates(fp.bands)
+        else:
+            q = _queries(conn.dialect.name)
+            rows = list(conn.execute(q.candidates, {"bands": list(fp.bands), "cutoff": cutoff}))
         best: tuple[float, int] | None = None
         checked: set[int] = set()
-        for row in conn.execute(q.candidates, {"bands": list(bands), "cutoff": cutoff}):
+        for row in rows:
             if row.minhash is None or row.article_id in checked:
                 continue
             checked.add(row.article_id)
             same_site = bool(site) and site_of(row.url) == site
-            same, sim = self.index.same_text(minhash, row.minhash, same_site=same_site)
+            same, sim = self.index.same_text(fp.minhash, row.minhash, same_site=same_site)
             if same and (best is None or sim > best[0]):
                 best = (sim, int(row.story_id))
         return best
@@ -128,6 +171,17 @@ class StoryRepo:
             for r in conn.execute(q.keys, {"keys": chunk, "cutoff": cutoff}):
                 found[str(r.key)] = int(r.story_id)
         return found
+
+    def _band_rows(self, conn: Connection, bands: Sequence[int], cutoff: float) -> list[Any]:
+        """The stored LSH candidates of `bands` (within the window), in article order."""
+        q = _queries(conn.dialect.name)
+        rows: list[Any] = []
+        for i in range(0, len(bands), 500):
+            rows += conn.execute(
+                q.candidates, {"bands": list(bands[i : i + 500]), "cutoff": cutoff}
+            )
+        rows.sort(key=lambda r: r.article_id)
+        return rows
 
     def batch(
         self, conn: Connection, fingerprints: Sequence[Fingerprint], now: float
@@ -168,90 +222,277 @@ class StoryRepo:
         return int(gone)
 
 
-class StoryBatch:
-    """`assign` + `remember` for the articles of one transaction, with the same decisions.
+_PG_STORY = (("title", "text"), ("url", "text"), ("created_at", "float8"), ("updated_at", "float8"))
+_PG_NEW_STORIES = unnest_insert("stories", _PG_STORY, "RETURNING id")
+_PG_BAND = (
+    ("band", "bigint"),
+    ("article_id", "integer"),
+    ("story_id", "integer"),
+    ("seen_at", "float8"),
+)
+_PG_ADD_BANDS = unnest_insert("story_bands", _PG_BAND)
+_PG_KEY = (("key", "text"), ("story_id", "integer"), ("seen_at", "float8"))
+# The keys of one commit are distinct (a dict), as one ON CONFLICT DO UPDATE requires.
+_PG_UPSERT_KEYS = unnest_insert(
+    "story_keys",
+    _PG_KEY,
+    "ON CONFLICT (key) DO UPDATE SET story_id = excluded.story_id, seen_at = excluded.seen_at",
+)
+_PG_TOUCH = text("UPDATE stories SET updated_at = :now WHERE id = ANY(CAST(:ids AS integer[]))")
+#: How many of a story's newest signatures a weak key's match is checked against.
+_SIGS = 20
 
-    The key lookup of every article is one query up front, and the keys and story touches
-    that `remember` writes are kept here and written by `flush` (one executemany each) instead
-    of per article. That is exact, not approximate: inside the transaction only `assign`'s key
-    lookup reads `story_keys`, and a remembered key is always within the window (its `seen_at`
-    is `now`), so the overlay `known` answers every later lookup exactly as the table would.
-    Nothing reads `stories.updated_at` inside the transaction. LSH bands are still written per
-    article: a later article's text match reads them (with the articles) straight away.
-    `flush` must run before the transaction commits.
+
+class _Held(NamedTuple):
+    """An article of the batch, not written yet, as an LSH candidate row."""
+
+    article_id: int  # its place in the batch, negative: after every stored article
+    story_id: int
+    minhash: bytes | None
+    url: str
+
+
+def story_locks(fingerprints: Sequence[Fingerprint]) -> list[int]:
+    """The advisory lock numbers (32-bit) of these articles' story keys and LSH bands.
+
+    Two transactions that could decide the same story share one of them: the same key, or a
+    band a near-duplicate shares. A collision of two numbers only serialises two unrelated
+    decisions. Keys are hex digests (`monitor.stories._key`); a band is a signed 64-bit hash.
+    """
+    found: set[int] = set()
+    for fp in fingerprints:
+        for _, key in fp.keys:
+            found.add(_int32(int(key[2:10], 16)))
+        for band in fp.bands:
+            found.add(_int32((band ^ (band >> 32)) & 0xFFFFFFFF))
+    return sorted(found)
+
+
+#: The story locks of a transaction (PostgreSQL), all taken by one statement in the order
+#: given (a function scan of the array, row by row).
+_LOCK = text("SELECT count(pg_advisory_xact_lock(:space, k)) FROM unnest(CAST(:keys AS int[])) k")
+
+
+def take_story_locks(conn: Connection, locks: Collection[int]) -> None:
+    """Hold these story locks until the transaction ends, taken in ascending order: two
+    transactions that take all theirs this way, before anything else, cannot deadlock on
+    them. Nothing on SQLite, whose writers are serial."""
+    if locks and conn.dialect.name == "postgresql":
+        conn.execute(_LOCK, {"space": LOCKS["stories"], "keys": sorted(locks)})
+
+
+class _Growth:
+    """Articles this process stored through one engine, and when to refresh statistics."""
+
+    def __init__(self) -> None:
+        self.stored = 0
+        self.next = _FIRST_ANALYSE
+        self.lock = threading.Lock()
+
+
+#: Statistics of the story tables are refreshed when this process has stored this many
+#: articles, then each time four times as many (PostgreSQL).
+_FIRST_ANALYSE = 200
+_GROWTH: weakref.WeakKeyDictionary[Engine, _Growth] = weakref.WeakKeyDictionary()
+_GROWTH_GUARD = threading.Lock()
+
+
+def grew(conn: Connection, stored: int) -> None:
+    """Count `stored` new articles towards the next refresh of statistics (PostgreSQL)."""
+    if stored and conn.dialect.name == "postgresql":
+        with _GROWTH_GUARD:
+            growth = _GROWTH.setdefault(conn.engine, _Growth())
+        with growth.lock:
+            growth.stored += stored
+
+
+def refresh_statistics(engine: Engine) -> bool:
+    """ANALYZE the tables each commit looks up once they have grown enough (PostgreSQL).
+
+    A new database is analysed empty (`engine.migrate`), and PostgreSQL keeps the plans of
+    its foreign-key checks per connection: with the statistics of empty tables, each
+    article's check of its story was a sequential scan of `stories` (27 million rows read
+    for 6,000 articles, measured with bench/bench_nodes.py) until autovacuum came by.
+    Fresh statistics make every connection plan them again. Run outside any transaction
+    of the writer (ANALYZE's lock would otherwise be held until its commit). Returns
+    whether it ran."""
+    growth = _GROWTH.get(engine)
+    if growth is None:
+        return False
+    with growth.lock:
+        if growth.stored < growth.next:
+            return False
+        growth.next = growth.stored * 4
+    with engine.begin() as conn:
+        analyse(conn, "stories", "articles", "story_keys", "story_bands", "matches")
+    return True
+
+
+def _int32(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+class StoryBatch:
+    """`assign` + `remember` for the articles of one transaction, with the same decisions,
+    in a fixed number of statements whatever the number of articles.
+
+    Up front, one query finds every article's keys and one its LSH candidates. Decisions are
+    then taken in order in memory: an article sees the ones before it through the overlay
+    (`known` for keys, `_held` for signatures and bands), exactly as it would have seen them
+    written: inside the transaction only the decisions read `story_keys`, `story_bands` and
+    the signatures, a remembered key or band is within the window (its `seen_at` is `now`),
+    and the held articles are newer than any stored one. A new story is reserved (a negative
+    id) and written with the others by `write_stories`; `flush` writes the keys, bands and
+    story touches (one multi-row statement each) once the articles have ids. Both must run
+    before the transaction commits.
     """
 
     def __init__(
         self, repo: StoryRepo, conn: Connection, fingerprints: Sequence[Fingerprint], now: float
     ) -> None:
         self.repo, self.conn, self.now = repo, conn, now
-        index = repo.index
+        cutoff = now - repo.index.window
         wanted = list(dict.fromkeys(k for fp in fingerprints for _, k in fp.keys))
-        self.known = repo._known_keys(conn, wanted, now - index.window) if wanted else {}
+        self.known = repo._known_keys(conn, wanted, cutoff) if wanted else {}
         self._looked_up = set(wanted)  # keys whose absence from `known` is an answer
+        bands = list(dict.fromkeys(b for fp in fingerprints for b in fp.bands))
+        self._by_band: dict[int, list[Any]] = {}
+        for row in repo._band_rows(conn, bands, cutoff) if bands else ():
+            self._by_band.setdefault(int(row.band), []).append(row)
+        self._banded = set(bands)
         self._keys: dict[str, int] = {}  # key -> story: the last remembered wins, as upserts do
         self._touched: dict[int, None] = {}
-        # Stories this batch opened: their updated_at is already `now` (set by the INSERT).
-        self._opened: set[int] = set()
+        self._reserved: list[tuple[str, str]] = []  # new stories: (title, url), id -(i + 1)
+        self._held: list[tuple[Fingerprint, int]] = []  # remembered articles: (fp, story)
+        self._held_bands: dict[int, list[_Held]] = {}
+        self._sigs: dict[int, list[bytes]] = {}  # story -> held signatures, newest last
+        self._resolved: dict[int, int] = {}
+        self._article_ids: list[int] = []
+        self._urls: dict[int, str] = {}  # id(fingerprint) -> the URL it was assigned with
 
     def assign(self, fp: Fingerprint, *, title: str, url: str) -> tuple[int, str, bool]:
+        """The article's story: (story id, reason, new). A new story's id is negative until
+        `write_stories`; `resolve` turns it into the stored one."""
         missing = [k for _, k in fp.keys if k not in self.known and k not in self._looked_up]
         if missing:  # a fingerprint not given to the constructor
             self.known.update(
                 self.repo._known_keys(self.conn, missing, self.now - self.repo.index.window)
             )
             self._looked_up.update(missing)
-        story_id, reason, new = self.repo.assign(
-            self.conn, fp, title=title, url=url, now=self.now, known=self.known
+        unbanded = [b for b in fp.bands if b not in self._banded]
+        if unbanded:
+            cutoff = self.now - self.repo.index.window
+            for row in self.repo._band_rows(self.conn, unbanded, cutoff):
+                self._by_band.setdefault(int(row.band), []).append(row)
+            self._banded.update(unbanded)
+        self._urls[id(fp)] = url
+        return self.repo.assign(
+            self.conn, fp, title=title, url=url, now=self.now, known=self.known, batch=self
         )
-        if new:
-            self._opened.add(story_id)
-        return story_id, reason, new
 
-    def remember(self, fp: Fingerprint, *, story_id: int, article_id: int) -> None:
+    def reserve(self, title: str, url: str) -> int:
+        self._reserved.append((title, url))
+        return -len(self._reserved)
+
+    def candidates(self, bands: Sequence[int]) -> list[Any]:
+        """LSH candidates of `bands`: stored rows in article order, then the held articles."""
+        stored: list[Any] = []
+        held: list[_Held] = []
+        for band in dict.fromkeys(bands):
+            stored += self._by_band.get(band, ())
+            held += self._held_bands.get(band, ())
+        stored.sort(key=lambda r: r.article_id)
+        held.sort(key=lambda r: -r.article_id)
+        return stored + held
+
+    def signatures(self, story_id: int) -> list[bytes]:
+        """The held articles' signatures of a story, newest first (at most `_SIGS`)."""
+        return self._sigs.get(story_id, [])[::-1][:_SIGS]
+
+    def remember(self, fp: Fingerprint, *, story_id: int, article_id: int = 0) -> None:
+        """Hold the article (in order) until `flush`; its keys and bands count from now on.
+        `article_id` is ignored: `written` gives the ids of the held articles, in order. Its
+        URL (for later same-site text checks) is the one `assign` was given with `fp`."""
+        url = self._urls.pop(id(fp), "")
         for _, key in fp.keys:
             self.known[key] = story_id
             self._keys.pop(key, None)  # keep dict order = order of the last write
             self._keys[key] = story_id
-        if fp.bands:
-            q = _queries(self.conn.dialect.name)
-            self.conn.execute(
-                q.add_bands,
-                [
-                    {"band": b, "article_id": article_id, "story_id": story_id, "seen_at": self.now}
-                    for b in fp.bands
-                ],
-            )
-        if story_id not in self._opened:  # a new story's updated_at is already `now`
+        self._held.append((fp, story_id))
+        if fp.minhash is not None:
+            self._sigs.setdefault(story_id, []).append(fp.minhash)
+            if fp.bands:
+                row = _Held(-len(self._held), story_id, fp.minhash, url)
+                for band in fp.bands:
+                    self._held_bands.setdefault(band, []).append(row)
+        if story_id > 0:  # a new story's updated_at is `now` when written
             self._touched[story_id] = None
 
+    def write_stories(self) -> None:
+        """Write the reserved stories (one statement); their ids are then `resolve`d."""
+        if not self._reserved:
+            return
+        rows = [(title, url, self.now, self.now) for title, url in self._reserved]
+        if self.conn.dialect.name == "sqlite":
+            cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            ids = []
+            for row in rows:
+                cur.execute(_SQLITE_NEW_STORY, row)
+                ids.append(int(cur.lastrowid))
+        else:
+            result = self.conn.execute(_PG_NEW_STORIES, arrays(_PG_STORY, rows))
+            ids = [int(i) for i in result.scalars()]
+        self._resolved = {-(i + 1): sid for i, sid in enumerate(ids)}
+        self._reserved.clear()
+
+    def resolve(self, story_id: int) -> int:
+        return self._resolved.get(story_id, story_id)
+
+    def written(self, article_ids: Sequence[int]) -> None:
+        """The ids the remembered articles were stored under, in order (before `flush`)."""
+        self._article_ids = list(article_ids)
+
     def flush(self) -> None:
-        """Write the remembered keys and story touches (inside the same transaction)."""
+        """Write the held articles' keys and bands (once `written`) and the story touches,
+        in the same transaction."""
+        if self._reserved:
+            self.write_stories()
+        res = self.resolve
+        bands = []
+        article_ids = self._article_ids
+        if self._held and any(fp.bands for fp, _ in self._held):
+            assert len(article_ids) == len(self._held)
+            bands = [
+                (b, aid, res(sid), self.now)
+                for (fp, sid), aid in zip(self._held, article_ids, strict=True)
+                for b in fp.bands
+            ]
+        keys = [(k, res(sid), self.now) for k, sid in self._keys.items()]
+        touched = [(self.now, sid) for sid in sorted(self._touched)]  # one lock order
         if self.conn.dialect.name == "sqlite":
             # SQLite's own cursor: SQLAlchemy's per-row parameter handling of an executemany
             # cost more than the statements (the commit runs under the process's write lock).
             cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            if self._keys:
-                cur.executemany(
-                    _SQLITE_UPSERT_KEYS, [(k, sid, self.now) for k, sid in self._keys.items()]
-                )
-            if self._touched:
-                cur.executemany(_SQLITE_TOUCH_STORY, [(self.now, sid) for sid in self._touched])
-            self._keys.clear()
-            self._touched.clear()
-            return
-        q = _queries(self.conn.dialect.name)
-        if self._keys:
-            self.conn.execute(
-                q.upsert_keys,
-                [{"key": k, "story_id": sid, "seen_at": self.now} for k, sid in self._keys.items()],
-            )
-        if self._touched:
-            self.conn.execute(
-                q.touch_story, [{"story": sid, "now": self.now} for sid in self._touched]
-            )
+            if bands:
+                cur.executemany(_SQLITE_ADD_BANDS, bands)
+            if keys:
+                cur.executemany(_SQLITE_UPSERT_KEYS, keys)
+            if touched:
+                cur.executemany(_SQLITE_TOUCH_STORY, touched)
+        else:
+            # One statement each, whatever the number of rows (`engine.unnest_insert`).
+            if bands:
+                self.conn.execute(_PG_ADD_BANDS, arrays(_PG_BAND, bands))
+            if keys:
+                self.conn.execute(_PG_UPSERT_KEYS, arrays(_PG_KEY, keys))
+            if touched:
+                self.conn.execute(_PG_TOUCH, {"now": self.now, "ids": [sid for _, sid in touched]})
         self._keys.clear()
         self._touched.clear()
+        self._held.clear()
+        self._held_bands.clear()
+        self._sigs.clear()
+        self._article_ids = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +501,7 @@ class _Queries:
     than running them."""
 
     keys: Select[tuple[str, int]]
-    candidates: Select[tuple[int, int, bytes | None, str]]
+    candidates: Select[tuple[int, int, bytes | None, str, int]]
     story_sigs: Select[tuple[bytes | None]]
     new_story: ReturningInsert[tuple[int]]
     upsert_keys: Insert
@@ -280,7 +521,7 @@ def _queries(dialect: str) -> _Queries:
         keys=select(k.key, k.story_id).where(
             k.key.in_(bindparam("keys", expanding=True)), k.seen_at >= cutoff
         ),
-        candidates=select(b.article_id, b.story_id, a.minhash, a.url)
+        candidates=select(b.article_id, b.story_id, a.minhash, a.url, b.band)
         .join(s.articles, s.articles.c.id == b.article_id)
         .where(b.band.in_(bindparam("bands", expanding=True)), b.seen_at >= cutoff),
         story_sigs=select(a.minhash)

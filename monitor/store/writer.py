@@ -11,6 +11,17 @@ that raises is rolled back to its savepoint and only its caller gets the error);
 before the commit loses the whole group, which is as safe as losing one piece (leases
 expire, the feeds are polled again and find their entries still new).
 
+On PostgreSQL, pieces that decide stories name their advisory locks (`locks`, see
+`monitor.store.stories.story_locks`): the group takes all of them at its start, in one
+statement and in ascending order, and holds them until its commit. Two nodes' groups that
+share a story key therefore run one after the other, and cannot deadlock on those locks (each
+takes its locks in the same global order, all before anything else). A group holds at most
+`max_locks` of them, so a cold start's big groups neither fill PostgreSQL's lock table nor
+lock out the other nodes for long. Row locks can still meet in a cycle (two groups touching
+the same two stories), and a unique key can be taken by another node's commit meanwhile: a
+piece that fails so (deadlock, serialization failure, unique violation) is rolled back to its
+savepoint and queued again for the next group, which sees the other node's commit.
+
 Hand-written: SQLAlchemy and the drivers commit per transaction, and no library we use
 offers group commit for an embedded database.
 """
@@ -20,15 +31,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from monitor.store.engine import write_tx
 from monitor.store.health import StoreHealth
+from monitor.store.stories import refresh_statistics, take_story_locks
+
+log = logging.getLogger("monitor.store.writer")
 
 T = TypeVar("T")
 
@@ -38,8 +54,10 @@ class _Work(Generic[T]):
     fn: Callable[[Connection], T]
     future: asyncio.Future[T]
     loop: asyncio.AbstractEventLoop
+    locks: Collection[int] = ()
     result: Any = None
     error: BaseException | None = field(default=None)
+    tries: int = 0
 
 
 def _settle(work: _Work[Any]) -> None:
@@ -56,13 +74,29 @@ def _settle_all(works: list[_Work[Any]]) -> None:
         _settle(work)
 
 
+#: SQLSTATEs of a piece that lost a race with another transaction: run it again.
+_RETRY = {"40P01", "40001", "23505"}  # deadlock, serialization failure, unique violation
+#: How often a piece is run again before its caller gets the error.
+RETRIES = 3
+
+
+def _lost_race(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRY
+
+
 class GroupWriter:
     """Runs `fn(conn)` for many callers in shared write transactions, one commit per group."""
 
     def __init__(
-        self, engine: Engine, *, max_group: int = 64, health: StoreHealth | None = None
+        self,
+        engine: Engine,
+        *,
+        max_group: int = 64,
+        max_locks: int = 1024,
+        health: StoreHealth | None = None,
     ) -> None:
         self.engine = engine
+        self.max_locks = max_locks
         self.health = health  # told of every group's store fault, and of each commit
         self.max_group = max_group
         self._pending: list[_Work[Any]] = []
@@ -73,11 +107,14 @@ class GroupWriter:
         )
         self.groups = 0  # transactions committed (for tests and the benchmark)
         self.pieces = 0
+        self.retried = 0  # pieces run again after losing a race
 
-    async def run(self, fn: Callable[[Connection], T]) -> T:
-        """`fn(conn)` inside a write transaction shared with other callers; its result."""
+    async def run(self, fn: Callable[[Connection], T], *, locks: Collection[int] = ()) -> T:
+        """`fn(conn)` inside a write transaction shared with other callers; its result.
+
+        `locks`: the story lock numbers `fn` decides under (PostgreSQL; ignored on SQLite)."""
         loop = asyncio.get_running_loop()
-        work: _Work[T] = _Work(fn, loop.create_future(), loop)
+        work: _Work[T] = _Work(fn, loop.create_future(), loop, locks)
         with self._lock:
             self._pending.append(work)
             start = not self._draining
@@ -89,12 +126,15 @@ class GroupWriter:
     def _drain(self) -> None:
         while True:
             with self._lock:
-                group = self._pending[: self.max_group]
-                del self._pending[: self.max_group]
+                group = self._take()
                 if not group:
                     self._draining = False
                     return
-            self._commit(group)
+            again = self._commit(group)
+            if again:
+                with self._lock:  # first in the next group, which sees the other commit
+                    self._pending[:0] = again
+                group = [w for w in group if not any(w is a for a in again)]
             # One wake-up of each caller's event loop per group, not one per piece.
             by_loop: dict[asyncio.AbstractEventLoop, list[_Work[Any]]] = {}
             for work in group:
@@ -103,15 +143,32 @@ class GroupWriter:
                 with contextlib.suppress(RuntimeError):  # that event loop has closed
                     loop.call_soon_threadsafe(_settle_all, works)
 
-    def _commit(self, group: list[_Work[Any]]) -> None:
+    def _take(self) -> list[_Work[Any]]:
+        """The next group: up to `max_group` pieces, and no more than `max_locks` locks
+        (a piece with more than that goes alone)."""
+        taken, locks = 0, 0
+        for work in self._pending[: self.max_group]:
+            if taken and locks + len(work.locks) > self.max_locks:
+                break
+            taken += 1
+            locks += len(work.locks)
+        group = self._pending[:taken]
+        del self._pending[:taken]
+        return group
+
+    def _commit(self, group: list[_Work[Any]]) -> list[_Work[Any]]:
+        """Run and commit the group; returns the pieces to run again (they lost a race)."""
+        again: list[_Work[Any]] = []
         try:
             with write_tx(self.engine) as conn:
-                if len(group) == 1:  # alone: its own transaction is its savepoint
-                    group[0].result = group[0].fn(conn)
-                elif conn.dialect.name == "sqlite":
-                    _pieces_sqlite(conn, group)
+                if conn.dialect.name == "sqlite":
+                    if len(group) == 1:  # alone: its own transaction is its savepoint
+                        group[0].result = group[0].fn(conn)
+                    else:
+                        _pieces_sqlite(conn, group)
                 else:
-                    _pieces(conn, group)
+                    _take_locks(conn, group)
+                    again = _pieces(conn, group)
         except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
             for work in group:
                 work.error = exc
@@ -120,13 +177,20 @@ class GroupWriter:
                 raise
             if self.health is not None:
                 self.health.failed(exc)
-            return
+            return []
+        self.retried += len(again)
+        group = [w for w in group if not any(w is a for a in again)]
         self.groups += 1
         self.pieces += len(group)
         if self.health is not None:
             faults = [w.error for w in group if w.error is not None]
             if not any(self.health.failed(e) for e in faults):
                 self.health.succeeded()
+        try:
+            refresh_statistics(self.engine)
+        except Exception:  # the planner keeps older statistics; autovacuum will refresh them
+            log.warning("could not refresh the story tables' statistics", exc_info=True)
+        return again
 
     def close(self) -> None:
         """Finish the queued work and stop the writer thread."""
@@ -147,11 +211,23 @@ def _pieces_sqlite(conn: Connection, group: list[_Work[Any]]) -> None:
         cur.execute("RELEASE monitor_group_piece")
 
 
-def _pieces(conn: Connection, group: list[_Work[Any]]) -> None:
-    """Each piece in a savepoint of its own (a failing piece is rolled back alone)."""
+def _take_locks(conn: Connection, group: list[_Work[Any]]) -> None:
+    """Every story lock of the group, ascending, before anything else (PostgreSQL)."""
+    take_story_locks(conn, {k for work in group for k in work.locks})
+
+
+def _pieces(conn: Connection, group: list[_Work[Any]]) -> list[_Work[Any]]:
+    """Each piece in a savepoint of its own (a failing piece is rolled back alone); returns
+    the pieces that lost a race with another transaction, to run again."""
+    again = []
     for work in group:
         try:
             with conn.begin_nested():
                 work.result = work.fn(conn)
         except Exception as exc:
+            if _lost_race(exc) and work.tries < RETRIES:
+                work.tries += 1
+                again.append(work)
+                continue
             work.error = exc
+    return again
