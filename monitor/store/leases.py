@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, Table, bindparam, update
+from sqlalchemy import Engine, Table, bindparam, select, update
 
 from monitor.store import schema as s
 from monitor.store.engine import write_tx
@@ -37,12 +37,23 @@ class Held:
 
 
 def _renewal(table: Table) -> object:
-    return (
-        update(table)
+    # The rows are locked in id order, skipping any the node's own writer holds (it is
+    # committing that poll or send, which settles the lease anyway; the next beat renews
+    # what is still in flight). A plain UPDATE ... WHERE id IN (...) locked them in whatever
+    # order the plan chose and could deadlock with the writer on PostgreSQL. SQLite, whose
+    # writers are serial, compiles no FOR UPDATE.
+    mine = (
+        select(table.c.id)
         .where(
             table.c.id.in_(bindparam("ids", expanding=True)),
             table.c.lease_owner == bindparam("owner"),
         )
+        .order_by(table.c.id)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(table)
+        .where(table.c.id.in_(mine.scalar_subquery()))
         .values(lease_until=bindparam("until"))
     )
 
