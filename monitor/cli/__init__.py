@@ -278,7 +278,16 @@ def _silence_stdout() -> None:
         pass
 
 
+def _one_blas_thread() -> None:
+    """numpy's OpenBLAS starts a thread per core when numpy is imported, and they spin a
+    while: 0.1 s of CPU of every `monitor check` of a rule with a trained model. The scorer
+    and the story signatures multiply small arrays, which one thread does as fast. Set before
+    any import of numpy, and inherited by the worker processes; a value the user set wins."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _one_blas_thread()
     try:
         parser = build_parser()
         if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (monitor completion)
