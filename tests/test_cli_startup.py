@@ -24,6 +24,7 @@ HEAVY = (
     "httpx",
     "apscheduler",
     "jinja2",
+    "pebble",
 )
 
 # Runs `monitor ARGS` in-process as `python -m monitor` does, then lists the heavy modules.
@@ -105,13 +106,14 @@ def test_status_loads_the_store_only(tmp_path: Path) -> None:
 
 def test_once_without_deliveries_loads_no_delivery_client_nor_scheduler(tmp_path: Path) -> None:
     """A `once` pass that delivers nothing never imports httpx (the delivery client, built at
-    the first delivery) nor APScheduler (the daemon's ticker)."""
+    the first delivery) nor APScheduler (the daemon's ticker); one that parses nothing not
+    pebble (the worker pool is made for the first parse)."""
     cfg = tmp_path / "monitor.yaml"
     cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\nfeeds: []\n", encoding="utf-8")
     code, mods = loaded("once", "--progress", "never", cwd=tmp_path)
     assert code == 0
     assert "sqlalchemy" in mods and "aiohttp" in mods  # the probe sees what `once` loaded
-    assert not mods & {"httpx", "apscheduler", "apprise", "trafilatura"}, sorted(mods)
+    assert not mods & {"httpx", "apscheduler", "apprise", "trafilatura", "pebble"}, sorted(mods)
 
 
 def test_check_before_the_first_run_does_not_load_the_store(tmp_path: Path) -> None:
