@@ -4,6 +4,7 @@
     python bench/bench_once.py --n 200 --repeat 5
     python bench/bench_once.py --startup-only     # --help, --version, check, status
     python bench/bench_once.py --n 200 --profile  # cProfile of one cold and one warm `once`
+    python bench/bench_once.py --code ../main     # the same, running another checkout's code
 
 The feed server, the thread-pool tool and the newsboat runner are bench/bench_fetch.py's (a
 loopback server in its own process: N synthetic 10-item RSS feeds of real AG News items over
@@ -215,12 +216,17 @@ def main() -> None:
     parser.add_argument("--startup-only", action="store_true")
     parser.add_argument("--no-startup", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile `once` (stderr)")
+    parser.add_argument(
+        "--code", type=Path, help="run the monitor of this checkout (a before/after comparison)"
+    )
     args = parser.parse_args()
+    if args.code is not None:
+        ENV["PYTHONPATH"] = str(args.code.resolve())
     become_subreaper()
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {platform.platform()}, "
-        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, code {ENV['PYTHONPATH']}"
     )
     if args.profile:
         srv = bench_fetch.Server((args.n or [200])[0])
