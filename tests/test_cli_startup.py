@@ -106,14 +106,16 @@ def test_status_loads_the_store_only(tmp_path: Path) -> None:
 
 def test_once_without_deliveries_loads_no_delivery_client_nor_scheduler(tmp_path: Path) -> None:
     """A `once` pass that delivers nothing never imports httpx (the delivery client, built at
-    the first delivery) nor APScheduler (the daemon's ticker); one that parses nothing not
-    pebble (the worker pool is made for the first parse)."""
+    the first delivery) nor APScheduler (the daemon's ticker) nor Jinja2 (the console channel
+    renders with it at its first message); one that parses nothing not pebble (the worker
+    pool is made for the first parse)."""
     cfg = tmp_path / "monitor.yaml"
     cfg.write_text(f"database: sqlite:///{tmp_path}/m.db\nfeeds: []\n", encoding="utf-8")
     code, mods = loaded("once", "--progress", "never", cwd=tmp_path)
     assert code == 0
     assert "sqlalchemy" in mods and "aiohttp" in mods  # the probe sees what `once` loaded
-    assert not mods & {"httpx", "apscheduler", "apprise", "trafilatura", "pebble"}, sorted(mods)
+    unused = {"httpx", "apscheduler", "apprise", "trafilatura", "pebble", "jinja2"}
+    assert not mods & unused, sorted(mods)
 
 
 def test_check_before_the_first_run_does_not_load_the_store(tmp_path: Path) -> None:
