@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from monitor import secrets
 from monitor.addresses import blocked_reason
-from monitor.config import Settings, SlackChannel, WebhookChannel
+from monitor.config import ChannelConfig, Settings, SlackChannel, WebhookChannel
 from monitor.errors import ConfigError
 from monitor.rules import RuleCompileError, RuleSet, RuleSpec, compile_rules
 from monitor.rules.compile import ScorerError
@@ -86,13 +86,20 @@ def _example_problems(settings: Settings, ruleset: RuleSet) -> Iterator[str]:
         )
 
 
-def _channel_problems(settings: Settings) -> Iterator[str]:
-    from monitor.notify.templates import check_templates  # not the channels (httpx)
+def _has_template(channel: ChannelConfig) -> bool:
+    """Whether the channel sets a template of its own (the keys `check_templates` reads):
+    Jinja2 is loaded only then, not by every `once` and `check` of a config without one."""
+    return channel.template is not None or getattr(channel, "subject", None) is not None
 
+
+def _channel_problems(settings: Settings) -> Iterator[str]:
     src = settings.source
     for name, channel in settings.channels.items():
-        for msg in check_templates(channel):
-            yield f"{src.locate(('channels', name, 'template'))}: channel {name!r}: {msg}"
+        if _has_template(channel):
+            from monitor.notify.templates import check_templates  # not the channels (httpx)
+
+            for msg in check_templates(channel):
+                yield f"{src.locate(('channels', name, 'template'))}: channel {name!r}: {msg}"
         if channel.digest is not None:
             from apscheduler.triggers.cron import CronTrigger  # only for digest channels
 

@@ -17,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import multiprocessing
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import pebble
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor.errors import MonitorError
 from monitor.extract import Extracted, extract_article
 from monitor.models import ParsedFeed
 from monitor.stories import Fingerprint, StoryIndex, StoryParams
+
+if TYPE_CHECKING:  # imported with the first pool: a pass of 304s never loads it (~30 ms)
+    import pebble
 
 T = TypeVar("T")
 
@@ -87,6 +87,10 @@ class WorkerPool:
         return self._pool
 
     def _new_pool(self) -> pebble.ProcessPool:
+        import multiprocessing
+
+        import pebble
+
         return pebble.ProcessPool(
             max_workers=self._workers,
             max_tasks=self._max_tasks,
@@ -131,6 +135,8 @@ class WorkerPool:
         `WorkerTimeout`, `WorkerCrashed` (also when the pool broke under the task; the pool is
         then replaced for later tasks), or whatever `fn` raised.
         """
+        import pebble  # loaded by the pool `_schedule` made
+
         pool, future = self._schedule(fn, args, timeout)
         waiter = asyncio.wrap_future(future)
         try:

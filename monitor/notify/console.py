@@ -10,7 +10,6 @@ import sys
 from typing import TextIO
 
 from monitor.errors import DeliveryError
-from monitor.notify import templates
 from monitor.notify.base import Channel, SendReceipt
 from monitor.notify.console_config import ConsoleChannel as ConsoleConfig
 from monitor.notify.message import AlertMessage
@@ -44,6 +43,10 @@ class ConsoleChannel(Channel):
         return sys.stderr if self.config.stream == "stderr" else sys.stdout
 
     async def deliver(self, msg: AlertMessage) -> SendReceipt:
+        # Jinja2 is loaded by the first message: a `once` pass that delivers nothing, with
+        # only this default channel, never imports it.
+        from monitor.notify import templates
+
         stream = self.stream
         tty = _isatty(stream)
         hl_open, hl_close = ("\x1b[1m", "\x1b[0m") if tty else ("**", "**")

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from monitor.notify.base import REGISTRY, Channel
 from monitor.notify.channel_config import CHANNEL_CONFIGS
 from monitor.notify.ratelimit import TokenBucket
-from monitor.notify.templates import ChannelConfig
 
 if TYPE_CHECKING:
     import httpx
+
+    from monitor.notify.templates import ChannelConfig  # Jinja2: imported by channels that render
 
 
 def channel_class(kind: str) -> type[Channel] | None:
