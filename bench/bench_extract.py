@@ -16,9 +16,11 @@ items each and the pages.
   * direct: `trafilatura.extract` (the same options as `monitor.extract`) on the same pages in
     a ProcessPoolExecutor of two processes started before timing: the ceiling for two cores.
 
-Reported: articles per second (wall), CPU of the whole tree, and the peak PSS and summed RSS of
-this process and its children (sampled by bench_fetch.TreeMemory). The ratio is monitor's
-throughput over direct's; the issue's target is at least 0.8, and a tree PSS under 250 MB.
+Each tool runs in a fresh process; the page server is outside its tree. Reported: articles
+per second (wall), CPU of the whole tree, and the peak PSS of the tree (the tool's process and
+every process below it, the forkserver's workers included) and of each process (`Tree`). The
+ratio is monitor's throughput over direct's; the issue's target is at least 0.8, and a tree
+PSS under 250 MB.
 """
 
 from __future__ import annotations

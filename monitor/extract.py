@@ -131,6 +131,13 @@ def bound_large_allocations() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+def trim_heap() -> None:
+    """Give the free pages inside glibc's heaps and arenas back to the OS (`malloc_trim`)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def _after_extraction() -> None:
     """Bound a long-lived worker's memory (see `TRIM_EVERY`)."""
     global _extractions
@@ -140,9 +147,7 @@ def _after_extraction() -> None:
     from trafilatura.meta import reset_caches
 
     reset_caches()  # also runs gc.collect()
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    trim_heap()
 
 
 def _canonical(tree: Any, base: str) -> str | None:

@@ -28,7 +28,13 @@ from typing import Any, TypeVar
 import pebble
 
 from monitor.errors import MonitorError
-from monitor.extract import Extracted, bound_large_allocations, extract_article
+from monitor.extract import (
+    TRIM_EVERY,
+    Extracted,
+    bound_large_allocations,
+    extract_article,
+    trim_heap,
+)
 from monitor.models import ParsedFeed
 from monitor.stories import Fingerprint, StoryIndex, StoryParams
 
@@ -98,6 +104,7 @@ class WorkerPool:
         self._workers = workers
         self._max_tasks = max_tasks_per_child
         self._extraction = extraction
+        self._extracted = 0
         # Page bodies pass through this process (fetched, pickled to a worker): see there.
         bound_large_allocations()
         # Made on the first task: a `monitor once` where every feed answers 304 never starts
@@ -217,7 +224,14 @@ class WorkerPool:
 
     async def extract(self, html: bytes, *, url: str, timeout: float) -> Extracted | None:
         """`monitor.extract.extract_article` in a worker, with a time limit."""
-        return await self.run(extract_article, html, url, timeout=timeout)
+        try:
+            return await self.run(extract_article, html, url, timeout=timeout)
+        finally:
+            self._extracted += 1
+            if self._extracted % TRIM_EVERY == 0:
+                # The page bodies, pickles and article texts passing through this process
+                # leave free pages in the threads' arenas (a trim: ~6 ms on a 50 MB heap).
+                trim_heap()
 
     def close(self) -> None:
         """Stop the workers (running tasks are killed) and wait for them to exit."""
