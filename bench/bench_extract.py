@@ -16,9 +16,11 @@ items each and the pages.
   * direct: `trafilatura.extract` (the same options as `monitor.extract`) on the same pages in
     a ProcessPoolExecutor of two processes started before timing: the ceiling for two cores.
 
-Reported: articles per second (wall), CPU of the whole tree, and the peak PSS and summed RSS of
-this process and its children (sampled by bench_fetch.TreeMemory). The ratio is monitor's
-throughput over direct's; the issue's target is at least 0.8, and a tree PSS under 250 MB.
+Each tool runs in a fresh process; the page server is outside its tree. Reported: articles
+per second (wall), CPU of the whole tree, and the peak PSS of the tree (the tool's process and
+every process below it, the forkserver's workers included) and of each process (`Tree`). The
+ratio is monitor's throughput over direct's; the issue's target is at least 0.8, and a tree
+PSS under 250 MB.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -153,9 +156,6 @@ class Server:
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
 
-    def url(self, i: int) -> str:
-        return f"http://127.0.2.{i % HOSTS + 1}:{self.port}/f/{i}.xml"
-
     def stats(self) -> dict[str, int]:
         import urllib.request
 
@@ -170,15 +170,153 @@ class Server:
         self.proc.wait()
 
 
+# --------------------------------------------------------------------------- memory and CPU
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (forkserver workers are its grandchildren)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in bench_fetch.children(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _rollup(pid: int) -> dict[str, int]:
+    vals: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[-1] == "kB":
+            vals[key] = int(parts[0])
+    return vals
+
+
+def _label(pid: int) -> str:
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    text = " ".join(a.decode(errors="replace") for a in args if a)
+    if "forkserver" in text:  # the server, or a worker it forked (same command line)
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return "worker" if ppid != os.getpid() else "forkserver"
+    if "resource_tracker" in text:
+        return "resource tracker"
+    if pid == os.getpid():
+        return "main"
+    return "worker"
+
+
+def tree_cpu() -> float:
+    """CPU seconds of this process and every process below it, live or reaped."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in descendants(os.getpid()):
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in f[11:15]) / ticks  # utime stime cutime cstime
+    return total
+
+
+class Tree(threading.Thread):
+    """Every 250 ms: PSS and USS (private pages) of this process and all its descendants; keeps
+    the peak of the summed PSS, each process's peak, and a coarse series (one sample a
+    second) of the summed PSS for the profile."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.pss_mb = 0.0
+        self.procs: dict[int, dict[str, Any]] = {}
+        self.series: list[float] = []
+
+    def run(self) -> None:
+        tick = 0
+        while not self.stop.wait(0.25):
+            tick += 1
+            total = 0
+            for pid in [os.getpid(), *descendants(os.getpid())]:
+                try:
+                    r = _rollup(pid)
+                    label = self.procs.get(pid, {}).get("label") or _label(pid)
+                except OSError:
+                    continue
+                pss = r.get("Pss", 0)
+                uss = r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
+                total += pss
+                p = self.procs.setdefault(pid, {"label": label, "pss": 0.0, "uss": 0.0})
+                p["pss"] = max(p["pss"], pss / 1024)
+                p["uss"] = max(p["uss"], uss / 1024)
+            self.pss_mb = max(self.pss_mb, total / 1024)
+            if tick % 4 == 0:
+                self.series.append(round(total / 1024))
+
+    def summary(self) -> dict[str, Any]:
+        by: dict[str, list[float]] = {}
+        for p in self.procs.values():
+            by.setdefault(p["label"], []).append(p["pss"])
+        return {
+            "tree_pss": self.pss_mb,
+            "procs": {k: [round(x) for x in sorted(v, reverse=True)] for k, v in by.items()},
+            "uss": {k: round(v["uss"]) for k, v in self.procs.items()},
+            "series": self.series,
+        }
+
+
 # --------------------------------------------------------------------------- the tools
 
 
-def run_monitor(srv: Server, n: int, profile: bool) -> dict[str, Any]:
+def feed_url(port: int, i: int) -> str:
+    return f"http://127.0.2.{i % HOSTS + 1}:{port}/f/{i}.xml"
+
+
+class _HeapWatch(threading.Thread):
+    """BENCH_TRACEMALLOC=1: what the daemon's process holds when its traced heap is largest
+    (a snapshot every 2 s, the largest kept), against its USS then; printed to stderr."""
+
+    def __init__(self) -> None:
+        import tracemalloc
+
+        super().__init__(daemon=True)
+        tracemalloc.start(8)
+        self.best: tuple[int, Any, int] | None = None
+        self.stop = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        import tracemalloc
+
+        while not self.stop.wait(2.0):
+            cur, _ = tracemalloc.get_traced_memory()
+            if self.best is None or cur > self.best[0]:
+                uss = _rollup(os.getpid())
+                private = uss.get("Private_Clean", 0) + uss.get("Private_Dirty", 0)
+                self.best = (cur, tracemalloc.take_snapshot(), private)
+
+    def report(self) -> None:
+        self.stop.set()
+        self.join()
+        if self.best is None:
+            return
+        cur, snap, uss = self.best
+        print(f"# traced heap {cur / 2**20:.0f} MB, USS {uss / 1024:.0f} MB", file=sys.stderr)
+        for stat in snap.statistics("traceback")[:12]:
+            print(f"# {stat.size / 2**20:6.1f} MB {stat.count:7d}", file=sys.stderr)
+            for line in stat.traceback.format()[-6:]:
+                print(f"#     {line}", file=sys.stderr)
+
+
+def run_monitor(port: int, n: int, profile: bool) -> dict[str, Any]:
     from monitor.daemon import Runtime, load_checked
 
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as d:
         tmp = Path(d)
-        feeds = "\n".join(f'  - {{url: "{srv.url(i)}", allow_private: true}}' for i in range(n))
+        feeds = "\n".join(
+            f'  - {{url: "{feed_url(port, i)}", allow_private: true}}' for i in range(n)
+        )
         cfg = tmp / "monitor.yaml"
         cfg.write_text(
             f"database: sqlite:///{tmp}/monitor.db\nlog_level: WARNING\n"
@@ -198,13 +336,15 @@ def run_monitor(srv: Server, n: int, profile: bool) -> dict[str, Any]:
                     for _ in range(rt.settings.fetch.workers * 2)
                 )
             )
-            tree = bench_fetch.TreeMemory()
+            tree = Tree()
             tree.start()
-            scpu0 = srv.cpu()
-            cpu0, own0, t0 = bench_fetch.process_cpu(), os.times(), time.perf_counter()
+            cpu0, own0, t0 = tree_cpu(), os.times(), time.perf_counter()
+            heap = _HeapWatch() if os.environ.get("BENCH_TRACEMALLOC") else None
             polls = await rt.poll_due()
+            if heap is not None:
+                heap.report()
             wall = time.perf_counter() - t0
-            cpu, own1 = bench_fetch.process_cpu() - cpu0, os.times()
+            cpu, own1 = tree_cpu() - cpu0, os.times()
             tree.stop.set()
             tree.join()
             with rt.store.engine.connect() as conn:
@@ -217,14 +357,10 @@ def run_monitor(srv: Server, n: int, profile: bool) -> dict[str, Any]:
                 wall=wall,
                 cpu=cpu,
                 main_cpu=own1.user - own0.user + own1.system - own0.system,
-                server_cpu=srv.cpu() - scpu0,
                 articles=sum(p.new for p in polls),
                 extracted=bodies,
                 failed=sum(p.status == "failed" for p in polls),
-                tree_pss=tree.pss_mb,
-                tree_rss=tree.rss_mb,
-                workers_rss=max(tree.child_hwm.values(), default=0.0),
-                **srv.stats(),
+                **tree.summary(),
             )
             await rt.aclose()
 
@@ -259,12 +395,12 @@ def run_direct(n: int) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
         list(pool.map(_direct, pages[:4]))  # start both processes, import trafilatura
-        tree = bench_fetch.TreeMemory()
+        tree = Tree()
         tree.start()
-        cpu0, t0 = bench_fetch.process_cpu(), time.perf_counter()
+        cpu0, t0 = tree_cpu(), time.perf_counter()
         extracted = sum(pool.map(_direct, work, chunksize=8))
         wall = time.perf_counter() - t0
-        cpu = bench_fetch.process_cpu() - cpu0
+        cpu = tree_cpu() - cpu0
         tree.stop.set()
         tree.join()
     return {
@@ -272,14 +408,42 @@ def run_direct(n: int) -> dict[str, Any]:
         "cpu": cpu,
         "articles": len(work),
         "extracted": extracted,
-        "tree_pss": tree.pss_mb,
-        "tree_rss": tree.rss_mb,
+        **tree.summary(),
     }
+
+
+def run_tool(tool: str, n: int, srv: Server | None, profile: bool = False) -> dict[str, Any]:
+    """One measurement in a fresh process: neither tool inherits the other's heap, and the
+    page server (a child of this process) is outside the measured tree."""
+    cmd = [sys.executable, __file__, "_tool", tool, str(n), str(srv.port if srv else 0)]
+    scpu0 = srv.cpu() if srv else 0.0
+    proc = subprocess.run(
+        cmd + (["--profile"] if profile else []), stdout=subprocess.PIPE, text=True, check=True
+    )
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if srv is not None:
+        out["server_cpu"] = srv.cpu() - scpu0
+        out.update(srv.stats())
+    return out
+
+
+def _procs(runs: list[dict[str, Any]]) -> str:
+    """The round with the highest tree PSS: each process's own peak, by role."""
+    top = max(runs, key=lambda x: x["tree_pss"])
+    return "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in top["procs"].items())
 
 
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "_serve":
         asyncio.run(_serve(int(sys.argv[2])))
+        return
+    if len(sys.argv) >= 5 and sys.argv[1] == "_tool":
+        n, port = int(sys.argv[3]), int(sys.argv[4])
+        if sys.argv[2] == "monitor":
+            result = run_monitor(port, n, "--profile" in sys.argv)
+        else:
+            result = run_direct(n)
+        print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--feeds", type=int, default=200)
@@ -295,35 +459,37 @@ def main() -> None:
     direct: list[dict[str, Any]] = []
     for r in range(args.repeat):
         if r % 2:  # alternate who goes first, so that both meet the same machine load
-            direct.append(run_direct(args.feeds))
+            direct.append(run_tool("direct", args.feeds, None))
         srv = Server()
         try:
-            mon.append(run_monitor(srv, args.feeds, args.profile))
+            mon.append(run_tool("monitor", args.feeds, srv, args.profile))
         finally:
             srv.close()
         if not r % 2:
-            direct.append(run_direct(args.feeds))
-        print(f"# round {r + 1}: monitor {mon[-1]}\n#   direct {direct[-1]}", file=sys.stderr)
+            direct.append(run_tool("direct", args.feeds, None))
+        for name, x in (("monitor", mon[-1]), ("direct", direct[-1])):
+            brief = {k: v for k, v in x.items() if k not in ("uss", "series")}
+            print(f"# round {r + 1} {name}: {brief}", file=sys.stderr)
+            print(f"#   PSS MB each second: {x['series']}", file=sys.stderr)
     med = statistics.median
     m_rate = med(x["articles"] / x["wall"] for x in mon)
     d_rate = med(x["articles"] / x["wall"] for x in direct)
     print(
         "| tool | articles | with text | wall s | articles/s | tree cpu s | main cpu s "
-        "| server cpu s | tree PSS MB | tree RSS MB | worker RSS MB |"
+        "| server cpu s | tree PSS MB (peak) | peak PSS MB of each process |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| monitor (poll_due, extract on) | {mon[0]['articles']} | {mon[0]['extracted']} "
         f"| {med(x['wall'] for x in mon):.2f} | {m_rate:.0f} | {med(x['cpu'] for x in mon):.2f} "
         f"| {med(x['main_cpu'] for x in mon):.2f} | {med(x['server_cpu'] for x in mon):.2f} "
-        f"| {max(x['tree_pss'] for x in mon):.0f} | {max(x['tree_rss'] for x in mon):.0f} "
-        f"| {max(x['workers_rss'] for x in mon):.0f} |"
+        f"| {max(x['tree_pss'] for x in mon):.0f} | {_procs(mon)} |"
     )
     print(
         f"| trafilatura direct, 2 processes | {direct[0]['articles']} "
         f"| {direct[0]['extracted']} | {med(x['wall'] for x in direct):.2f} | {d_rate:.0f} "
         f"| {med(x['cpu'] for x in direct):.2f} | | | {max(x['tree_pss'] for x in direct):.0f} "
-        f"| {max(x['tree_rss'] for x in direct):.0f} | |"
+        f"| {_procs(direct)} |"
     )
     print(f"\nmonitor / direct throughput: {m_rate / d_rate:.2f} (target >= 0.80)")
 

@@ -413,6 +413,14 @@ class RetentionSettings(_Model):
             "open, it has feedback, or it is its rule's newest alert. `null` keeps them forever."
         ),
     )
+    tombstones: Duration | None = Field(
+        timedelta(days=365),
+        description=(
+            "How long a deleted article's feed + GUID record (a tombstone, about 45 bytes) is "
+            "kept, so that an entry its feed still lists is not stored and alerted again. "
+            "`null` keeps them forever."
+        ),
+    )
     batch: int = Field(
         500,
         ge=1,

@@ -2,8 +2,11 @@
 
 Owns the process pool and its time limits. Neither library can be interrupted from inside
 Python, so a stuck parse is ended by killing its process (pebble does that and replaces the
-worker); the event loop only ever awaits a future. Workers are started with 'spawn' so they do
-not inherit the daemon's event loop, sockets or threads through fork.
+worker); the event loop only ever awaits a future. Workers are forked by multiprocessing's
+forkserver, a clean process started once (never a fork of the daemon, so no event loop,
+sockets or threads are inherited) that has imported the parsers (`monitor.worker_preload`):
+their code and module objects are in memory once for all workers, and a new worker costs a
+fork rather than a Python start-up and its imports (bench/README.md, Extraction on).
 
 A pebble pool that breaks stays broken: after its manager sees a worker die while no task is
 running ("All workers expired", e.g. an idle worker killed by the OOM killer) or one of its
@@ -22,7 +25,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor.errors import MonitorError
-from monitor.extract import Extracted, extract_article
+from monitor.extract import (
+    TRIM_EVERY,
+    Extracted,
+    bound_large_allocations,
+    extract_article,
+    trim_heap,
+)
 from monitor.models import ParsedFeed
 from monitor.stories import Fingerprint, StoryIndex, StoryParams
 
@@ -55,17 +64,49 @@ def _name(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
 
 
+#: What the forkserver imports before it forks the first worker: the feed parser always,
+#: trafilatura when articles are extracted (unused, it would only add its ~10 MB to the
+#: forkserver), then `monitor.worker_preload`, which freezes what they created.
+PARSE_MODULES = ["monitor.feeds", "monitor.workers"]
+EXTRACT_MODULES = ["trafilatura", "trafilatura.utils", "monitor.extract"]
+#: Tasks a worker runs before it is replaced by a fresh fork. lxml's and trafilatura's heaps
+#: grow with the largest pages a worker has seen and glibc keeps most of it; a fresh fork
+#: starts from the forkserver's shared pages. With spawn, 1000 was the compromise (a
+#: replacement was a Python start-up and the imports, ~0.3-0.5 s of CPU); a fork is cheap.
+MAX_TASKS_PER_CHILD = 200
+
+
+def preload_modules(extraction: bool) -> list[str]:
+    return PARSE_MODULES + (EXTRACT_MODULES if extraction else []) + ["monitor.worker_preload"]
+
+
+def _context(extraction: bool) -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    # Read only when the process's one forkserver starts (for its first pool); a later pool
+    # asking for other modules still works, its workers import what they need themselves.
+    ctx.set_forkserver_preload(preload_modules(extraction))
+    return ctx
+
+
 class WorkerPool:
     """A pool of `workers` processes, each replaced after `max_tasks_per_child` tasks (which
-    bounds the memory that parser caches can hold). Replaces its pebble pool when that breaks.
+    bounds the memory that parser caches and heaps can hold). Replaces its pebble pool when
+    that breaks. `extraction`: whether tasks will extract articles (trafilatura is then
+    imported once, by the forkserver, rather than by every worker)."""
 
-    1000 rather than 200: a replacement is a spawn plus the imports (~0.3-0.5 s of CPU), and at
-    200 a 2,000-feed cold poll replaced workers ten times, a quarter of the workers' CPU
-    (bench/README.md, Fetching); a worker's RSS stayed at 15-42 MB either way."""
-
-    def __init__(self, workers: int, *, max_tasks_per_child: int = 1000) -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        max_tasks_per_child: int = MAX_TASKS_PER_CHILD,
+        extraction: bool = True,
+    ) -> None:
         self._workers = workers
         self._max_tasks = max_tasks_per_child
+        self._extraction = extraction
+        self._extracted = 0
+        # Page bodies pass through this process (fetched, pickled to a worker): see there.
+        bound_large_allocations()
         # Made on the first task: a `monitor once` where every feed answers 304 never starts
         # a worker process (a spawn and its imports cost 0.3-0.5 s of CPU each).
         self._pool: pebble.ProcessPool | None = None
@@ -94,7 +135,7 @@ class WorkerPool:
         return pebble.ProcessPool(
             max_workers=self._workers,
             max_tasks=self._max_tasks,
-            context=multiprocessing.get_context("spawn"),
+            context=_context(self._extraction),
         )
 
     def _replace(self, broken: pebble.ProcessPool, reason: str) -> None:
@@ -189,7 +230,14 @@ class WorkerPool:
 
     async def extract(self, html: bytes, *, url: str, timeout: float) -> Extracted | None:
         """`monitor.extract.extract_article` in a worker, with a time limit."""
-        return await self.run(extract_article, html, url, timeout=timeout)
+        try:
+            return await self.run(extract_article, html, url, timeout=timeout)
+        finally:
+            self._extracted += 1
+            if self._extracted % TRIM_EVERY == 0:
+                # The page bodies, pickles and article texts passing through this process
+                # leave free pages in the threads' arenas (a trim: ~6 ms on a 50 MB heap).
+                trim_heap()
 
     def close(self) -> None:
         """Stop the workers (running tasks are killed) and wait for them to exit."""

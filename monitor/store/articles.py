@@ -16,14 +16,19 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
+    String,
     and_,
     bindparam,
+    cast,
     distinct,
     func,
     insert,
+    null,
     select,
+    union_all,
     update,
 )
 
@@ -36,9 +41,21 @@ from monitor.store.stories import StoryRepo, grew, story_locks, take_story_locks
 from monitor.stories import Fingerprint, StoryIndex
 
 # Statements built once: building and compiling them per article cost more than running them.
-_SEEN = select(s.articles.c.guid).where(
-    s.articles.c.feed_id == bindparam("feed_id"),
-    s.articles.c.guid.in_(bindparam("guids", expanding=True)),
+# The entries of a feed already stored, or stored once and pruned since (their tombstones).
+_SEEN = union_all(
+    select(s.articles.c.guid, cast(null(), BigInteger).label("guid_hash")).where(
+        s.articles.c.feed_id == bindparam("feed_id"),
+        s.articles.c.guid.in_(bindparam("guids", expanding=True)),
+    ),
+    select(cast(null(), String).label("guid"), s.entry_tombstones.c.guid_hash).where(
+        s.entry_tombstones.c.feed_id == bindparam("feed_id"),
+        s.entry_tombstones.c.guid_hash.in_(bindparam("hashes", expanding=True)),
+    ),
+)
+_SEEN_SQLITE = (
+    "SELECT guid, NULL FROM articles WHERE feed_id = ? AND guid IN ({marks})"
+    " UNION ALL SELECT NULL, guid_hash FROM entry_tombstones"
+    " WHERE feed_id = ? AND guid_hash IN ({marks})"
 )
 # The same two INSERTs for SQLite's own cursor: SQLAlchemy's per-statement overhead (about
 # 0.1 ms) was most of an article's commit, and the commit runs under the process's write lock.
@@ -203,16 +220,23 @@ class ArticleRepo:
 
     @staticmethod
     def _seen(conn: Connection, feed_id: int, guids: Sequence[str]) -> set[str]:
+        """The GUIDs this feed has stored, or had stored before retention pruned them (one
+        query over the articles and the tombstones)."""
         found: set[str] = set()
         cur = _sqlite_cursor(conn)
-        for i in range(0, len(guids), 500):
-            chunk = list(guids[i : i + 500])
+        for i in range(0, len(guids), 400):
+            chunk = list(dict.fromkeys(guids[i : i + 400]))
+            by_hash = {s.guid_key(g): g for g in chunk}
+            hashes = list(by_hash)
             if cur is not None:
-                marks = ", ".join("?" * len(chunk))
-                sql = f"SELECT guid FROM articles WHERE feed_id = ? AND guid IN ({marks})"
-                found.update(row[0] for row in cur.execute(sql, [feed_id, *chunk]))
+                sql = _SEEN_SQLITE.format(marks=", ".join("?" * len(chunk)))
+                rows = cur.execute(sql, [feed_id, *chunk, feed_id, *hashes])
             else:
-                found.update(conn.execute(_SEEN, {"feed_id": feed_id, "guids": chunk}).scalars())
+                rows = conn.execute(
+                    _SEEN, {"feed_id": feed_id, "guids": chunk, "hashes": hashes}
+                ).tuples()
+            for guid, key in rows:
+                found.add(guid if guid is not None else by_hash[key])
         return found
 
     def _alerts(

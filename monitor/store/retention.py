@@ -10,6 +10,10 @@ What is still needed is never deleted (docs/retention.md):
   while it has feedback (labelled data for `evaluate` and `train`), or while it is its rule's
   newest alert (the cooldown reads it).
 
+A pruned article leaves a tombstone (its feed and a hash of its GUID, `entry_tombstones`) in
+the same transaction: the seen check reads it, so an entry its feed still lists is not stored
+and alerted again. Tombstones go after `retention.tombstones`.
+
 Each step deletes at most `retention.batch` rows in one short piece of the store's group
 writer, so the polls' commits queue behind it for milliseconds, never for a whole prune. On
 SQLite the freed pages are then given back to the file system with `PRAGMA
@@ -26,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select, text
+from sqlalchemy import Connection, Engine, delete, exists, func, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
@@ -45,6 +50,7 @@ FINISHED = ("sent", "dead", "digested")
 CONVERT_LIMIT = 64 * 1024 * 1024
 #: Pages (4 KiB by default) given back per incremental vacuum step.
 VACUUM_STEP = 2048
+DAY = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class RetentionPolicy:
     alerts: float | None
     window: float
     batch: int = 500
+    tombstones: float | None = 365 * DAY
 
     @classmethod
     def of(cls, settings: Settings) -> RetentionPolicy:
@@ -64,6 +71,7 @@ class RetentionPolicy:
             alerts=r.alerts.total_seconds() if r.alerts is not None else None,
             window=settings.stories.window.total_seconds(),
             batch=r.batch,
+            tombstones=r.tombstones.total_seconds() if r.tombstones is not None else None,
         )
 
     def article_cutoff(self, now: float) -> float | None:
@@ -80,6 +88,10 @@ class RetentionPolicy:
     def story_cutoff(self, now: float) -> float:
         return now - self.window
 
+    def tombstone_cutoff(self, now: float) -> float | None:
+        """Tombstones made (their article pruned) before this may go."""
+        return None if self.tombstones is None else now - self.tombstones
+
 
 @dataclass(slots=True)
 class Pruned:
@@ -92,6 +104,7 @@ class Pruned:
     story_bands: int = 0
     story_keys: int = 0
     stories: int = 0
+    tombstones: int = 0
     vacuumed_pages: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -169,24 +182,27 @@ def prune_notices(conn: Connection, cutoff: float, limit: int) -> Pruned:
     return Pruned(deliveries=int(conn.execute(delete(d).where(d.c.id.in_(ids))).rowcount))
 
 
-def prune_articles(conn: Connection, cutoff: float, story_cutoff: float, limit: int) -> Pruned:
+def prune_articles(
+    conn: Connection, cutoff: float, story_cutoff: float, limit: int, *, now: float | None = None
+) -> Pruned:
     """Up to `limit` articles fetched before `cutoff` that no alert and no open story needs,
-    with their matches and LSH bands."""
+    with their matches and LSH bands; each leaves its tombstone, made at `now`."""
     ar, st = s.articles, s.stories
     open_story = exists().where(st.c.id == ar.c.story_id, st.c.updated_at >= story_cutoff)
-    ids = _ids(
-        conn,
-        select(ar.c.id)
+    rows = conn.execute(
+        select(ar.c.id, ar.c.feed_id, ar.c.guid)
         .where(
             ar.c.fetched_at < cutoff,
             ~open_story,
             ar.c.id.not_in(select(s.alerts.c.article_id)),
         )
         .order_by(ar.c.fetched_at, ar.c.id)
-        .limit(limit),
-    )
-    if not ids:
+        .limit(limit)
+    ).all()
+    if not rows:
         return Pruned()
+    ids = [int(r.id) for r in rows]
+    _bury(conn, [(int(r.feed_id), str(r.guid)) for r in rows], time.time() if now is None else now)
     out = Pruned()
     out.matches = int(
         conn.execute(delete(s.matches).where(s.matches.c.article_id.in_(ids))).rowcount
@@ -196,6 +212,21 @@ def prune_articles(conn: Connection, cutoff: float, story_cutoff: float, limit: 
     )
     out.articles = int(conn.execute(delete(ar).where(ar.c.id.in_(ids))).rowcount)
     return out
+
+
+def _bury(conn: Connection, entries: list[tuple[int, str]], now: float) -> None:
+    """Tombstones for these (feed, GUID) pairs; one already there is kept as it is."""
+    values = [{"feed_id": f, "guid_hash": s.guid_key(g), "pruned_at": now} for f, g in entries]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(s.entry_tombstones).on_conflict_do_nothing(), values)
+
+
+def prune_tombstones(conn: Connection, cutoff: float, limit: int) -> Pruned:
+    """Up to `limit` tombstones made before `cutoff`."""
+    t = s.entry_tombstones
+    oldest = select(t.c.feed_id, t.c.guid_hash).where(t.c.pruned_at < cutoff).limit(limit)
+    gone = conn.execute(delete(t).where(tuple_(t.c.feed_id, t.c.guid_hash).in_(oldest)))
+    return Pruned(tombstones=int(gone.rowcount))
 
 
 def prune_fingerprints(conn: Connection, story_cutoff: float, limit: int) -> Pruned:
@@ -257,9 +288,11 @@ def _steps(policy: RetentionPolicy, now: float) -> list[Callable[[Connection], P
     if (article_cutoff := policy.article_cutoff(now)) is not None:
         steps.append(
             functools.partial(
-                prune_articles, cutoff=article_cutoff, story_cutoff=story_cutoff, limit=n
+                prune_articles, cutoff=article_cutoff, story_cutoff=story_cutoff, limit=n, now=now
             )
         )
+    if (tombstone_cutoff := policy.tombstone_cutoff(now)) is not None:
+        steps.append(functools.partial(prune_tombstones, cutoff=tombstone_cutoff, limit=n))
     steps.append(functools.partial(prune_fingerprints, story_cutoff=story_cutoff, limit=n))
     if policy.articles is not None:
         steps.append(functools.partial(prune_stories, story_cutoff=story_cutoff, limit=n))
@@ -268,7 +301,8 @@ def _steps(policy: RetentionPolicy, now: float) -> list[Callable[[Connection], P
 
 def _full(p: Pruned, limit: int) -> bool:
     """Whether a batch may have left more of its kind (it deleted a whole batch)."""
-    return max(p.alerts, p.articles, p.stories, p.story_keys, p.story_bands, p.deliveries) >= limit
+    most = max(p.alerts, p.articles, p.stories, p.story_keys, p.story_bands, p.deliveries)
+    return max(most, p.tombstones) >= limit
 
 
 async def prune(store: Store, policy: RetentionPolicy, *, now: float | None = None) -> Pruned:

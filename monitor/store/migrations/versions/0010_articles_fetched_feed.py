@@ -1,7 +1,7 @@
 """console: articles by fetch time with their feed, so entries per feed per day read no rows
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02
 
 The sources page and /api/v1/feeds count each feed's articles of the last 7 days. With an
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '0010'
-down_revision: str | None = '0008'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,107 @@
+"""How worker processes start (monitor/workers.py): forked from a forkserver that has imported
+the parsers once, never from the daemon's own process, and replaced after their task quota
+by a fresh fork that works as the first did. Real processes, real pages."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.workers import WorkerPool
+
+PAGES = Path(__file__).parent / "data" / "articles"
+
+
+def _probe() -> tuple[int, int, bool, bool, int]:
+    """Run in a worker: its pid and parent, whether the parsers were there before any task
+    imported them, and how many objects the forkserver froze."""
+    return (
+        os.getpid(),
+        os.getppid(),
+        "trafilatura" in sys.modules,
+        "feedparser" in sys.modules,
+        gc.get_freeze_count(),
+    )
+
+
+def _page() -> bytes:
+    page = sorted(PAGES.rglob("*.html.gz"))[0]
+    return gzip.decompress(page.read_bytes())
+
+
+async def test_workers_are_forked_from_a_server_that_imported_the_parsers() -> None:
+    pool = WorkerPool(2)
+    try:
+        probes = [await pool.run(_probe, timeout=30) for _ in range(4)]
+    finally:
+        pool.close()
+    for pid, parent, trafilatura, feedparser, frozen in probes:
+        assert pid != os.getpid()
+        # The daemon's process is not the parent: the forkserver is, so nothing of the
+        # daemon (event loop, sockets, threads, its heap) is in a worker.
+        assert parent != os.getpid()
+        assert trafilatura and feedparser  # imported once, by the forkserver
+        assert frozen > 10_000  # its module objects are out of the collector's way
+    assert len({parent for _, parent, *_ in probes}) == 1  # one forkserver for the pool
+
+
+async def test_a_worker_past_its_quota_is_a_fresh_fork_that_extracts_as_the_first() -> None:
+    page = _page()
+    pool = WorkerPool(1, max_tasks_per_child=3)
+    try:
+        pids = []
+        texts = []
+        for _ in range(7):
+            pids.append((await pool.run(_probe, timeout=30))[0])
+            got = await pool.extract(page, url="http://127.0.0.1/a.html", timeout=30)
+            assert got is not None
+            texts.append(got.text)
+    finally:
+        pool.close()
+    # 14 tasks, 3 per worker: five workers in turn, each task in the one then alive.
+    assert len(set(pids)) == 5
+    runs = [p for i, p in enumerate(pids) if i == 0 or pids[i - 1] != p]
+    assert len(runs) == len(set(runs))  # a replaced worker never comes back
+    assert len(set(texts)) == 1 and len(texts[0].split()) > 20
+
+
+_MALLINFO = """
+import ctypes, sys
+class Info(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "bounded":
+    from monitor.extract import bound_large_allocations
+    bound_large_allocations()
+mapped = 0
+for _ in range(5):
+    before = libc.mallinfo2().hblks
+    page = bytearray(300_000)  # a page body's size
+    mapped += libc.mallinfo2().hblks > before
+    del page
+print(mapped)
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc 2.33 or later only")
+def test_large_blocks_stay_mapped_on_their_own_once_bounded() -> None:
+    """glibc maps the first large block alone, then raises its threshold and serves the next
+    ones from the heap (which fragments); bounded, every one is mapped and unmapped alone."""
+
+    def mapped(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _MALLINFO, mode], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout)
+
+    assert mapped("default") < 5
+    assert mapped("bounded") == 5
