@@ -36,6 +36,8 @@ from monitor.models import ParsedFeed
 from monitor.stories import Fingerprint, StoryIndex, StoryParams
 
 if TYPE_CHECKING:  # imported with the first pool: a pass of 304s never loads it (~30 ms)
+    import multiprocessing.context
+
     import pebble
 
 T = TypeVar("T")
@@ -81,6 +83,8 @@ def preload_modules(extraction: bool) -> list[str]:
 
 
 def _context(extraction: bool) -> multiprocessing.context.BaseContext:
+    import multiprocessing
+
     ctx = multiprocessing.get_context("forkserver")
     # Read only when the process's one forkserver starts (for its first pool); a later pool
     # asking for other modules still works, its workers import what they need themselves.
@@ -128,8 +132,6 @@ class WorkerPool:
         return self._pool
 
     def _new_pool(self) -> pebble.ProcessPool:
-        import multiprocessing
-
         import pebble
 
         return pebble.ProcessPool(
