@@ -112,7 +112,10 @@ class Runtime:
         )
         self._heartbeat: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self.fetcher = Fetcher(self.settings.fetch)
-        self.workers = WorkerPool(self.settings.fetch.workers)
+        # trafilatura is preloaded by the workers' forkserver only if some feed extracts (a
+        # page the rule tester fetches, or a feed a reload turns it on for, imports it then).
+        extracts = any(f.extract for f in self.settings.feeds)
+        self.workers = WorkerPool(self.settings.fetch.workers, extraction=extracts)
         # Deliveries go to receivers the user configured (often on private networks), so
         # they use their own client without the feed fetcher's SSRF guard; it is built at the
         # first delivery (its SSL context alone costs a `once` pass 0.2 s).

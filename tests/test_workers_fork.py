@@ -105,3 +105,35 @@ def test_large_blocks_stay_mapped_on_their_own_once_bounded() -> None:
 
     assert mapped("default") < 5
     assert mapped("bounded") == 5
+
+
+def test_a_daemon_whose_feeds_do_not_extract_preloads_no_trafilatura(tmp_path: Path) -> None:
+    """Extraction off everywhere: the forkserver imports the feed parser only (trafilatura
+    preloaded but unused cost each cold `once` its import and the tree ~10 MB). A fresh
+    process, since a process has one forkserver and its preload is read when it starts."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"database: sqlite:///{tmp_path}/m.db\n"
+        "defaults: {extract: false}\n"
+        'feeds:\n  - {url: "http://127.0.0.1:9/feed.xml", allow_private: true}\n'
+    )
+    code = (
+        "import asyncio, sys\n"
+        "from monitor.daemon import load_checked\n"
+        "from monitor.daemon import Runtime\n"
+        "from tests.test_workers_fork import _probe\n"
+        f"rt = Runtime(load_checked({str(cfg)!r}))\n"
+        "async def main():\n"
+        "    try:\n"
+        "        return await rt.workers.run(_probe, timeout=60)\n"
+        "    finally:\n"
+        "        rt.workers.close()\n"
+        "print(asyncio.run(main())[2:4])\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(False, True)"  # no trafilatura; feedparser preloaded
