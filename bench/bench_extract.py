@@ -173,17 +173,6 @@ class Server:
 # --------------------------------------------------------------------------- memory and CPU
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (forkserver workers are its grandchildren)."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in bench_fetch.children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _rollup(pid: int) -> dict[str, int]:
     vals: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
@@ -212,7 +201,7 @@ def tree_cpu() -> float:
     t = os.times()
     total = t.user + t.system + t.children_user + t.children_system
     ticks = os.sysconf("SC_CLK_TCK")
-    for pid in descendants(os.getpid()):
+    for pid in bench_fetch.descendants(os.getpid()):
         try:
             f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -238,7 +227,7 @@ class Tree(threading.Thread):
         while not self.stop.wait(0.25):
             tick += 1
             total = 0
-            for pid in [os.getpid(), *descendants(os.getpid())]:
+            for pid in [os.getpid(), *bench_fetch.descendants(os.getpid())]:
                 try:
                     r = _rollup(pid)
                     label = self.procs.get(pid, {}).get("label") or _label(pid)

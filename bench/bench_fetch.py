@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import html
 import io
@@ -252,10 +253,12 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """utime + stime of `pid`; with `reaped`, also of the children it has waited for."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    end = 15 if reaped else 13  # utime, stime[, cutime, cstime]
+    return sum(int(f) for f in fields[11:end]) / ticks
 
 
 def children(pid: int) -> list[int]:
@@ -270,12 +273,28 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`: the parse workers are the grandchildren of the
+    daemon, forked by multiprocessing's forkserver."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def process_cpu() -> float:
-    """CPU seconds of this process, its live children (worker processes) and the children it
-    has reaped (workers replaced after `max_tasks_per_child`: without those, a phase in which
-    a worker was replaced lost that worker's whole CPU time, even below zero)."""
+    """CPU seconds of this process, every live process below it (the forkserver and its
+    workers) and the children each has reaped (workers replaced after `max_tasks_per_child`:
+    without those, a phase in which a worker was replaced lost that worker's whole CPU time,
+    even below zero)."""
     t = os.times()
-    live = sum(cpu_seconds(c) for c in children(os.getpid()))
+    live = 0.0
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):  # exited between the listing and the read
+            live += cpu_seconds(pid, reaped=True)
     return t.user + t.system + t.children_user + t.children_system + live
 
 
@@ -312,7 +331,7 @@ class TreeMemory(threading.Thread):
         while not self.stop.wait(0.05):
             tick += 1
             rss = pss = 0
-            for pid in [me, *children(me)]:
+            for pid in [me, *descendants(me)]:
                 try:
                     rss += _status_kb(pid, "VmRSS:")
                     if tick % 5 == 0:

@@ -129,15 +129,14 @@ class FeedServer(bench_fetch.Server):
 
 
 def tree_cpu(pid: int) -> float:
-    """CPU seconds of `pid`, the children it reaped and its live children (one level: the
-    parse workers of a replica, the backends of PostgreSQL's postmaster)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    own = sum(int(f) for f in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    """CPU seconds of `pid`, the children it reaped and every live process below it (a
+    replica's forkserver and its parse workers, the backends of PostgreSQL's postmaster),
+    with the children each of those reaped."""
+    own = bench_fetch.cpu_seconds(pid, reaped=True)
     live = 0.0
-    for child in bench_fetch.children(pid):
+    for child in bench_fetch.descendants(pid):
         with contextlib.suppress(OSError):
-            live += bench_fetch.cpu_seconds(child)
+            live += bench_fetch.cpu_seconds(child, reaped=True)
     return own + live
 
 
