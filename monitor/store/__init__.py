@@ -81,7 +81,8 @@ class Store:
         self.articles = ArticleRepo(self.engine)
         self.outbox = Outbox(self.engine)
         self.feedback = FeedbackRepo(self.engine)
-        self.writer = GroupWriter(self.engine, health=self.health)
+        # A third of the connections for commits (the rest: leases, deliveries, console).
+        self.writer = GroupWriter(self.engine, health=self.health, writers=min(3, pool_size // 3))
 
     def reclaim_orphaned_leases(self, host: str, now: float, *, me: str | None = None) -> int:
         """Take back feeds and deliveries leased by dead processes of this host (`me`: this

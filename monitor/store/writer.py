@@ -94,16 +94,21 @@ class GroupWriter:
         max_group: int = 64,
         max_locks: int = 1024,
         health: StoreHealth | None = None,
+        writers: int = 1,
     ) -> None:
         self.engine = engine
         self.max_locks = max_locks
         self.health = health  # told of every group's store fault, and of each commit
         self.max_group = max_group
+        # SQLite has one writer at a time whatever we do. On PostgreSQL a group mostly waits
+        # on round trips, and two groups of one node are no different from the groups of two
+        # nodes (per-key story locks, retry on a lost race), so `writers` groups run at once.
+        self.writers = 1 if engine.dialect.name == "sqlite" else max(1, writers)
         self._pending: list[_Work[Any]] = []
         self._lock = threading.Lock()
-        self._draining = False
+        self._draining = 0  # threads draining `_pending` now
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="monitor-writer"
+            max_workers=self.writers, thread_name_prefix="monitor-writer"
         )
         self.groups = 0  # transactions committed (for tests and the benchmark)
         self.pieces = 0
@@ -117,8 +122,8 @@ class GroupWriter:
         work: _Work[T] = _Work(fn, loop.create_future(), loop, locks)
         with self._lock:
             self._pending.append(work)
-            start = not self._draining
-            self._draining = True
+            start = self._draining < self.writers
+            self._draining += start
         if start:
             self._executor.submit(self._drain)
         return await work.future
@@ -128,7 +133,7 @@ class GroupWriter:
             with self._lock:
                 group = self._take()
                 if not group:
-                    self._draining = False
+                    self._draining -= 1
                     return
             again = self._commit(group)
             if again:
@@ -178,10 +183,11 @@ class GroupWriter:
             if self.health is not None:
                 self.health.failed(exc)
             return []
-        self.retried += len(again)
         group = [w for w in group if not any(w is a for a in again)]
-        self.groups += 1
-        self.pieces += len(group)
+        with self._lock:  # several writer threads on PostgreSQL
+            self.retried += len(again)
+            self.groups += 1
+            self.pieces += len(group)
         if self.health is not None:
             faults = [w.error for w in group if w.error is not None]
             if not any(self.health.failed(e) for e in faults):
