@@ -5,7 +5,8 @@ durable commit (an fsync of the WAL on SQLite with `synchronous=FULL`). Run one 
 commits were the daemon's bottleneck: measured in bench/bench_fetch.py, the process's write
 lock was held 8 s of a 9 s cold poll of 2,000 feeds, 1.4 ms of each transaction being the
 COMMIT alone. `GroupWriter` runs every piece of work queued while the previous commit was in
-progress in ONE transaction, each inside its own SAVEPOINT, and commits once: the same
+progress in ONE transaction, each inside its own SAVEPOINT (a piece alone needs none: its
+transaction is its savepoint), and commits once: the same
 statements, in the order they were queued, and the same atomicity for each piece (a piece
 that raises is rolled back to its savepoint and only its caller gets the error); a crash
 before the commit loses the whole group, which is as safe as losing one piece (leases
@@ -173,8 +174,15 @@ class GroupWriter:
                         _pieces_sqlite(conn, group)
                 else:
                     _take_locks(conn, group)
-                    again = _pieces(conn, group)
-        except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
+                    if len(group) == 1:  # alone: no savepoint (two round trips fewer)
+                        group[0].result = group[0].fn(conn)
+                    else:
+                        again = _pieces(conn, group)
+        except BaseException as exc:  # nothing of the group is stored
+            if _again_alone(group, exc):
+                with self._lock:
+                    self.retried += 1
+                return group
             for work in group:
                 work.error = exc
                 work.result = None
@@ -215,6 +223,15 @@ def _pieces_sqlite(conn: Connection, group: list[_Work[Any]]) -> None:
             cur.execute("ROLLBACK TO monitor_group_piece")
             work.error = exc
         cur.execute("RELEASE monitor_group_piece")
+
+
+def _again_alone(group: list[_Work[Any]], exc: BaseException) -> bool:
+    """A piece that ran alone (no savepoint) lost a race: queue it again, as `_pieces`
+    does for one of a group."""
+    if len(group) != 1 or not _lost_race(exc) or group[0].tries >= RETRIES:
+        return False
+    group[0].tries += 1
+    return True
 
 
 def _take_locks(conn: Connection, group: list[_Work[Any]]) -> None:
