@@ -470,29 +470,45 @@ class StoryBatch:
         keys = [(k, res(sid), self.now) for k, sid in self._keys.items()]
         touched = [(self.now, sid) for sid in sorted(self._touched)]  # one lock order
         if self.conn.dialect.name == "sqlite":
-            # SQLite's own cursor: SQLAlchemy's per-row parameter handling of an executemany
-            # cost more than the statements (the commit runs under the process's write lock).
-            cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            if bands:
-                cur.executemany(_SQLITE_ADD_BANDS, bands)
-            if keys:
-                cur.executemany(_SQLITE_UPSERT_KEYS, keys)
-            if touched:
-                cur.executemany(_SQLITE_TOUCH_STORY, touched)
+            _write_sqlite(self.conn, bands, keys, touched)
         else:
-            # One statement each, whatever the number of rows (`engine.unnest_insert`).
-            if bands:
-                self.conn.execute(_PG_ADD_BANDS, arrays(_PG_BAND, bands))
-            if keys:
-                self.conn.execute(_PG_UPSERT_KEYS, arrays(_PG_KEY, keys))
-            if touched:
-                self.conn.execute(_PG_TOUCH, {"now": self.now, "ids": [sid for _, sid in touched]})
+            _write_pg(self.conn, bands, keys, touched, self.now)
         self._keys.clear()
         self._touched.clear()
         self._held.clear()
         self._held_bands.clear()
         self._sigs.clear()
         self._article_ids = []
+
+
+def _write_sqlite(
+    conn: Connection, bands: list[Any], keys: list[Any], touched: list[tuple[float, int]]
+) -> None:
+    """SQLite's own cursor: SQLAlchemy's per-row parameter handling of an executemany cost
+    more than the statements (the commit runs under the process's write lock)."""
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if bands:
+        cur.executemany(_SQLITE_ADD_BANDS, bands)
+    if keys:
+        cur.executemany(_SQLITE_UPSERT_KEYS, keys)
+    if touched:
+        cur.executemany(_SQLITE_TOUCH_STORY, touched)
+
+
+def _write_pg(
+    conn: Connection,
+    bands: list[Any],
+    keys: list[Any],
+    touched: list[tuple[float, int]],
+    now: float,
+) -> None:
+    """One statement each, whatever the number of rows (`engine.unnest_insert`)."""
+    if bands:
+        conn.execute(_PG_ADD_BANDS, arrays(_PG_BAND, bands))
+    if keys:
+        conn.execute(_PG_UPSERT_KEYS, arrays(_PG_KEY, keys))
+    if touched:
+        conn.execute(_PG_TOUCH, {"now": now, "ids": [sid for _, sid in touched]})
 
 
 @dataclass(frozen=True, slots=True)

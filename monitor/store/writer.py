@@ -164,33 +164,11 @@ class GroupWriter:
 
     def _commit(self, group: list[_Work[Any]]) -> list[_Work[Any]]:
         """Run and commit the group; returns the pieces to run again (they lost a race)."""
-        again: list[_Work[Any]] = []
         try:
             with write_tx(self.engine) as conn:
-                if conn.dialect.name == "sqlite":
-                    if len(group) == 1:  # alone: its own transaction is its savepoint
-                        group[0].result = group[0].fn(conn)
-                    else:
-                        _pieces_sqlite(conn, group)
-                else:
-                    _take_locks(conn, group)
-                    if len(group) == 1:  # alone: no savepoint (two round trips fewer)
-                        group[0].result = group[0].fn(conn)
-                    else:
-                        again = _pieces(conn, group)
+                again = _run_group(conn, group)
         except BaseException as exc:  # nothing of the group is stored
-            if _again_alone(group, exc):
-                with self._lock:
-                    self.retried += 1
-                return group
-            for work in group:
-                work.error = exc
-                work.result = None
-            if not isinstance(exc, Exception):
-                raise
-            if self.health is not None:
-                self.health.failed(exc)
-            return []
+            return self._failed(group, exc)
         group = [w for w in group if not any(w is a for a in again)]
         with self._lock:  # several writer threads on PostgreSQL
             self.retried += len(again)
@@ -206,9 +184,39 @@ class GroupWriter:
             log.warning("could not refresh the story tables' statistics", exc_info=True)
         return again
 
+    def _failed(self, group: list[_Work[Any]], exc: BaseException) -> list[_Work[Any]]:
+        """The group's transaction raised (BEGIN, COMMIT, or a piece that ran alone): run a
+        lone piece that lost a race again, else every caller gets the error."""
+        if _again_alone(group, exc):
+            with self._lock:
+                self.retried += 1
+            return group
+        for work in group:
+            work.error = exc
+            work.result = None
+        if not isinstance(exc, Exception):
+            raise exc
+        if self.health is not None:
+            self.health.failed(exc)
+        return []
+
     def close(self) -> None:
         """Finish the queued work and stop the writer thread."""
         self._executor.shutdown(wait=True)
+
+
+def _run_group(conn: Connection, group: list[_Work[Any]]) -> list[_Work[Any]]:
+    """The group's pieces in its transaction; returns those to run again. A piece alone
+    needs no savepoint: its transaction is one (on PostgreSQL, two round trips fewer)."""
+    if conn.dialect.name != "sqlite":
+        _take_locks(conn, group)
+    if len(group) == 1:
+        group[0].result = group[0].fn(conn)
+        return []
+    if conn.dialect.name == "sqlite":
+        _pieces_sqlite(conn, group)
+        return []
+    return _pieces(conn, group)
 
 
 def _pieces_sqlite(conn: Connection, group: list[_Work[Any]]) -> None:
