@@ -4,18 +4,13 @@ never a 500, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from monitor.daemon import Daemon, Runtime, load_checked
-from monitor.metrics import Metrics
-from monitor.web.context import from_daemon
-from tests.feedserver import NewsSite
-from tests.webconsole import ITEMS, TOKEN, Env, client_for, login, polled_env, write_config
+from tests.webconsole import TOKEN, Env, client_for, login, polled_env
 
 pytestmark = pytest.mark.slow
 HUGE = "9" * 30  # beyond a 64-bit integer
@@ -97,18 +92,8 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    with NewsSite() as site:
-        site.feed("/feed.xml", ITEMS)
-        cfg = write_config(tmp, site)
-        url = server.rsplit("/", 1)[0] + f"/{name}"
-        cfg.write_text(cfg.read_text().replace(f"sqlite:///{tmp}/monitor.db", url))
-        rt = Runtime(load_checked(cfg), config_path=str(cfg))
-        try:
-            asyncio.run(rt.run_cycle())
-            daemon = Daemon(rt)
-            yield Env(rt, daemon, from_daemon(daemon, Metrics()), site)
-        finally:
-            asyncio.run(rt.aclose())
+    with polled_env(tmp, database=server.rsplit("/", 1)[0] + f"/{name}") as e:
+        yield e
 
 
 def check(res: object, what: str) -> None:

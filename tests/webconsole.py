@@ -87,10 +87,16 @@ class Env:
 
 
 @contextmanager
-def polled_env(tmp: Path, *, items: list[Item] | None = None) -> Iterator[Env]:
+def polled_env(
+    tmp: Path, *, items: list[Item] | None = None, database: str | None = None
+) -> Iterator[Env]:
+    """A console over a store that has polled the loopback feed once (`database`: another
+    store's URL instead of the SQLite file in `tmp`)."""
     with NewsSite() as site:
         site.feed("/feed.xml", items or ITEMS)
         cfg = write_config(tmp, site)
+        if database is not None:
+            cfg.write_text(cfg.read_text().replace(f"sqlite:///{tmp}/monitor.db", database))
         rt = Runtime(load_checked(cfg), config_path=str(cfg))
         try:
             asyncio.run(rt.run_cycle())
