@@ -7,10 +7,12 @@ from __future__ import annotations
 import ctypes
 import gc
 import gzip
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,17 +38,41 @@ def _page() -> bytes:
     return gzip.decompress(page.read_bytes())
 
 
-async def test_workers_are_forked_from_a_server_that_imported_the_parsers() -> None:
-    pool = WorkerPool(2)
-    try:
-        probes = [await pool.run(_probe, timeout=30) for _ in range(4)]
-    finally:
-        pool.close()
+def _probes_in_a_fresh_process(pool: str, n: int, *, setup: str = "") -> tuple[int, list[Any]]:
+    """`_probe` run `n` times by the pool that `pool` (an expression) builds, in a fresh
+    Python process: a process has one forkserver, whose preload is read when it first
+    starts, so a pool made earlier in this test process (by another test) would decide it.
+    Returns that process's pid and the probes."""
+    code = (
+        "import asyncio, json, os\n"
+        "from monitor.workers import WorkerPool\n"
+        "from tests.test_workers_fork import _probe\n"
+        f"{setup}\n"
+        f"pool = {pool}\n"
+        "async def main():\n"
+        "    try:\n"
+        f"        return [await pool.run(_probe, timeout=60) for _ in range({n})]\n"
+        "    finally:\n"
+        "        pool.close()\n"
+        "print(json.dumps([os.getpid(), asyncio.run(main())]))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    me, probes = json.loads(out.stdout)
+    return int(me), probes
+
+
+def test_workers_are_forked_from_a_server_that_imported_the_parsers() -> None:
+    me, probes = _probes_in_a_fresh_process("WorkerPool(2)", 4)
     for pid, parent, trafilatura, feedparser, frozen in probes:
-        assert pid != os.getpid()
+        assert pid != me
         # The daemon's process is not the parent: the forkserver is, so nothing of the
         # daemon (event loop, sockets, threads, its heap) is in a worker.
-        assert parent != os.getpid()
+        assert parent != me
         assert trafilatura and feedparser  # imported once, by the forkserver
         assert frozen > 10_000  # its module objects are out of the collector's way
     assert len({parent for _, parent, *_ in probes}) == 1  # one forkserver for the pool
@@ -117,23 +143,9 @@ def test_a_daemon_whose_feeds_do_not_extract_preloads_no_trafilatura(tmp_path: P
         "defaults: {extract: false}\n"
         'feeds:\n  - {url: "http://127.0.0.1:9/feed.xml", allow_private: true}\n'
     )
-    code = (
-        "import asyncio, sys\n"
-        "from monitor.daemon import load_checked\n"
-        "from monitor.daemon import Runtime\n"
-        "from tests.test_workers_fork import _probe\n"
-        f"rt = Runtime(load_checked({str(cfg)!r}))\n"
-        "async def main():\n"
-        "    try:\n"
-        "        return await rt.workers.run(_probe, timeout=60)\n"
-        "    finally:\n"
-        "        rt.workers.close()\n"
-        "print(asyncio.run(main())[2:4])\n"
+    _, probes = _probes_in_a_fresh_process(
+        "Runtime(load_checked(CFG)).workers",
+        1,
+        setup=f"from monitor.daemon import Runtime, load_checked\nCFG = {str(cfg)!r}",
     )
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(False, True)"  # no trafilatura; feedparser preloaded
+    assert probes[0][2:4] == [False, True]  # no trafilatura; feedparser preloaded
