@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import http
 import ipaddress
@@ -36,6 +37,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+# Before aiohttp: it imports aiohttp without the CA loading aiohttp does at import (see there).
+from monitor import aiohttp_import  # noqa: F401
+
+# isort: split
 import aiohttp
 import aiohttp.abc
 import certifi
@@ -303,7 +308,20 @@ def _legacy_ipv4(host: str) -> str | None:
         return None
 
 
-_SSL_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+@functools.cache
+def _verified_context() -> ssl.SSLContext:
+    """The context of every TLS connection: certifi's CA bundle, made at the first https
+    request (loading the bundle is ~30 ms: not for a pass, or a process, that has none)."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _refusing_context() -> ssl.SSLContext:
+    """The context of the sessions for plain-http hops: it trusts no CA, so a TLS handshake
+    through one of them (which `Fetcher._session` never asks for) fails rather than going
+    unverified."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, hostname checked, no CA
+
+
 # --------------------------------------------------------------------------- body decoding
 
 
@@ -521,19 +539,20 @@ class Fetcher:
         # Two pools, so a connection opened for an `allow_private` feed is never reused by a
         # guarded request to the same origin (which would skip the address check). Sessions
         # are made on first use: aiohttp binds them to the running event loop.
-        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        # And per scheme, so the CA bundle is loaded only for https (`_verified_context`).
+        self._sessions: dict[tuple[bool, bool], aiohttp.ClientSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore = asyncio.Semaphore(s.concurrency)
         self._hosts: dict[str, _HostGate] = {}
 
-    def _session(self, allow_private: bool) -> aiohttp.ClientSession:
-        session = self._sessions.get(allow_private)
+    def _session(self, allow_private: bool, tls: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get((allow_private, tls))
         if session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._limit,
                 limit_per_host=0,  # the per-host limit is `_HostGate`'s (it also spaces starts)
                 keepalive_timeout=5.0,
-                ssl=_SSL_CONTEXT,
+                ssl=_verified_context() if tls else _refusing_context(),
                 resolver=_GuardedResolver(allow_private=allow_private),
                 socket_factory=_metadata_guard_socket if allow_private else _guard_socket,
             )
@@ -545,7 +564,7 @@ class Fetcher:
                 cookie_jar=aiohttp.DummyCookieJar(),  # no cookies carried between feeds
                 trust_env=False,
             )
-            self._sessions[allow_private] = session
+            self._sessions[allow_private, tls] = session
         return session
 
     async def __aenter__(self) -> Fetcher:
@@ -633,7 +652,7 @@ class Fetcher:
             host = target.raw_host or ""
             # Decided per hop: only a hop on the opted-in origin may reach a private address.
             private = origin is not None and _origin_of(target) == origin
-            session = self._session(private)
+            session = self._session(private, target.scheme == "https")
             if not private:
                 legacy = _legacy_ipv4(host)
                 if legacy is not None:  # aiohttp refuses these forms; say what they mean

@@ -124,6 +124,24 @@ def test_migrations_create_exactly_the_declared_schema(store_url: str) -> None:
     Store(store_url).close()  # opening a migrated database is a no-op
 
 
+def _claim_index_sql(conn: Any) -> str:
+    if conn.dialect.name == "postgresql":
+        q = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_deliveries_claim'"
+    else:
+        q = "SELECT sql FROM sqlite_master WHERE name = 'ix_deliveries_claim'"
+    return str(conn.exec_driver_sql(q).scalar_one())
+
+
+def test_the_claim_index_is_partial_on_both_engines(store_url: str) -> None:
+    """Its PostgreSQL condition is declared when a PostgreSQL engine is made
+    (`schema.declare_dialect`), not at import: a new database still gets it."""
+    st = Store(store_url)
+    with st.engine.connect() as conn:
+        sql = _claim_index_sql(conn)
+    st.close()
+    assert "WHERE" in sql.upper() and "pending" in sql, sql
+
+
 def test_a_new_database_gets_the_schema_and_a_stamp_alembic_reads(store_url: str) -> None:
     from alembic import command
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, delete, exists, func, select, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.store import schema as s
 from monitor.store.engine import read_tx
@@ -217,7 +216,12 @@ def prune_articles(
 def _bury(conn: Connection, entries: list[tuple[int, str]], now: float) -> None:
     """Tombstones for these (feed, GUID) pairs; one already there is kept as it is."""
     values = [{"feed_id": f, "guid_hash": s.guid_key(g), "pruned_at": now} for f, g in entries]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # The connection's own dialect, loaded already (naming both here would load PostgreSQL's
+    # package in every process on SQLite: `schema.declare_dialect`).
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql as dialect
+    else:
+        from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
     conn.execute(dialect.insert(s.entry_tombstones).on_conflict_do_nothing(), values)
 
 
