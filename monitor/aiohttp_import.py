@@ -12,7 +12,8 @@ request that ever fell back on aiohttp's own contexts would find no CA and fail 
 check: the change can only refuse, never trust.
 
 Imported first by `monitor.fetch`; in a process that imported aiohttp already it does nothing.
-It runs at import, in the importing thread, before the fetcher's threads exist.
+The variables are changed for the length of aiohttp's import only, in the importing thread;
+`once` and `run` import the fetcher at start, before they start any thread.
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def _claim_index_sql(conn: Any) -> str:
 
 def test_the_claim_index_is_partial_on_both_engines(store_url: str) -> None:
     """Its PostgreSQL condition is declared when a PostgreSQL engine is made
-    (`schema.declare_dialect`), not at import: a new database still gets it."""
+    (`schema.declare_postgresql`), not at import: a new database still gets it."""
     st = Store(store_url)
     with st.engine.connect() as conn:
         sql = _claim_index_sql(conn)

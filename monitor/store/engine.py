@@ -145,7 +145,7 @@ def _create(url: str, parsed: URL, pool_size: int) -> Engine:
         return engine
     from monitor.store import schema
 
-    schema.declare_dialect("postgresql")
+    schema.declare_postgresql()
     connect_args = {"connect_timeout": 10} if parsed.get_driver_name() == "psycopg" else {}
     # At most `pool_size` connections, none beyond (an overflow would let every node exceed
     # what the server's max_connections was sized for); a caller waits for a free one.

@@ -217,7 +217,7 @@ def _bury(conn: Connection, entries: list[tuple[int, str]], now: float) -> None:
     """Tombstones for these (feed, GUID) pairs; one already there is kept as it is."""
     values = [{"feed_id": f, "guid_hash": s.guid_key(g), "pruned_at": now} for f, g in entries]
     # The connection's own dialect, loaded already (naming both here would load PostgreSQL's
-    # package in every process on SQLite: `schema.declare_dialect`).
+    # package in every process on SQLite: `schema.declare_postgresql`).
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql as dialect
     else:

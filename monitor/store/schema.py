@@ -195,21 +195,19 @@ deliveries = Table(
     # next_attempt_at, id LIMIT n`), so a claim reads the first rows of an index instead of
     # sorting the whole due backlog. Sent rows, the bulk of history, are not in it. (It
     # replaced ix_deliveries_due (status, next_attempt_at), which SQLite's planner preferred.)
-    # Its PostgreSQL condition is declared by `declare_dialect` (see there).
+    # Its PostgreSQL condition is declared by `declare_postgresql` (see there).
     Index("ix_deliveries_claim", "next_attempt_at", "id", sqlite_where=text(CLAIMABLE_SQL)),
 )
 
 
-def declare_dialect(name: str) -> None:
-    """Declare what the tables need on dialect `name` beyond their generic form: on
-    PostgreSQL, the claim index's condition. `make_engine` calls it for an engine of that
-    dialect, before anything can create or compare the tables.
+def declare_postgresql() -> None:
+    """Declare what the tables need on PostgreSQL beyond their generic form: the claim
+    index's condition. `make_engine` calls it for a PostgreSQL engine, before anything can
+    create or compare the tables (idempotent).
 
     Naming `postgresql_where` in the `Index` above would make SQLAlchemy load its PostgreSQL
     dialect package (the modules of five drivers, ~25 ms) when this module is imported, in
     every command on SQLite too (bench/README.md, `monitor once` and start-up)."""
-    if name != "postgresql":
-        return
     claim = next(i for i in deliveries.indexes if i.name == "ix_deliveries_claim")
     claim.dialect_options["postgresql"]["where"] = text(CLAIMABLE_SQL)
 
