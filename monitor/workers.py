@@ -114,6 +114,11 @@ class WorkerPool:
         # Made on the first task: a `monitor once` where every feed answers 304 never starts
         # a worker process (a spawn and its imports cost 0.3-0.5 s of CPU each).
         self._pool: pebble.ProcessPool | None = None
+        # The pebble pool whose workers are known to be started, and the start under way
+        # (see `_ready`); `close` waits for a start in progress under `_starting_guard`.
+        self._running: pebble.ProcessPool | None = None
+        self._starting: tuple[pebble.ProcessPool, concurrent.futures.Future[None]] | None = None
+        self._starting_guard = threading.Lock()
         self._closed = False
         self._reapers: list[threading.Thread] = []
         self.replacements = 0
@@ -155,10 +160,48 @@ class WorkerPool:
         reaper.start()
         self._reapers = [t for t in self._reapers if t.is_alive()] + [reaper]
 
-    def _schedule(
+    async def _ready(self) -> pebble.ProcessPool:
+        """The current pebble pool, its workers started.
+
+        pebble starts a pool's workers inside its first `schedule`, and the first worker waits
+        for the forkserver to start and import the parsers (~0.2-0.3 s): done on the event loop,
+        that stalls every fetch in flight. It is done here in a thread, once per pebble pool;
+        tasks that arrive meanwhile wait for the same start. (A thread and a concurrent future
+        rather than asyncio primitives: a pool may serve more than one event loop, as in tests.)
+        """
+        pool = self._current()
+        if pool is self._running:
+            return pool
+        if self._starting is None or self._starting[0] is not pool:
+            started: concurrent.futures.Future[None] = concurrent.futures.Future()
+            started.set_running_or_notify_cancel()  # a cancelled waiter must not cancel it
+            self._starting = (pool, started)
+            threading.Thread(
+                target=self._start, args=(pool, started), name="worker-pool-start", daemon=True
+            ).start()
+        starting = self._starting
+        try:
+            await asyncio.wrap_future(starting[1])
+        except Exception:
+            if self._starting is starting:
+                self._starting = None  # the next task tries again
+            raise
+        self._running = pool
+        return pool
+
+    def _start(self, pool: pebble.ProcessPool, started: concurrent.futures.Future[None]) -> None:
+        with self._starting_guard:
+            try:
+                _ = pool.active  # pebble starts a created pool's workers on first use
+            except BaseException as exc:  # handed to the tasks waiting for this start
+                started.set_exception(exc)
+            else:
+                started.set_result(None)
+
+    async def _schedule(
         self, fn: Callable[..., T], args: tuple[Any, ...], timeout: float
     ) -> tuple[pebble.ProcessPool, pebble.ProcessFuture[T]]:
-        pool = self._current()
+        pool = await self._ready()
         try:
             return pool, pool.schedule(fn, args=args, timeout=timeout)
         except RuntimeError as exc:
@@ -168,7 +211,7 @@ class WorkerPool:
             if self._closed:
                 raise
             self._replace(pool, str(exc))
-            pool = self._current()
+            pool = await self._ready()
             return pool, pool.schedule(fn, args=args, timeout=timeout)
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
@@ -180,7 +223,7 @@ class WorkerPool:
         """
         import pebble  # loaded by the pool `_schedule` made
 
-        pool, future = self._schedule(fn, args, timeout)
+        pool, future = await self._schedule(fn, args, timeout)
         waiter = asyncio.wrap_future(future)
         try:
             while True:
@@ -245,7 +288,8 @@ class WorkerPool:
         """Stop the workers (running tasks are killed) and wait for them to exit."""
         self._closed = True
         if self._pool is not None:
-            self._pool.stop()  # type: ignore[no-untyped-call]
+            with self._starting_guard:  # a start in progress ends first (<0.5 s)
+                self._pool.stop()  # type: ignore[no-untyped-call]
             self._pool.join()
         for reaper in self._reapers:
             reaper.join()

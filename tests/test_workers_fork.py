@@ -149,3 +149,44 @@ def test_a_daemon_whose_feeds_do_not_extract_preloads_no_trafilatura(tmp_path: P
         setup=f"from monitor.daemon import Runtime, load_checked\nCFG = {str(cfg)!r}",
     )
     assert probes[0][2:4] == [False, True]  # no trafilatura; feedparser preloaded
+
+
+async def test_a_pool_starts_its_workers_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pebble starts a pool's workers inside its first `schedule`, and the first one waits
+    for the forkserver to start and import the parsers: on the event loop, that stalled
+    every fetch in flight for ~0.2-0.3 s. The start waits here until the loop has run a
+    coroutine, which it could not do if the start blocked the loop; tasks that arrive during
+    the start share it."""
+    import asyncio
+    import threading
+
+    import pebble
+
+    starts: list[str] = []
+    loop_ran = threading.Event()
+    original = pebble.ProcessPool._start_pool
+
+    def start(self: pebble.ProcessPool) -> None:
+        starts.append(threading.current_thread().name)
+        assert loop_ran.wait(10), "the event loop did not run while the pool started"
+        original(self)
+
+    monkeypatch.setattr(pebble.ProcessPool, "_start_pool", start)
+
+    async def while_starting() -> None:
+        while not starts:
+            await asyncio.sleep(0.01)
+        loop_ran.set()
+
+    pool = WorkerPool(1, extraction=False)
+    try:
+        probes = await asyncio.gather(
+            pool.run(_probe, timeout=60), pool.run(_probe, timeout=60), while_starting()
+        )
+    finally:
+        pool.close()
+    assert starts == ["worker-pool-start"]  # once, in its own thread
+    assert probes[0] is not None and probes[1] is not None
+    assert probes[0][0] == probes[1][0]  # one worker ran both
