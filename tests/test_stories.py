@@ -176,6 +176,32 @@ def test_fingerprint_is_stable_across_index_objects() -> None:
     assert a.minhash is not None and len(a.bands) == 42
 
 
+@pytest.mark.parametrize(
+    ("text", "num_perm", "shingles", "digest"),
+    [
+        ("seed", 128, 392, "3a59c823690521e82379da029efbddd16e94483395d47725f4ef6b8aef6cac81"),
+        # Longer than one 2,048-shingle step of the signature.
+        ("news", 128, 7660, "615706031c7ef331d0ba24378bc861c2166624e8f79a96c13857959fa9032fef"),
+        ("news", 16, 7660, "a6914f578a7039064a2c1a6c74a65eee5d7746b273d1c6bdaea36c65e5260504"),
+    ],
+)
+def test_signatures_never_change(text: str, num_perm: int, shingles: int, digest: str) -> None:
+    """Signatures are stored and compared with later ones, so a faster way to compute them
+    must give the same bytes: pinned to what the first implementation gave on real text
+    (the seed article; 200 AG News rows, longer than a step)."""
+    import hashlib
+
+    if text == "seed":
+        body = (DATA / "seed" / "us-troops-attacks-article.txt").read_text("utf-8")
+    else:
+        with (DATA / "news/ag_news/train_subset.csv").open(encoding="utf-8", newline="") as f:
+            body = "\n".join(r["text"] for r in list(csv.DictReader(f))[:200])
+    idx = StoryIndex(window=86400.0, num_perm=num_perm)
+    minima, size = idx.signature(idx.words(body))
+    assert size == shingles
+    assert hashlib.sha256(minima.tobytes()).hexdigest() == digest
+
+
 def test_a_body_under_min_words_has_no_signature() -> None:
     fp = StoryIndex(window=HOUR).fingerprint(
         Article(feed="f", guid="g", url="https://x.org/a", title="t", body=PARAS[0])
