@@ -132,6 +132,18 @@ class WorkerPool:
         """Whether a task was ever given to the pool (and so its workers were started)."""
         return self._pool is not None
 
+    @property
+    def ready(self) -> bool:
+        """Whether the pool can take work: not closed, and its pebble pool not broken. Never
+        starts a worker (asking a created pebble pool whether it is `active` starts it): a
+        pool not started yet, or starting, is ready."""
+        if self._closed:
+            return False
+        pool = self._pool
+        if pool is None or pool is not self._running:
+            return True
+        return bool(pool.active)
+
     def _current(self) -> pebble.ProcessPool:
         if self._pool is None:
             if self._closed:

@@ -340,5 +340,25 @@ def test_readyz_counts_a_pool_not_started_yet_as_ready() -> None:
 
     pool = WorkerPool(1)
     assert not pool.started and workers_ready(pool)
+    assert not pool.started  # asking did not start it
     pool.close()
+    assert not workers_ready(pool)
+
+
+async def test_readyz_counts_a_started_pool_as_ready_until_it_is_closed() -> None:
+    from monitor.web.context import workers_ready
+    from monitor.workers import WorkerPool
+
+    pool = WorkerPool(1, extraction=False)
+    try:
+        parsed = await pool.parse_feed(
+            b"<rss version='2.0'><channel><title>t</title></channel></rss>",
+            url="http://127.0.0.1/f.xml",
+            content_type="application/rss+xml",
+            timeout=60,
+        )
+        assert parsed is not None
+        assert pool.started and workers_ready(pool)
+    finally:
+        pool.close()
     assert not workers_ready(pool)

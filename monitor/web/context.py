@@ -23,6 +23,7 @@ from monitor.web.live import AlertFeed
 
 if TYPE_CHECKING:
     from monitor.daemon import Daemon
+    from monitor.workers import WorkerPool
 
 PageFetcher = Callable[[str], Awaitable[dict[str, str]]]
 
@@ -78,13 +79,10 @@ def web_settings(settings: Settings) -> WebSettings | None:
     return None
 
 
-def workers_ready(workers: Any) -> bool:
+def workers_ready(workers: WorkerPool) -> bool:
     """Whether the parse/extract pool can take work. It is made on the first task (a daemon
     with nothing to parse yet never starts one), so not started yet is ready, not down."""
-    if getattr(workers, "_closed", False):
-        return False
-    pool = getattr(workers, "_pool", None)
-    return pool is None or bool(getattr(pool, "active", False))
+    return workers.ready
 
 
 def from_daemon(daemon: Daemon, metrics: Metrics) -> Console:
