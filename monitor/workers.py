@@ -202,6 +202,8 @@ class WorkerPool:
                 self._starting = None  # the next task tries again
             raise
         self._running = pool
+        if self._starting is starting:
+            self._starting = None  # done: `_running` says so from now on
         return pool
 
     def _start(self, pool: pebble.ProcessPool, started: concurrent.futures.Future[None]) -> None:
@@ -303,7 +305,7 @@ class WorkerPool:
         """Stop the workers (running tasks are killed) and wait for them to exit."""
         self._closed = True
         if self._pool is not None:
-            with self._starting_guard:  # a start in progress ends first (<0.5 s)
+            with self._starting_guard:  # a start in progress ends first
                 self._pool.stop()  # type: ignore[no-untyped-call]
             self._pool.join()
         for reaper in self._reapers:
