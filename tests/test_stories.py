@@ -180,7 +180,7 @@ def test_fingerprint_is_stable_across_index_objects() -> None:
     ("text", "num_perm", "shingles", "digest"),
     [
         ("seed", 128, 392, "3a59c823690521e82379da029efbddd16e94483395d47725f4ef6b8aef6cac81"),
-        # Longer than one 2,048-shingle step of the signature.
+        # Several steps of the signature (`_SIGNATURE_COLUMNS` shingles each).
         ("news", 128, 7660, "615706031c7ef331d0ba24378bc861c2166624e8f79a96c13857959fa9032fef"),
         ("news", 16, 7660, "a6914f578a7039064a2c1a6c74a65eee5d7746b273d1c6bdaea36c65e5260504"),
     ],
