@@ -14,6 +14,7 @@ from monitor.alerting import Alert
 from monitor.models import Article
 from monitor.store import FeedSpec, Route, RuleHit, Store
 from monitor.store import schema as s
+from monitor.store.stories import StoryRepo
 from monitor.stories import StoryIndex
 
 NOW = 1_800_000_000.0
@@ -168,3 +169,37 @@ def _create_database(url: str) -> None:
     server, name = url.rsplit("/", 1)
     with psycopg.connect(server + "/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def test_lsh_candidates_bring_each_stored_article_once(store_url: str) -> None:
+    """Copies of one text from eight sites: each joins the first's story by its text, and the
+    candidates of a ninth copy are the eight stored articles, each read once (one candidate
+    object for all the bands it shares) and in article order."""
+    st, a, _ = _store(store_url)
+    idx = StoryIndex(window=72 * 3600)
+    try:
+        copies = [
+            Article(
+                feed="A", guid=str(i), url=f"https://site{i}.example/x", title=f"T{i}", body=BODY
+            )
+            for i in range(8)
+        ]
+        results = st.articles.commit(
+            [(art, idx.fingerprint(art), [], None) for art in copies],
+            feed_id=a,
+            stories=idx,
+            now=NOW,
+            routes={},
+        )
+        assert len({r.story_id for r in results}) == 1
+        assert [r.story_reason.split("~")[0] for r in results] == ["new"] + ["text"] * 7
+        fp = idx.fingerprint(Article(feed="A", guid="9", url="https://n.example/9", body=BODY))
+        with st.engine.connect() as conn:
+            rows = StoryRepo(idx)._band_rows(conn, fp.bands, NOW - 3600)
+        ids = [row.article_id for _, row in rows]
+        assert ids == sorted(ids) and sorted(set(ids)) == [r.article_id for r in results]
+        assert len(rows) == 8 * len(fp.bands)  # an identical text shares every band
+        assert len({id(row) for _, row in rows}) == 8
+        assert all(row.minhash == rows[0][1].minhash for _, row in rows)
+    finally:
+        st.close()
