@@ -288,11 +288,12 @@ class Pipeline:
                 max_bytes=self.settings.fetch.max_feed_bytes,
                 private_origin=conf.cfg.url if conf.cfg.allow_private else None,
             )
+        digest = res.content_hash  # (computed on each access)
         fetched = FetchSummary(
-            changed=not res.not_modified and res.content_hash != feed.content_hash,
+            changed=not res.not_modified and digest != feed.content_hash,
             etag=res.etag,
             last_modified=res.last_modified,
-            content_hash=res.content_hash,
+            content_hash=digest,
             permanent_redirect=_redacted(res.permanent_redirect),
             not_modified=res.not_modified,
         )
