@@ -172,3 +172,76 @@ feeds:
         assert [r.headers.get("if-none-match") for r in feed_requests] == [None, None]
     finally:
         close(rt)
+
+
+def test_the_daemon_holds_a_bounded_number_of_article_pages(
+    tmp_path: Path,
+    server: HostileServer,  # noqa: F811
+) -> None:
+    """Twelve feeds of eight new items, one worker: pages arrive faster than it extracts
+    them. The pages in hand (served and not yet extracted) stay within the bound, and every
+    article is still stored with its body."""
+    import threading
+
+    from monitor.pipeline import PAGES_PER_WORKER
+    from tests.hostile_server import send
+
+    lock = threading.Lock()
+    counts = {"served": 0, "done": 0, "peak": 0}
+    para = "<p>" + "Harbour fire spreads to the old town as crews arrive. " * 60 + "</p>"
+    page = f"<html><body><article>{para * 6}</article></body></html>".encode()
+
+    def article(h: Any) -> None:
+        with lock:
+            counts["served"] += 1
+            counts["peak"] = max(counts["peak"], counts["served"] - counts["done"])
+        send(h, 200, page, {"Content-Type": "text/html"})
+
+    feeds = []
+    for f in range(12):
+        items = "".join(
+            f"<item><title>Fire {f}-{i}</title><guid>{f}-{i}</guid>"
+            f"<link>{server.url(f'/a/{f}/{i}')}</link></item>"
+            for i in range(8)
+        )
+        for i in range(8):
+            server.routes[f"/a/{f}/{i}"] = article
+        server.routes[f"/f{f}"] = fixed(
+            200,
+            (
+                '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+                f"<link>{server.url('/')}</link><description>d</description>{items}"
+                "</channel></rss>"
+            ).encode(),
+            Content_Type="application/rss+xml",
+        )
+        feeds.append(f'  - {{url: "{server.url(f"/f{f}")}", allow_private: true}}')
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"database: sqlite:///{tmp_path}/monitor.db\nfetch: {{workers: 1, per_host: 8}}\n"
+        "defaults: {interval: 1m, extract: true}\nfeeds:\n" + "\n".join(feeds) + "\n"
+    )
+    rt = Runtime(load_checked(cfg), config_path=str(cfg))
+    extract = rt.workers.extract
+
+    async def counted(html: bytes, *, url: str, timeout: float) -> Any:
+        try:
+            return await extract(html, url=url, timeout=timeout)
+        finally:
+            with lock:
+                counts["done"] += 1
+
+    rt.workers.extract = counted  # type: ignore[method-assign]
+    try:
+        rt.store.feeds.poll_now(time.time())
+        polls = asyncio.run(rt.poll_due())
+        assert sorted(p.new for p in polls) == [8] * 12
+        with rt.store.engine.connect() as conn:
+            bodies = conn.execute(
+                select(func.count()).where(schema.articles.c.body.like("%Harbour fire%"))
+            ).scalar_one()
+    finally:
+        close(rt)
+    assert bodies == 96 and counts["served"] == 96
+    # Without the bound, 46 pages were in hand at once here (16 with it).
+    assert 2 <= counts["peak"] <= PAGES_PER_WORKER < 46
