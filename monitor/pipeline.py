@@ -57,9 +57,9 @@ ARTICLE_CONCURRENCY = 4
 EXTRACT_BUDGET = 0.6
 #: Article pages the daemon holds at once (being fetched, or fetched and waiting for a worker
 #: process), per worker. Pages arrive faster than two workers extract them: unbounded, 128
-#: pages (33 MB of bodies) waited in the extraction benchmark. 16 a worker keeps the workers
-#: fed with pages ~0.5 s away (32 pages in 0.5 s against ~25 ms of CPU each); the per-feed
-#: (`ARTICLE_CONCURRENCY`) and per-host limits bind before it otherwise.
+#: pages (33 MB of bodies) waited in the extraction benchmark. 16 a worker keep it busy while
+#: pages take up to ~0.4 s to arrive (16 in 0.4 s, against ~25 ms of its CPU a page); the
+#: per-feed (`ARTICLE_CONCURRENCY`) and per-host limits bind before it otherwise.
 PAGES_PER_WORKER = 16
 
 

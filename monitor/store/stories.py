@@ -171,7 +171,7 @@ class StoryRepo:
         held: dict[tuple[int, int], _Held] = {}  # one candidate per article (and story)
         rows: list[tuple[int, _Held]] = []
         for band, article_id, story_id in pairs:
-            if article_id not in found:  # (its bands go with it: cannot happen in one read)
+            if article_id not in found:  # deleted between the two reads (retention elsewhere)
                 continue
             row = held.get((article_id, story_id))
             if row is None:
