@@ -203,3 +203,39 @@ def test_lsh_candidates_bring_each_stored_article_once(store_url: str) -> None:
         assert all(row.minhash == rows[0][1].minhash for _, row in rows)
     finally:
         st.close()
+
+
+def test_lsh_candidates_past_one_in_list(store_url: str) -> None:
+    """Fifteen different texts: their 630 bands take two IN lists of the lookup, and every
+    stored article comes back under each of its own bands."""
+    st, a, _ = _store(store_url)
+    idx = StoryIndex(window=72 * 3600)
+    try:
+        arts = [
+            Article(
+                feed="A",
+                guid=str(i),
+                url=f"https://site{i}.example/x",
+                title=f"T{i}",
+                body=" ".join(f"topic{i} word{j} of report {i * 1000 + j}" for j in range(60)),
+            )
+            for i in range(15)
+        ]
+        fps = [idx.fingerprint(art) for art in arts]
+        results = st.articles.commit(
+            [(art, fp, [], None) for art, fp in zip(arts, fps, strict=True)],
+            feed_id=a,
+            stories=idx,
+            now=NOW,
+            routes={},
+        )
+        assert [r.story_reason for r in results] == ["new"] * 15
+        bands = [b for fp in fps for b in fp.bands]
+        assert len(set(bands)) > 500
+        with st.engine.connect() as conn:
+            rows = StoryRepo(idx)._band_rows(conn, bands, NOW - 3600)
+        got = {(band, row.article_id) for band, row in rows}
+        for fp, r in zip(fps, results, strict=True):
+            assert {(b, r.article_id) for b in fp.bands} <= got
+    finally:
+        st.close()
