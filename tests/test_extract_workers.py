@@ -138,6 +138,31 @@ async def test_a_pool_broken_while_idle_is_replaced_and_later_tasks_succeed() ->
         workers.close()
 
 
+async def test_a_replaced_pool_is_ready_and_asking_does_not_start_it() -> None:
+    """After a replacement the new pebble pool is made but not started (its first task
+    starts it): `ready` says yes without starting it, and a task then runs."""
+    from pebble.pool.base_pool import PoolStatus
+
+    workers = WorkerPool(1)
+    try:
+        assert await workers.run(sum, [1, 2], timeout=30) == 3
+        broken = workers._pool
+        assert broken is not None and workers.ready
+        _kill_all_workers(workers)
+        await _until(lambda: not broken.active, "pebble to declare the pool broken")
+        assert not workers.ready  # the started pool is broken
+        workers._replace(broken, "killed by the test")
+        fresh = workers._pool
+        assert fresh is not None and fresh is not broken
+        assert workers.ready and workers.ready
+        assert fresh._context.status == PoolStatus.CREATED  # asking started nothing
+        assert await workers.run(sum, [2, 3], timeout=30) == 5
+        assert workers.ready and fresh._context.status == PoolStatus.RUNNING
+    finally:
+        workers.close()
+    assert not workers.ready
+
+
 async def test_a_pool_broken_under_a_task_fails_that_task_only() -> None:
     workers = WorkerPool(2)
     try:
