@@ -335,18 +335,16 @@ def test_events_stream_alerts_as_server_sent_events(env: Env) -> None:
 def test_readyz_counts_a_pool_not_started_yet_as_ready() -> None:
     """The pool starts with the first task: a daemon with nothing to parse yet is ready; a
     closed pool is not."""
-    from monitor.web.context import workers_ready
     from monitor.workers import WorkerPool
 
     pool = WorkerPool(1)
-    assert not pool.started and workers_ready(pool)
+    assert not pool.started and pool.ready
     assert not pool.started  # asking did not start it
     pool.close()
-    assert not workers_ready(pool)
+    assert not pool.ready
 
 
 async def test_readyz_counts_a_started_pool_as_ready_until_it_is_closed() -> None:
-    from monitor.web.context import workers_ready
     from monitor.workers import WorkerPool
 
     pool = WorkerPool(1, extraction=False)
@@ -358,7 +356,7 @@ async def test_readyz_counts_a_started_pool_as_ready_until_it_is_closed() -> Non
             timeout=60,
         )
         assert parsed is not None
-        assert pool.started and workers_ready(pool)
+        assert pool.started and pool.ready
     finally:
         pool.close()
-    assert not workers_ready(pool)
+    assert not pool.ready

@@ -23,7 +23,6 @@ from monitor.web.live import AlertFeed
 
 if TYPE_CHECKING:
     from monitor.daemon import Daemon
-    from monitor.workers import WorkerPool
 
 PageFetcher = Callable[[str], Awaitable[dict[str, str]]]
 
@@ -79,12 +78,6 @@ def web_settings(settings: Settings) -> WebSettings | None:
     return None
 
 
-def workers_ready(workers: WorkerPool) -> bool:
-    """Whether the parse/extract pool can take work. It is made on the first task (a daemon
-    with nothing to parse yet never starts one), so not started yet is ready, not down."""
-    return workers.ready
-
-
 def from_daemon(daemon: Daemon, metrics: Metrics) -> Console:
     rt = daemon.rt
 
@@ -108,7 +101,7 @@ def from_daemon(daemon: Daemon, metrics: Metrics) -> Console:
         snapshot=daemon.snapshot,
         metrics=metrics,
         stalled_after=max(60.0, 10 * d.tick.total_seconds()),
-        workers_up=lambda: workers_ready(rt.workers),
+        workers_up=lambda: rt.workers.ready,
         fetch_page=fetch_page,
         stopping=daemon.stopping,
     )
