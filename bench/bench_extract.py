@@ -3,6 +3,7 @@
     python bench/bench_extract.py                   # 200 feeds, monitor then direct trafilatura
     python bench/bench_extract.py --feeds 50 --repeat 2
     python bench/bench_extract.py --profile         # cProfile of the daemon's process (stderr)
+    python bench/bench_extract.py --workers-ab 1000 --repeat 2  # worker path vs trafilatura
 
 Pages: the real article pages of the corpora ($MONITOR_CORPORA, or ../shared/corpora beside the
 repository): scrapinghub-aeb, trafilatura-eval and readability-test-pages, cycled so that every
@@ -401,6 +402,82 @@ def run_direct(n: int) -> dict[str, Any]:
     }
 
 
+def _ab_side(side: str, pages: int) -> dict[str, Any]:
+    """One side of `--workers-ab`: `pages` pages through one worker process, and nothing
+    else. direct: trafilatura in a ProcessPoolExecutor(1), as `run_direct`; monitor: the
+    daemon's `WorkerPool(1).extract` (pebble, forkserver, `extract_article`, workers
+    replaced every 100 tasks), 16 pages in flight as the pipeline's page slots allow."""
+    from monitor.pipeline import PAGES_PER_WORKER
+    from monitor.workers import WorkerPool
+
+    srcs = load_pages()
+    work = [srcs[k % len(srcs)] for k in range(pages)]
+    if side == "direct":
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            list(pool.map(_direct, srcs[:2]))
+            cpu0, own0, t0 = tree_cpu(), os.times(), time.perf_counter()
+            extracted = sum(pool.map(_direct, work, chunksize=8))
+            wall, cpu, own1 = time.perf_counter() - t0, tree_cpu() - cpu0, os.times()
+    else:
+        wp = WorkerPool(1, extraction=True)
+
+        async def main() -> tuple[float, float, Any, int]:
+            await wp.extract(srcs[0], url="http://x/", timeout=30)
+            slots = asyncio.Semaphore(PAGES_PER_WORKER)
+
+            async def one(page: bytes, k: int) -> int:
+                async with slots:
+                    got = await wp.extract(page, url=f"http://127.0.0.1/a/{k}.html", timeout=30)
+                    return 1 if got else 0
+
+            cpu0, own0, t0 = tree_cpu(), os.times(), time.perf_counter()
+            n = sum(await asyncio.gather(*(one(p, k) for k, p in enumerate(work))))
+            return time.perf_counter() - t0, tree_cpu() - cpu0, own0, n
+
+        try:
+            wall, cpu, own0, extracted = asyncio.run(main())
+        finally:
+            wp.close()
+        own1 = os.times()
+    own = own1.user - own0.user + own1.system - own0.system
+    return {"wall": wall, "cpu": cpu, "main_cpu": own, "extracted": extracted}
+
+
+def workers_ab(pages: int, rounds: int) -> None:
+    """Both sides at once, each in a fresh process with one worker: on two cores they run side
+    by side and meet the same machine, whose speed here drifts by a third within an hour
+    (which no sequence of whole runs can tell from a 10 % effect). Prints the worker CPU
+    per page of each side: what the daemon's worker path costs over trafilatura itself."""
+    res: dict[str, list[dict[str, Any]]] = {"direct": [], "monitor": []}
+    for _ in range(rounds):
+        procs = {
+            side: subprocess.Popen(
+                [sys.executable, __file__, "_ab", side, str(pages)], stdout=subprocess.PIPE
+            )
+            for side in res
+        }
+        for side, proc in procs.items():
+            out, _ = proc.communicate()
+            res[side].append(json.loads(out.decode().strip().splitlines()[-1]))
+    print(
+        f"| side, {pages} pages, 1 worker, {rounds} rounds | worker CPU ms a page "
+        "| the side's own process CPU s | wall s | with text |"
+    )
+    print("|---|---|---|---|---|")
+    per: dict[str, list[float]] = {}
+    for side, runs in res.items():
+        per[side] = [(x["cpu"] - x["main_cpu"]) / pages * 1000 for x in runs]
+        own = ", ".join(f"{x['main_cpu']:.2f}" for x in runs)
+        walls = ", ".join(f"{x['wall']:.1f}" for x in runs)
+        cpus = ", ".join(f"{v:.1f}" for v in per[side])
+        print(f"| {side} | {cpus} | {own} | {walls} | {runs[0]['extracted']} |")
+    ratios = [m / d for m, d in zip(per["monitor"], per["direct"], strict=True)]
+    print(
+        f"\nworker path / trafilatura direct, CPU a page: {', '.join(f'{r:.2f}' for r in ratios)}"
+    )
+
+
 def run_tool(tool: str, n: int, srv: Server | None, profile: bool = False) -> dict[str, Any]:
     """One measurement in a fresh process: neither tool inherits the other's heap, and the
     page server (a child of this process) is outside the measured tree."""
@@ -426,6 +503,9 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "_serve":
         asyncio.run(_serve(int(sys.argv[2])))
         return
+    if len(sys.argv) == 4 and sys.argv[1] == "_ab":
+        print(json.dumps(_ab_side(sys.argv[2], int(sys.argv[3]))))
+        return
     if len(sys.argv) >= 5 and sys.argv[1] == "_tool":
         n, port = int(sys.argv[3]), int(sys.argv[4])
         if sys.argv[2] == "monitor":
@@ -438,7 +518,16 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1, help="rounds (medians are printed)")
     parser.add_argument("--profile", action="store_true", help="cProfile the daemon's process")
+    parser.add_argument(
+        "--workers-ab",
+        type=int,
+        metavar="PAGES",
+        help="instead: the worker path against trafilatura, side by side (see workers_ab)",
+    )
     args = parser.parse_args()
+    if args.workers_ab:
+        workers_ab(args.workers_ab, args.repeat)
+        return
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{len(page_files())} distinct pages, {args.feeds} feeds x {ITEMS} items, "
