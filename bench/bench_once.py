@@ -17,6 +17,9 @@ per tool, in alternating order so that each tool meets the same machine load:
   * pool: ThreadPoolExecutor(16) of httpx + feedparser with ETag handling (bench_fetch).
   * newsboat: `newsboat -x reload` with its own urls file and cache (bench_fetch; its warm
     run follows an untimed reload, as newsboat stores validators only on a second reload).
+  * imports: `python -c "import pydantic_settings, feedparser"`, no feeds at all: what any
+    `once` in Python with the project's chosen config and feed libraries pays before its
+    first request (its row is the same command in both columns).
 
 Wall seconds are reported (medians over the rounds, min-max); CPU is user + system of the
 process, its children and whatever it left running (this script is their subreaper: the
@@ -113,9 +116,24 @@ def run_monitor(srv: bench_fetch.Server, profile: bool = False) -> dict[str, Any
     return out
 
 
+#: What any `once` must import, whatever else it does: pydantic-settings (the project's
+#: chosen config library) to read its config, feedparser to parse a changed feed. Timed in
+#: the same rounds as the tools, it is the floor under a Python `once` on this machine.
+FLOOR = "import pydantic_settings, feedparser"
+
+
+def run_floor(srv: bench_fetch.Server) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as d:
+        cmd = [sys.executable, "-c", FLOOR]
+        keep = {srv.proc.pid}  # the feed server is our child too: not to be waited for
+        return {phase: timed_tree(cmd, Path(d), ENV, keep) for phase in ("cold", "warm")}
+
+
 def run_tool(tool: str, srv: bench_fetch.Server) -> dict[str, Any]:
     if tool == "monitor":
         return run_monitor(srv)
+    if tool == "imports":
+        return run_floor(srv)
     return bench_fetch.run_tool(tool, srv.n, srv, False)
 
 
@@ -146,8 +164,9 @@ def round_rows(n: int, tools: list[str], repeat: int) -> list[str]:
             continue
         bad = sorted({x[p].get("rc", 0) for x in ok for p in ("cold", "warm")} - {0})
         note = f" (exit {bad})" if bad else ""
+        label = f"`{FLOOR}` alone" if tool == "imports" else tool
         rows.append(
-            f"| {n} | {tool}{note} | {len(ok)} | {cell([x['cold']['wall'] for x in ok])} "
+            f"| {n} | {label}{note} | {len(ok)} | {cell([x['cold']['wall'] for x in ok])} "
             f"| {cell([x['warm']['wall'] for x in ok])} "
             f"| {statistics.median(x['cold']['cpu'] for x in ok):.2f} "
             f"| {statistics.median(x['warm']['cpu'] for x in ok):.2f} |"
@@ -159,6 +178,8 @@ def brief(res: dict[str, Any]) -> str:
     if "error" in res:
         return str(res["error"])
     c, w = res["cold"], res["warm"]
+    if "requests" not in c:  # the import floor: no requests
+        return f"cold {c['wall']:.2f} s, warm {w['wall']:.2f} s"
     return (
         f"cold {c['wall']:.2f} s ({c['requests']} requests), warm {w['wall']:.2f} s"
         f" ({w['not_modified']} x 304)" + (f" stderr: {w['stderr']}" if w.get("stderr") else "")
@@ -210,7 +231,11 @@ def startup_rows(repeat: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, action="append", help="feeds (repeatable)")
-    parser.add_argument("--tools", default="monitor,pool,newsboat")
+    parser.add_argument(
+        "--tools",
+        default="monitor,pool,newsboat,imports",
+        help="comma-separated; `imports` times the import floor (FLOOR) in the same rounds",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds (medians are printed)")
     parser.add_argument("--startup-repeat", type=int, default=15)
     parser.add_argument("--startup-only", action="store_true")
